@@ -1,0 +1,142 @@
+"""Command line: `python -m pipeline <step> [options]`, the command behind every MLproject entry point.
+
+Empty option values mean "use the config": MLproject passes '' for parameters the user did not set.
+Exit codes: 0 ok, 2 bad config or data, 3 missing or wrong upstream run, 4 tracking unreachable,
+5 challenger rejected with --fail-on-reject, 1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from typing import Any
+
+from loguru import logger
+
+from pipeline.errors import PipelineError
+
+STEPS = ("preprocess", "tune", "train", "evaluate", "main")
+# CLI option -> dotted config key it overrides.
+OVERRIDES = {"test_size": "split.test_size", "n_trials": "tune.n_trials", "fail_on_reject": "evaluate.fail_on_reject"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=STEPS)
+    parser.add_argument("--config", default="", help="config file (default configs/pipeline.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set tune.seed=7 (repeatable)")
+    parser.add_argument("--test-size", default="", help="override split.test_size")
+    parser.add_argument("--n-trials", default="", help="override tune.n_trials")
+    parser.add_argument("--fail-on-reject", default="", help="override evaluate.fail_on_reject (true/false)")
+    parser.add_argument("--upstream-run-id", default="", help="pin the upstream run instead of the newest one")
+    parser.add_argument("--eval-data", default="", help="evaluate on this CSV/Parquet file instead of the test split")
+    parser.add_argument("--result-file", default="", help="write the step's result as JSON to this path")
+    return parser
+
+
+def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = {key: getattr(args, option) for option, key in OVERRIDES.items() if getattr(args, option) != ""}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PipelineError(f"--set expects KEY=VALUE, got '{item}'")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def _dispatch(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, Any]:
+    from pipeline import chain, evaluate, preprocess, train, tune
+    from pipeline.config import load_config
+    from pipeline.tracking import RunContext
+
+    config = load_config(args.config or None, collect_overrides(args))
+    context = RunContext(launcher_run_id=launcher_run_id)
+    upstream = args.upstream_run_id or None
+    if args.step == "main":
+        result = chain.run_chain(config, eval_data=args.eval_data or None, launcher_run_id=launcher_run_id)
+        _print_chain_summary(result)
+        return result.to_dict()
+    if args.step == "preprocess":
+        step_result = preprocess.run(config, context=context)
+    elif args.step == "tune":
+        step_result = tune.run(config, upstream_run_id=upstream, context=context)
+    elif args.step == "train":
+        step_result = train.run(config, upstream_run_id=upstream, context=context)
+    else:
+        step_result = evaluate.run(config, upstream_run_id=upstream, eval_data=args.eval_data or None, context=context)
+    logger.success("{} run {} finished", step_result.step, step_result.run_id)
+    return step_result.to_dict()
+
+
+def _print_chain_summary(result) -> None:
+    train_result, evaluate_result = result.step("train"), result.step("evaluate")
+    lines = [f"chain {result.chain_id} finished in experiment {result.experiment_id}:"]
+    lines += [f"  {step.step:<10} run {step.run_id}  ({step.duration_s:.1f} s)" for step in result.steps]
+    lines.append(f"  model      {train_result.model_name} version {train_result.model_version}, "
+                 f"test ROC AUC {train_result.metrics['test_roc_auc']:.4f}")
+    lines.append(f"  verdict    {evaluate_result.verdict}: {evaluate_result.verdict_reason}")
+    lines.append(f"  look at it: mlflow ui --backend-store-uri {_tracking_uri()}")
+    logger.success("\n".join(lines))
+
+
+def _tracking_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def _fail_launcher_run(launcher_run_id: str | None) -> None:
+    """A failure before the step opened its run leaves the launcher's run RUNNING: end it FAILED."""
+    if not launcher_run_id:
+        return
+    from mlflow.tracking import MlflowClient
+
+    try:
+        client = MlflowClient()
+        if client.get_run(launcher_run_id).info.status == "RUNNING":
+            client.set_terminated(launcher_run_id, "FAILED")
+    except Exception:  # noqa: BLE001 - the original error is what the user must see
+        pass
+
+
+def configure_console() -> None:
+    logger.remove()
+    logger.add(sys.stderr, level=os.environ.get("PIPELINE_LOG_LEVEL", "INFO"),
+               format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}",
+               backtrace=False, diagnose=False)
+
+
+def quiet_libraries() -> None:
+    """Keep the console to what the user acts on: no per-download progress bars, no known-harmless warnings."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+    warnings.filterwarnings("ignore", message=".* is experimental .*supported from v")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_console()
+    quiet_libraries()
+    from pipeline.tracking import take_launcher_run_id
+    from pipeline.results import write_result
+
+    launcher_run_id = take_launcher_run_id()
+    try:
+        result = _dispatch(args, launcher_run_id)
+        code = 0
+    except PipelineError as exc:
+        logger.error("{}", exc)
+        result, code = {"step": args.step, "status": "FAILED", "error": str(exc), "exit_code": exc.exit_code}, exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - unexpected: show the traceback, still exit non-zero
+        logger.exception("{} failed unexpectedly: {}", args.step, exc)
+        result, code = {"step": args.step, "status": "FAILED", "error": str(exc), "exit_code": 1}, 1
+    if code:
+        _fail_launcher_run(launcher_run_id)
+    if args.result_file:
+        write_result(result, args.result_file)
+    return code

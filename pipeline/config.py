@@ -1,0 +1,147 @@
+"""Pipeline configuration: `configs/pipeline.yaml` validated once by pydantic, with dotted-key overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("configs/pipeline.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    source: str = Field(min_length=1)
+    target: str = Field(min_length=1)
+
+
+class FeaturesConfig(_Strict):
+    derived: bool = True
+
+
+class SplitConfig(_Strict):
+    test_size: float = Field(gt=0, lt=1)
+    validation_size: float = Field(gt=0, lt=1)
+    seed: int = 42
+    stratify: bool = True
+
+
+class SearchDimension(_Strict):
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchDimension:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or not self.choices:
+                raise ValueError("give either non-empty `choices` or `low`/`high`, not both")
+        elif self.low is None or self.high is None or self.low >= self.high:
+            raise ValueError("needs `low` < `high` (or `choices`)")
+        elif self.log and self.low <= 0:
+            raise ValueError("a log-scaled range needs `low` > 0")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.low, bool)
+
+
+class TuneConfig(_Strict):
+    n_trials: int = Field(ge=1)
+    seed: int = 42
+    metric: str = "auc"
+    max_boosting_rounds: int = Field(ge=1)
+    early_stopping_rounds: int = Field(ge=1)
+    search_space: dict[str, SearchDimension] = Field(min_length=1)
+
+
+class TrainConfig(_Strict):
+    fixed_params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RegistryConfig(_Strict):
+    model_name: str = Field(min_length=1)
+    challenger_alias: str = "challenger"
+    champion_alias: str = "champion"
+
+
+class MetricGate(_Strict):
+    threshold: float
+    greater_is_better: bool = True
+
+
+class EvaluateConfig(_Strict):
+    thresholds: dict[str, MetricGate] = Field(default_factory=dict)
+    compare_metric: str = "roc_auc"
+    min_relative_improvement: float = Field(default=0.0, ge=0, le=1)
+    fail_on_reject: bool = False
+
+
+class PipelineConfig(_Strict):
+    experiment: str = Field(min_length=1)
+    data: DataConfig
+    features: FeaturesConfig = FeaturesConfig()
+    split: SplitConfig
+    tune: TuneConfig
+    train: TrainConfig = TrainConfig()
+    registry: RegistryConfig
+    evaluate: EvaluateConfig = EvaluateConfig()
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "<root>"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"`{key}`: {message}{more}"
+
+
+def _parse_scalar(text: str) -> Any:
+    # YAML rules so that `--set split.test_size=0.3` and `--set features.derived=false` get their types.
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of `raw` with each dotted key (e.g. `tune.n_trials`) set to its value."""
+    merged = yaml.safe_load(yaml.safe_dump(raw))
+    for dotted, value in overrides.items():
+        node = merged
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"config override `{dotted}`: `{part}` is not a section of the config")
+            node = node[part]
+        node[leaf] = _parse_scalar(value) if isinstance(value, str) else value
+    return merged
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read, override and validate the config; every problem is a ConfigError naming the key."""
+    config_path = Path(path) if path else DEFAULT_CONFIG_PATH
+    if not config_path.is_file():
+        raise ConfigError(f"config file {config_path} not found (pass --config / -P config=PATH)")
+    try:
+        raw = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {config_path} is not valid YAML: {exc}".splitlines()[0]) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {config_path} must hold a mapping of sections")
+    try:
+        return PipelineConfig.model_validate(apply_overrides(raw, overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config {config_path}: {_describe(exc)}") from exc
+
+
+def config_as_dict(config: PipelineConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json")

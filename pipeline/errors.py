@@ -1,0 +1,39 @@
+"""Errors a user can act on. Each carries the process exit code the CLI returns for it."""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """A failure with a one-line, actionable message (no traceback is shown for these)."""
+
+    exit_code = 1
+
+
+class ConfigError(PipelineError):
+    """The configuration file or an override is invalid."""
+
+    exit_code = 2
+
+
+class DataError(PipelineError):
+    """Input data is missing, malformed or does not match what the model expects."""
+
+    exit_code = 2
+
+
+class UpstreamError(PipelineError):
+    """No usable upstream run: none finished, or a pinned run is missing, unfinished or of another step."""
+
+    exit_code = 3
+
+
+class TrackingError(PipelineError):
+    """The tracking server or store cannot be reached or refused the request."""
+
+    exit_code = 4
+
+
+class GateRejected(PipelineError):
+    """The challenger failed evaluation and the user asked a rejection to fail the step."""
+
+    exit_code = 5

@@ -1,0 +1,107 @@
+"""The lineage contract: run tags, the upstream lookup, and reading a run's artifacts (see shared DESIGN.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Run, RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from pipeline.errors import UpstreamError
+
+STEP_TAG = "pipeline.step"
+UPSTREAM_TAG_PREFIX = "pipeline.upstream."
+CHAIN_TAG = "pipeline.chain_id"
+FINGERPRINT_TAG = "pipeline.fingerprint"
+VERDICT_TAG = "pipeline.verdict"
+VERDICT_REASON_TAG = "pipeline.verdict_reason"
+ERROR_TAG = "pipeline.error"
+MODEL_NAME_TAG = "pipeline.model.name"
+MODEL_VERSION_TAG = "pipeline.model.version"
+
+STEPS = ("preprocess", "tune", "train", "evaluate")
+UPSTREAM_OF = {"tune": "preprocess", "train": "tune", "evaluate": "train"}
+
+
+def upstream_tag(step: str) -> str:
+    return f"{UPSTREAM_TAG_PREFIX}{step}"
+
+
+def latest_finished_run(client: MlflowClient, experiment_id: str, step: str) -> Run | None:
+    """The newest FINISHED top-level run of `step`: one indexed query, never a scan of the experiment."""
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.`{STEP_TAG}` = '{step}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.end_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def get_step_run(client: MlflowClient, run_id: str, step: str, why: str) -> Run:
+    """Fetch a run that must be a FINISHED run of `step`; `why` says where the id came from."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        raise UpstreamError(f"{why}: run '{run_id}' does not exist in this tracking store") from exc
+    actual = run.data.tags.get(STEP_TAG)
+    if actual != step:
+        raise UpstreamError(f"{why}: run {run_id} is a '{actual or 'non-pipeline'}' run, not a '{step}' run")
+    if run.info.status != RunStatus.to_string(RunStatus.FINISHED):
+        raise UpstreamError(f"{why}: {step} run {run_id} is {run.info.status}, not FINISHED")
+    return run
+
+
+def resolve_upstream(
+    client: MlflowClient, experiment_id: str, consumer: str, pinned_run_id: str | None = None
+) -> Run:
+    """The run `consumer` reads from: the pinned one if given, else the newest finished upstream run."""
+    step = UPSTREAM_OF[consumer]
+    if pinned_run_id:
+        return get_step_run(client, pinned_run_id, step, f"{consumer}: pinned upstream run")
+    run = latest_finished_run(client, experiment_id, step)
+    if run is None:
+        name = client.get_experiment(experiment_id).name
+        raise UpstreamError(
+            f"{consumer}: no finished '{step}' run in experiment '{name}' (id {experiment_id}); "
+            f"create one with `mlflow run . -e {step} --env-manager local`"
+        )
+    return run
+
+
+def follow_lineage(client: MlflowClient, run: Run, step: str) -> Run:
+    """The `step` run that `run` itself consumed (its `pipeline.upstream.<step>` tag)."""
+    run_id = run.data.tags.get(upstream_tag(step))
+    if not run_id:
+        raise UpstreamError(f"run {run.info.run_id} has no '{upstream_tag(step)}' tag: it was not made by this pipeline")
+    return get_step_run(client, run_id, step, f"lineage of run {run.info.run_id}")
+
+
+def download_artifact(run: Run, artifact_path: str, dst_dir: Path) -> Path:
+    """Download one artifact of an upstream run; a missing one is an UpstreamError naming run and path."""
+    import mlflow.artifacts
+
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path=artifact_path, dst_path=str(dst_dir)
+        )
+    except (MlflowException, OSError) as exc:
+        step = run.data.tags.get(STEP_TAG, "?")
+        raise UpstreamError(f"{step} run {run.info.run_id} has no artifact '{artifact_path}'") from exc
+    return Path(local)
+
+
+def fingerprint(step: str, config_section: dict[str, Any], upstream: dict[str, str], data_digest: str = "") -> str:
+    """Hash of what determines a step's output: its code, its config, its upstream runs and its input data."""
+    code = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        code.update(source.read_bytes())
+    payload = json.dumps(
+        {"step": step, "code": code.hexdigest(), "config": config_section, "upstream": upstream, "data": data_digest},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

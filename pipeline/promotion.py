@@ -1,0 +1,54 @@
+"""The champion/challenger decision: gates from config checked by `mlflow.validate_evaluation_results`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.models import MetricThreshold
+from mlflow.models.evaluation.validation import ModelValidationFailedException
+
+from pipeline.config import EvaluateConfig
+
+PROMOTED = "promoted"
+REJECTED = "rejected"
+
+
+class HasMetrics(Protocol):
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: str
+    reason: str
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision == PROMOTED
+
+
+def build_thresholds(config: EvaluateConfig, with_baseline: bool) -> dict[str, MetricThreshold]:
+    """Absolute gates for every configured metric, plus 'must not be beaten' on compare_metric vs a baseline."""
+    gates = {name: {"threshold": gate.threshold, "greater_is_better": gate.greater_is_better}
+             for name, gate in config.thresholds.items()}
+    if with_baseline:
+        compare = gates.setdefault(config.compare_metric, {"greater_is_better": True})
+        compare["min_relative_change"] = float(config.min_relative_improvement)
+    return {name: MetricThreshold(**kwargs) for name, kwargs in gates.items()}
+
+
+def decide(config: EvaluateConfig, candidate: HasMetrics, baseline: HasMetrics | None) -> Verdict:
+    """Promote when every gate passes; the reason names what failed or what was checked."""
+    thresholds = build_thresholds(config, with_baseline=baseline is not None)
+    try:
+        mlflow.validate_evaluation_results(thresholds, candidate, baseline)
+    except ModelValidationFailedException as exc:
+        return Verdict(REJECTED, " ".join(str(exc.message).split()))
+    except MlflowException as exc:  # e.g. a gate on a metric the evaluation does not produce
+        return Verdict(REJECTED, f"gate could not be checked: {exc.message}")
+    checked = ", ".join(sorted(thresholds)) or "no gates configured"
+    against = " and the champion" if baseline is not None else " (no champion yet)"
+    return Verdict(PROMOTED, f"passed {checked}{against}")

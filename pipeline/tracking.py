@@ -1,0 +1,138 @@
+"""Opening and closing a step's MLflow run: experiment choice, tags, resolved config, log file, final status.
+
+Every step writes `config/resolved.yaml` and `logs/<step>.log` into its run. A run is ended FINISHED only after
+all its artifacts are logged; any exception ends it FAILED (KILLED on Ctrl-C) with the message in `pipeline.error`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from loguru import logger
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+
+from pipeline.config import PipelineConfig, config_as_dict
+from pipeline.lineage import CHAIN_TAG, ERROR_TAG, FINGERPRINT_TAG, STEP_TAG, fingerprint, upstream_tag
+
+# Which config sections decide each step's output (for its fingerprint).
+STEP_CONFIG_SECTIONS = {
+    "preprocess": ("data", "features", "split"),
+    "tune": ("data", "split", "tune", "train"),
+    "train": ("data", "train", "registry"),
+    "evaluate": ("data", "registry", "evaluate"),
+}
+
+
+def take_launcher_run_id() -> str | None:
+    """The run `mlflow run` created for this process, if any (removed from the environment once taken)."""
+    return os.environ.pop("MLFLOW_RUN_ID", None) or None
+
+
+def resolve_experiment_id(client: MlflowClient, configured_name: str) -> str:
+    """MLflow's own choice first (MLFLOW_EXPERIMENT_ID / _NAME), else the configured experiment, created if new."""
+    if experiment_id := os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return experiment_id
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or configured_name
+    experiment = client.get_experiment_by_name(name)
+    return experiment.experiment_id if experiment else client.create_experiment(name)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where a step's run comes from: the launcher's run to resume, the chain it belongs to, its experiment."""
+
+    launcher_run_id: str | None = None
+    chain_id: str | None = None
+    experiment_id: str | None = None
+
+
+@dataclass
+class StepRun:
+    """The open run of a step, with what the step records about its lineage."""
+
+    step: str
+    run_id: str
+    experiment_id: str
+    client: MlflowClient
+    config: PipelineConfig
+    upstream: dict[str, str] = field(default_factory=dict)
+    data_digest: str = ""
+
+    def set_upstream(self, step: str, run_id: str) -> None:
+        self.upstream[step] = run_id
+        mlflow.set_tag(upstream_tag(step), run_id)
+
+    def fingerprint(self) -> str:
+        resolved = config_as_dict(self.config)
+        sections = {name: resolved[name] for name in STEP_CONFIG_SECTIONS[self.step]}
+        return fingerprint(self.step, sections, self.upstream, self.data_digest)
+
+
+@contextmanager
+def _log_file(step: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix=f"pipeline-{step}-") as tmp:
+        path = Path(tmp) / f"{step}.log"
+        sink = logger.add(path, level="DEBUG", enqueue=False)
+        try:
+            yield path
+        finally:
+            logger.remove(sink)
+
+
+def _open_run(step: str, config: PipelineConfig, context: RunContext, tags: dict[str, str]) -> StepRun:
+    client = MlflowClient()
+    if context.launcher_run_id:
+        run = mlflow.start_run(run_id=context.launcher_run_id, tags=tags)
+    else:
+        experiment_id = context.experiment_id or resolve_experiment_id(client, config.experiment)
+        name = f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        created = client.create_run(experiment_id, tags={**tags, MLFLOW_RUN_NAME: name}, run_name=name)
+        run = mlflow.start_run(run_id=created.info.run_id)
+    return StepRun(step, run.info.run_id, run.info.experiment_id, client, config)
+
+
+@contextmanager
+def step_run(step: str, config: PipelineConfig, context: RunContext) -> Iterator[StepRun]:
+    """Open the run of `step` (resuming the launcher's run when given), and close it with the right status."""
+    tags = {STEP_TAG: step, **({CHAIN_TAG: context.chain_id} if context.chain_id else {})}
+    with _log_file(step) as log_path:
+        active = _open_run(step, config, context, tags)
+        logger.info("{} run {} in experiment {}", step, active.run_id, active.experiment_id)
+        status = RunStatus.FAILED
+        try:
+            mlflow.log_dict(config_as_dict(config), "config/resolved.yaml")
+            yield active
+            mlflow.set_tag(FINGERPRINT_TAG, active.fingerprint())
+            status = RunStatus.FINISHED
+        except KeyboardInterrupt:
+            status = RunStatus.KILLED
+            raise
+        except BaseException as exc:
+            mlflow.set_tag(ERROR_TAG, (str(exc).splitlines() or [type(exc).__name__])[0][:5000])
+            logger.error("{} failed: {}", step, exc)
+            raise
+        finally:
+            _close(active, log_path, status)
+
+
+def _close(active: StepRun, log_path: Path, status: int) -> None:
+    try:
+        mlflow.log_artifact(str(log_path), "logs")
+    finally:
+        mlflow.end_run(RunStatus.to_string(status))
+        logger.info("{} run {} ended {}", active.step, active.run_id, RunStatus.to_string(status))
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Log params in one batched call (values stringified by MLflow)."""
+    mlflow.log_params({key: value for key, value in params.items() if value is not None})
