@@ -1,0 +1,56 @@
+"""Shared fixtures: a private SQLite tracking store per test (copied from one prepared store) and small configs."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline.config import PipelineConfig, load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "pipeline.yaml"
+# Few, short trials: the structure of the run tree is what the tests check, not the model's quality.
+SMALL_OVERRIDES = {"tune.n_trials": 3, "tune.max_boosting_rounds": 60, "tune.early_stopping_rounds": 10}
+
+
+@pytest.fixture(scope="session")
+def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Create the schema once (about 3 s); each test copies the file (milliseconds)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    folder = tmp_path_factory.mktemp("template-store")
+    SqlAlchemyStore(f"sqlite:///{folder / 'mlflow.db'}", str(folder / "artifacts"))
+    return folder / "mlflow.db"
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path, template_store: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    database = tmp_path / "mlflow.db"
+    shutil.copyfile(template_store, database)
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                           (str(tmp_path / "artifacts" / "0"),))
+    uri = f"sqlite:///{database}"
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    monkeypatch.chdir(tmp_path)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+@pytest.fixture
+def client(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri)
+
+
+@pytest.fixture
+def small_config() -> PipelineConfig:
+    return load_config(DEFAULT_CONFIG, SMALL_OVERRIDES)

@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import apply_overrides, load_config
+from pipeline.errors import ConfigError
+from tests.conftest import DEFAULT_CONFIG
+
+
+def test_default_config_is_valid_and_typed():
+    config = load_config(DEFAULT_CONFIG)
+    assert config.split.test_size == 0.2
+    assert config.tune.search_space["max_depth"].is_int
+    assert not config.tune.search_space["learning_rate"].is_int
+    assert config.tune.search_space["learning_rate"].log
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named_key"),
+    [
+        ({"split.test_size": "1.5"}, "split.test_size"),
+        ({"split.test_size": "0"}, "split.test_size"),
+        ({"tune.n_trials": "0"}, "tune.n_trials"),
+        ({"tune.n_trials": "many"}, "tune.n_trials"),
+        ({"tune.unknown_knob": "1"}, "tune.unknown_knob"),
+        ({"evaluate.min_relative_improvement": "2"}, "evaluate.min_relative_improvement"),
+        ({"tune.search_space.max_depth.low": "9"}, "tune.search_space.max_depth"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, named_key):
+    with pytest.raises(ConfigError) as error:
+        load_config(DEFAULT_CONFIG, overrides)
+    assert f"`{named_key}`" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_top_level_key_in_file(tmp_path: Path):
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    raw["trainning"] = {}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="`trainning`: unknown key"):
+        load_config(path)
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("split: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+
+
+def test_override_into_a_non_section_is_an_error():
+    with pytest.raises(ConfigError, match="`experiment` is not a section"):
+        load_config(DEFAULT_CONFIG, {"experiment.name": "x"})
+
+
+def test_overrides_take_yaml_types_and_do_not_touch_the_input():
+    raw = {"split": {"test_size": 0.2, "stratify": True}}
+    merged = apply_overrides(raw, {"split.test_size": "0.3", "split.stratify": "false"})
+    assert merged["split"] == {"test_size": 0.3, "stratify": False}
+    assert raw["split"]["test_size"] == 0.2

@@ -1,0 +1,84 @@
+"""The upstream lookup and lineage rules of DESIGN.md, on hand-made runs in a private store."""
+
+import pytest
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from pipeline.errors import UpstreamError
+from pipeline.lineage import STEP_TAG, follow_lineage, latest_finished_run, resolve_upstream, upstream_tag
+
+EXPERIMENT = "0"
+
+
+def make_run(client: MlflowClient, step: str | None, status: str = "FINISHED", end_time: int = 1000,
+             **tags: str) -> str:
+    all_tags = dict(tags)
+    if step:
+        all_tags[STEP_TAG] = step
+    run = client.create_run(EXPERIMENT, start_time=end_time - 10, tags=all_tags)
+    if status != "RUNNING":
+        client.set_terminated(run.info.run_id, status=status, end_time=end_time)
+    return run.info.run_id
+
+
+def test_newest_finished_run_wins_and_failed_or_running_are_skipped(client):
+    make_run(client, "tune", end_time=1000)
+    newest_finished = make_run(client, "tune", end_time=2000)
+    make_run(client, "tune", status="FAILED", end_time=3000)
+    make_run(client, "tune", status="KILLED", end_time=3500)
+    make_run(client, "tune", status="RUNNING", end_time=4000)
+    make_run(client, "preprocess", end_time=5000)
+    assert latest_finished_run(client, EXPERIMENT, "tune").info.run_id == newest_finished
+
+
+def test_nested_trial_runs_are_never_picked(client):
+    parent = make_run(client, "tune", end_time=1000)
+    make_run(client, None, end_time=9000, **{MLFLOW_PARENT_RUN_ID: parent})
+    assert resolve_upstream(client, EXPERIMENT, "train").info.run_id == parent
+
+
+def test_no_upstream_names_step_experiment_and_command(client):
+    with pytest.raises(UpstreamError) as error:
+        resolve_upstream(client, EXPERIMENT, "train")
+    message = str(error.value)
+    assert "no finished 'tune' run" in message
+    assert "experiment 'Default'" in message
+    assert "mlflow run . -e tune --env-manager local" in message
+
+
+def test_pinned_run_overrides_the_search(client):
+    older = make_run(client, "tune", end_time=1000)
+    make_run(client, "tune", end_time=2000)
+    assert resolve_upstream(client, EXPERIMENT, "train", pinned_run_id=older).info.run_id == older
+
+
+@pytest.mark.parametrize(
+    ("step", "status", "expected"),
+    [("preprocess", "FINISHED", "is a 'preprocess' run, not a 'tune' run"),
+     ("tune", "FAILED", "is FAILED, not FINISHED"),
+     ("tune", "RUNNING", "is RUNNING, not FINISHED")],
+)
+def test_pinned_run_of_wrong_step_or_unfinished_is_refused(client, step, status, expected):
+    pinned = make_run(client, step, status=status)
+    with pytest.raises(UpstreamError, match=expected):
+        resolve_upstream(client, EXPERIMENT, "train", pinned_run_id=pinned)
+
+
+def test_pinned_run_that_does_not_exist(client):
+    with pytest.raises(UpstreamError, match="run '0123abc' does not exist"):
+        resolve_upstream(client, EXPERIMENT, "train", pinned_run_id="0123abc")
+
+
+def test_train_follows_the_preprocess_run_that_tune_used(client):
+    used = make_run(client, "preprocess", end_time=1000)
+    tune = make_run(client, "tune", end_time=2000, **{upstream_tag("preprocess"): used})
+    make_run(client, "preprocess", end_time=3000)  # newer, but not in tune's lineage
+    tune_run = resolve_upstream(client, EXPERIMENT, "train")
+    assert tune_run.info.run_id == tune
+    assert follow_lineage(client, tune_run, "preprocess").info.run_id == used
+
+
+def test_lineage_tag_missing_is_an_error(client):
+    tune = make_run(client, "tune")
+    with pytest.raises(UpstreamError, match="has no 'pipeline.upstream.preprocess' tag"):
+        follow_lineage(client, client.get_run(tune), "preprocess")

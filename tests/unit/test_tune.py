@@ -1,0 +1,65 @@
+"""Tuning pieces: the search space, the best-params hand-off, and the nested trial runs."""
+
+import optuna
+import pandas as pd
+import pytest
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from sklearn.datasets import make_classification
+
+from pipeline.lineage import STEP_TAG
+from pipeline.model import suggest_params
+from pipeline.trial_runs import TrialRunLogger
+from pipeline.tune import BEST_ITERATION_ATTR, best_params, search
+
+
+@pytest.fixture
+def tiny_train() -> pd.DataFrame:
+    features, target = make_classification(n_samples=200, n_features=6, random_state=0)
+    frame = pd.DataFrame(features, columns=[f"f{i}" for i in range(6)])
+    return frame.assign(target=target)
+
+
+def test_search_space_types_follow_the_config(small_config):
+    trial = optuna.create_study().ask()
+    params = suggest_params(trial, small_config.tune.search_space)
+    assert set(params) == set(small_config.tune.search_space)
+    assert isinstance(params["max_depth"], int)
+    assert 0.01 <= params["learning_rate"] <= 0.3
+
+
+def test_best_params_carry_the_early_stopping_round_count(tiny_train, small_config):
+    study = search(tiny_train, small_config)
+    params = best_params(study)
+    assert params["n_estimators"] == study.best_trial.user_attrs[BEST_ITERATION_ATTR] + 1
+    assert 1 <= params["n_estimators"] <= small_config.tune.max_boosting_rounds
+    assert {k: v for k, v in params.items() if k != "n_estimators"} == study.best_trial.params
+
+
+def test_same_seed_same_search(tiny_train, small_config):
+    assert best_params(search(tiny_train, small_config)) == best_params(search(tiny_train, small_config))
+
+
+def test_trial_runs_are_children_with_the_trial_state(client):
+    parent = client.create_run("0", tags={STEP_TAG: "tune"}).info.run_id
+    study = optuna.create_study(direction="maximize")
+    logger = TrialRunLogger(client, "0", parent, "auc")
+    distributions = {"max_depth": optuna.distributions.IntDistribution(2, 8)}
+    finished = [
+        optuna.trial.create_trial(params={"max_depth": 3}, distributions=distributions, value=0.97,
+                                  user_attrs={BEST_ITERATION_ATTR: 41}),
+        optuna.trial.create_trial(params={"max_depth": 7}, distributions=distributions,
+                                  state=optuna.trial.TrialState.PRUNED),
+        optuna.trial.create_trial(params={"max_depth": 5}, distributions=distributions,
+                                  state=optuna.trial.TrialState.FAIL),
+    ]
+    for trial in finished:
+        study.add_trial(trial)
+    for trial in study.trials:
+        logger(study, trial)
+    children = client.search_runs(["0"], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}'",
+                                  order_by=["tags.`optuna.trial_number` ASC"])
+    assert [run.info.status for run in children] == ["FINISHED", "KILLED", "FAILED"]
+    assert all(STEP_TAG not in run.data.tags for run in children)
+    assert children[0].data.params == {"max_depth": "3"}
+    assert children[0].data.metrics == {"valid_auc": 0.97, BEST_ITERATION_ATTR: 41.0}
+    assert children[1].data.tags["optuna.trial_state"] == "PRUNED"
