@@ -15,7 +15,7 @@ from typing import Any
 
 from loguru import logger
 
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 
 STEPS = ("preprocess", "tune", "train", "evaluate", "main")
 # CLI option -> dotted config key it overrides.
@@ -38,12 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides = {key: getattr(args, option) for option, key in OVERRIDES.items() if getattr(args, option) != ""}
+    """Dotted config overrides: every --set, then the named options (which win over a --set of the same key)."""
+    overrides: dict[str, Any] = {}
     for item in args.set:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise PipelineError(f"--set expects KEY=VALUE, got '{item}'")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
         overrides[key.strip()] = value.strip()
+    overrides.update({key: getattr(args, option) for option, key in OVERRIDES.items() if getattr(args, option) != ""})
     return overrides
 
 

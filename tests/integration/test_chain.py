@@ -1,0 +1,126 @@
+"""The whole chain in-process on a private store: the run tree, tags, artifacts, registry and aliases."""
+
+import mlflow
+import pytest
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from pipeline import cli
+from pipeline.chain import run_chain
+from pipeline.lineage import (CHAIN_TAG, FINGERPRINT_TAG, MODEL_VERSION_TAG, STEP_TAG, VERDICT_TAG, upstream_tag)
+from pipeline.promotion import PROMOTED, REJECTED
+
+
+def artifact_paths(client, run_id, path=None):
+    found = []
+    for item in client.list_artifacts(run_id, path):
+        found += artifact_paths(client, run_id, item.path) if item.is_dir else [item.path]
+    return found
+
+
+def step_runs(client, step):
+    return client.search_runs(["0"], f"tags.`{STEP_TAG}` = '{step}'")
+
+
+@pytest.fixture
+def chain(client, small_config):
+    return run_chain(small_config)
+
+
+def test_one_top_level_run_per_step_sharing_the_chain_id(client, chain):
+    for step in ("preprocess", "tune", "train", "evaluate"):
+        (run,) = step_runs(client, step)
+        assert run.info.status == "FINISHED"
+        assert run.data.tags[CHAIN_TAG] == chain.chain_id
+        assert MLFLOW_PARENT_RUN_ID not in run.data.tags
+        assert len(run.data.tags[FINGERPRINT_TAG]) == 16
+        assert f"logs/{step}.log" in artifact_paths(client, run.info.run_id)
+        assert "config/resolved.yaml" in artifact_paths(client, run.info.run_id)
+    (chain_run,) = step_runs(client, "main")
+    assert chain_run.info.run_id == chain.chain_id and chain_run.info.status == "FINISHED"
+    assert "chain.json" in artifact_paths(client, chain.chain_id)
+
+
+def test_each_step_is_pinned_to_the_run_made_just_before_it(client, chain):
+    ids = {result.step: result.run_id for result in chain.steps}
+    tags = {step: client.get_run(run_id).data.tags for step, run_id in ids.items()}
+    assert tags["tune"][upstream_tag("preprocess")] == ids["preprocess"]
+    assert tags["train"][upstream_tag("tune")] == ids["tune"]
+    assert tags["train"][upstream_tag("preprocess")] == ids["preprocess"]
+    assert tags["evaluate"][upstream_tag("train")] == ids["train"]
+    assert tags["evaluate"][upstream_tag("preprocess")] == ids["preprocess"]
+
+
+def test_preprocess_logs_splits_as_artifacts_and_dataset_inputs(client, chain):
+    run = client.get_run(chain.step("preprocess").run_id)
+    assert {"data/train.parquet", "data/test.parquet"} <= set(artifact_paths(client, run.info.run_id))
+    inputs = {dataset.dataset.name: dataset.tags[0].value for dataset in run.inputs.dataset_inputs}
+    assert inputs == {"breast_cancer-train": "training", "breast_cancer-test": "testing"}
+    assert run.data.metrics["n_rows"] == 569
+    assert run.data.metrics["n_train"] + run.data.metrics["n_test"] == 569
+    assert run.data.metrics["n_features"] == 31  # 30 columns + the derived ratio
+
+
+def test_tune_has_one_nested_run_per_trial_and_best_params(client, chain, small_config):
+    tune_id = chain.step("tune").run_id
+    children = client.search_runs(["0"], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{tune_id}'")
+    assert len(children) == small_config.tune.n_trials
+    assert sorted(int(child.data.tags["optuna.trial_number"]) for child in children) == [0, 1, 2]
+    assert all("valid_auc" in child.data.metrics and child.data.params for child in children)
+    tune_run = client.get_run(tune_id)
+    best_child = max(children, key=lambda child: child.data.metrics["valid_auc"])
+    assert tune_run.data.metrics["best_valid_auc"] == best_child.data.metrics["valid_auc"]
+    assert tune_run.data.metrics["n_trials"] == 3
+    assert tune_run.data.params["max_depth"] == best_child.data.params["max_depth"]
+    assert int(tune_run.data.params["n_estimators"]) == int(best_child.data.metrics["best_iteration"]) + 1
+    assert {"best_params.json", "plots/optimization_history.png", "plots/param_importances.png"} <= set(
+        artifact_paths(client, tune_id))
+
+
+def test_train_registers_a_challenger_and_evaluate_promotes_it(client, chain, small_config):
+    name = small_config.registry.model_name
+    (version,) = client.search_model_versions(f"name = '{name}'")
+    assert version.run_id == chain.step("train").run_id
+    assert client.get_run(version.run_id).data.tags[MODEL_VERSION_TAG] == str(version.version)
+    aliases = client.get_registered_model(name).aliases
+    assert {alias: str(v) for alias, v in aliases.items()} == {"challenger": "1", "champion": "1"}
+    evaluate_run = client.get_run(chain.step("evaluate").run_id)
+    assert evaluate_run.data.tags[VERDICT_TAG] == PROMOTED
+    assert evaluate_run.data.metrics["roc_auc"] > 0.95
+    assert client.get_model_version(name, version.version).tags[VERDICT_TAG] == PROMOTED
+    info = mlflow.models.get_model_info(f"models:/{name}@champion")
+    assert info.signature is not None and "symmetry_texture_ratio" in info.signature.inputs.input_names()
+    assert info.saved_input_example_info is not None
+
+
+def test_a_second_chain_is_compared_with_the_champion(client, chain, small_config):
+    second = run_chain(small_config)
+    name = small_config.registry.model_name
+    evaluate_run = client.get_run(second.step("evaluate").run_id)
+    assert "champion_roc_auc" in evaluate_run.data.metrics
+    verdict = evaluate_run.data.tags[VERDICT_TAG]
+    aliases = client.get_registered_model(name).aliases
+    assert str(aliases["champion"]) == ("2" if verdict == PROMOTED else "1")
+    assert str(aliases["challenger"]) == "2"
+
+
+def test_a_rejected_challenger_is_a_finished_run_and_keeps_the_champion(client, chain, small_config):
+    strict = small_config.model_copy(update={"evaluate": small_config.evaluate.model_copy(
+        update={"thresholds": {"roc_auc": small_config.evaluate.thresholds["roc_auc"].model_copy(
+            update={"threshold": 1.01})}})})
+    second = run_chain(strict)
+    assert second.step("evaluate").verdict == REJECTED
+    evaluate_run = client.get_run(second.step("evaluate").run_id)
+    assert evaluate_run.info.status == "FINISHED"
+    assert "roc_auc" in evaluate_run.data.tags["pipeline.verdict_reason"]
+    assert str(client.get_registered_model(small_config.registry.model_name).aliases["champion"]) == "1"
+
+
+def test_step_alone_after_the_chain_follows_the_lineage(client, chain, tracking_uri):
+    from tests.conftest import DEFAULT_CONFIG
+    # A newer preprocess run with another split: train must still use the one the newest tune run used.
+    assert cli.main(["preprocess", "--config", str(DEFAULT_CONFIG), "--test-size", "0.3"]) == 0
+    assert cli.main(["train", "--config", str(DEFAULT_CONFIG)]) == 0
+    newest_train = client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'train'",
+                                      order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert newest_train.data.tags[upstream_tag("tune")] == chain.step("tune").run_id
+    assert newest_train.data.tags[upstream_tag("preprocess")] == chain.step("preprocess").run_id
