@@ -9,6 +9,7 @@ Writes: parent run: params = best hyper-parameters (with `n_estimators` = best e
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections import Counter
 import time
@@ -32,6 +33,7 @@ from pipeline.tracking import RunContext, step_run
 
 BEST_PARAMS_ARTIFACT = "best_params.json"
 BEST_ITERATION_ATTR = "best_iteration"
+GREATER_IS_BETTER = {"auc", "aucpr", "pre", "map", "ndcg"}
 
 
 def make_objective(train: pd.DataFrame, config: PipelineConfig):
@@ -55,17 +57,42 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig):
     return objective
 
 
+def metric_direction(metric: str) -> str:
+    """Optuna's direction for an XGBoost eval metric: ranking metrics up, losses and errors down."""
+    return "maximize" if metric.split("@")[0] in GREATER_IS_BETTER else "minimize"
+
+
 def best_params(study: optuna.Study) -> dict[str, Any]:
     """The best trial's params plus the boosting-round count its early stopping found."""
     best = study.best_trial
     return {**best.params, "n_estimators": best.user_attrs[BEST_ITERATION_ATTR] + 1}
 
 
+class ProgressLog:
+    """Optuna callback: a log line every tenth of the trials, for logs and orchestrators where no bar renders."""
+
+    def __init__(self, n_trials: int, metric: str) -> None:
+        self._every = max(1, n_trials // 10)
+        self._n_trials = n_trials
+        self._metric = metric
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        done = trial.number + 1
+        if done % self._every == 0 or done == self._n_trials:
+            complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            best = f"{study.best_value:.5f}" if complete else "n/a"
+            logger.info("trial {}/{}: best valid {} {}", done, self._n_trials, self._metric, best)
+
+
 def search(train: pd.DataFrame, config: PipelineConfig, callbacks: list | None = None) -> optuna.Study:
+    """Run the study; a progress bar on a terminal, progress log lines otherwise."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.tune.seed))
-    study.optimize(make_objective(train, config), n_trials=config.tune.n_trials, callbacks=callbacks,
-                   show_progress_bar=True)
+    study = optuna.create_study(direction=metric_direction(config.tune.metric),
+                                sampler=optuna.samplers.TPESampler(seed=config.tune.seed))
+    on_terminal = sys.stderr.isatty()
+    progress = [] if on_terminal else [ProgressLog(config.tune.n_trials, config.tune.metric)]
+    study.optimize(make_objective(train, config), n_trials=config.tune.n_trials,
+                   callbacks=[*(callbacks or []), *progress], show_progress_bar=on_terminal)
     return study
 
 

@@ -65,10 +65,10 @@ def test_tune_has_one_nested_run_per_trial_and_best_params(client, chain, small_
     children = client.search_runs(["0"], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{tune_id}'")
     assert len(children) == small_config.tune.n_trials
     assert sorted(int(child.data.tags["optuna.trial_number"]) for child in children) == [0, 1, 2]
-    assert all("valid_auc" in child.data.metrics and child.data.params for child in children)
+    assert all("valid_logloss" in child.data.metrics and child.data.params for child in children)
     tune_run = client.get_run(tune_id)
-    best_child = max(children, key=lambda child: child.data.metrics["valid_auc"])
-    assert tune_run.data.metrics["best_valid_auc"] == best_child.data.metrics["valid_auc"]
+    best_child = min(children, key=lambda child: child.data.metrics["valid_logloss"])
+    assert tune_run.data.metrics["best_valid_logloss"] == best_child.data.metrics["valid_logloss"]
     assert tune_run.data.metrics["n_trials"] == 3
     assert tune_run.data.params["max_depth"] == best_child.data.params["max_depth"]
     assert int(tune_run.data.params["n_estimators"]) == int(best_child.data.metrics["best_iteration"]) + 1

@@ -9,7 +9,7 @@ from sklearn.datasets import make_classification
 from pipeline.lineage import STEP_TAG
 from pipeline.model import suggest_params
 from pipeline.trial_runs import TrialRunLogger
-from pipeline.tune import BEST_ITERATION_ATTR, best_params, search
+from pipeline.tune import BEST_ITERATION_ATTR, best_params, metric_direction, search
 
 
 @pytest.fixture
@@ -63,3 +63,16 @@ def test_trial_runs_are_children_with_the_trial_state(client):
     assert children[0].data.params == {"max_depth": "3"}
     assert children[0].data.metrics == {"valid_auc": 0.97, BEST_ITERATION_ATTR: 41.0}
     assert children[1].data.tags["optuna.trial_state"] == "PRUNED"
+
+
+@pytest.mark.parametrize(("metric", "direction"), [("auc", "maximize"), ("aucpr", "maximize"), ("ndcg@5", "maximize"),
+                                                   ("logloss", "minimize"), ("error", "minimize"), ("rmse", "minimize")])
+def test_study_direction_follows_the_metric(metric, direction):
+    assert metric_direction(metric) == direction
+
+
+def test_auc_study_is_maximised(tiny_train, small_config):
+    config = small_config.model_copy(update={"tune": small_config.tune.model_copy(update={"metric": "auc"})})
+    study = search(tiny_train, config)
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert study.best_value == max(trial.value for trial in study.trials)
