@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import warnings
 from typing import Any
@@ -120,25 +121,41 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".* is experimental .*supported from v")
 
 
+def _stop_on_sigterm() -> None:
+    """Orchestrators stop tasks with SIGTERM: turn it into KeyboardInterrupt so the open run ends KILLED."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_console()
     quiet_libraries()
-    from pipeline.tracking import take_launcher_run_id
+    _stop_on_sigterm()
     from pipeline.results import write_result
+    from pipeline.tracking import take_launcher_run_id
 
     launcher_run_id = take_launcher_run_id()
     try:
-        result = _dispatch(args, launcher_run_id)
-        code = 0
+        result, code = _dispatch(args, launcher_run_id), 0
     except PipelineError as exc:
         logger.error("{}", exc)
-        result, code = {"step": args.step, "status": "FAILED", "error": str(exc), "exit_code": exc.exit_code}, exc.exit_code
+        result, code = _failure(args.step, exc, exc.exit_code), exc.exit_code
+    except KeyboardInterrupt as exc:
+        logger.error("{} interrupted{}", args.step, f": {exc}" if str(exc) else "")
+        result, code = _failure(args.step, exc, 130), 130
     except Exception as exc:  # noqa: BLE001 - unexpected: show the traceback, still exit non-zero
-        logger.exception("{} failed unexpectedly: {}", args.step, exc)
-        result, code = {"step": args.step, "status": "FAILED", "error": str(exc), "exit_code": 1}, 1
+        logger.opt(exception=exc).error("{} failed unexpectedly: {}", args.step, exc)
+        result, code = _failure(args.step, exc, 1), 1
     if code:
         _fail_launcher_run(launcher_run_id)
     if args.result_file:
         write_result(result, args.result_file)
     return code
+
+
+def _failure(step: str, exc: BaseException, code: int) -> dict[str, Any]:
+    return {"step": step, "status": "FAILED", "error": str(exc) or type(exc).__name__, "exit_code": code}

@@ -21,8 +21,7 @@ from mlflow.exceptions import MlflowException
 from pipeline.config import PipelineConfig
 from pipeline.data import derive_features, read_table, require_columns
 from pipeline.errors import GateRejected, UpstreamError
-from pipeline.lineage import (MODEL_NAME_TAG, MODEL_VERSION_TAG, VERDICT_REASON_TAG, VERDICT_TAG, download_artifact,
-                              follow_lineage, resolve_upstream)
+from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG, VERDICT_REASON_TAG, VERDICT_TAG, download_artifact
 from pipeline.preprocess import TEST_ARTIFACT
 from pipeline.promotion import Verdict, decide
 from pipeline.results import StepResult
@@ -78,10 +77,8 @@ def run(config: PipelineConfig, *, upstream_run_id: str | None = None, eval_data
         context: RunContext = RunContext()) -> StepResult:
     started = time.monotonic()
     with step_run("evaluate", config, context) as active:
-        train_run = resolve_upstream(active.client, active.experiment_id, "evaluate", upstream_run_id)
-        preprocess_run = follow_lineage(active.client, train_run, "preprocess")
-        active.set_upstream("train", train_run.info.run_id)
-        active.set_upstream("preprocess", preprocess_run.info.run_id)
+        train_run = active.use_upstream(upstream_run_id)
+        preprocess_run = active.follow(train_run, "preprocess")
         name, version = train_run.data.tags.get(MODEL_NAME_TAG), train_run.data.tags.get(MODEL_VERSION_TAG)
         if not name or not version:
             raise UpstreamError(f"evaluate: train run {train_run.info.run_id} registered no model version")

@@ -17,12 +17,13 @@ from typing import Any
 
 import mlflow
 from loguru import logger
-from mlflow.entities import RunStatus
+from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from pipeline.config import PipelineConfig, config_as_dict
-from pipeline.lineage import CHAIN_TAG, ERROR_TAG, FINGERPRINT_TAG, STEP_TAG, fingerprint, upstream_tag
+from pipeline.lineage import (CHAIN_TAG, ERROR_TAG, FINGERPRINT_TAG, STEP_TAG, fingerprint, follow_lineage,
+                              resolve_upstream, upstream_tag)
 
 # Which config sections decide each step's output (for its fingerprint).
 STEP_CONFIG_SECTIONS = {
@@ -71,6 +72,18 @@ class StepRun:
     def set_upstream(self, step: str, run_id: str) -> None:
         self.upstream[step] = run_id
         mlflow.set_tag(upstream_tag(step), run_id)
+
+    def use_upstream(self, pinned_run_id: str | None) -> Run:
+        """Resolve this step's direct upstream run (pinned or newest finished) and record it in the tags."""
+        run = resolve_upstream(self.client, self.experiment_id, self.step, pinned_run_id)
+        self.set_upstream(run.data.tags[STEP_TAG], run.info.run_id)
+        return run
+
+    def follow(self, run: Run, step: str) -> Run:
+        """The `step` run that `run` consumed, recorded as this run's upstream too."""
+        earlier = follow_lineage(self.client, run, step)
+        self.set_upstream(step, earlier.info.run_id)
+        return earlier
 
     def fingerprint(self) -> str:
         resolved = config_as_dict(self.config)

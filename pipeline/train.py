@@ -23,7 +23,7 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
 from pipeline.config import PipelineConfig
 from pipeline.data import features_and_target
-from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG, download_artifact, follow_lineage, resolve_upstream
+from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG, download_artifact
 from pipeline.model import build_classifier, model_requirements
 from pipeline.preprocess import TEST_ARTIFACT, TRAIN_ARTIFACT
 from pipeline.results import StepResult
@@ -68,11 +68,8 @@ def run(
 ) -> StepResult:
     started = time.monotonic()
     with step_run("train", config, context) as active:
-        tune_run = resolve_upstream(active.client, active.experiment_id, "train", upstream_run_id)
-        preprocess_run = follow_lineage(active.client, tune_run, "preprocess")
-        active.set_upstream("tune", tune_run.info.run_id)
-        active.set_upstream("preprocess", preprocess_run.info.run_id)
-        params, train, test = _read_inputs(tune_run, preprocess_run)
+        tune_run = active.use_upstream(upstream_run_id)
+        params, train, test = _read_inputs(tune_run, active.follow(tune_run, "preprocess"))
         x_train, y_train = features_and_target(train, config.data.target)
         x_test, y_test = features_and_target(test, config.data.target)
         logger.info("training on {} rows with {}", len(train), params)

@@ -24,7 +24,7 @@ from sklearn.model_selection import train_test_split
 
 from pipeline.config import PipelineConfig
 from pipeline.data import features_and_target
-from pipeline.lineage import download_artifact, resolve_upstream
+from pipeline.lineage import download_artifact
 from pipeline.model import build_classifier, suggest_params
 from pipeline.preprocess import TRAIN_ARTIFACT
 from pipeline.results import StepResult
@@ -124,8 +124,7 @@ def run(
 ) -> StepResult:
     started = time.monotonic()
     with step_run("tune", config, context) as active:
-        preprocess_run = resolve_upstream(active.client, active.experiment_id, "tune", upstream_run_id)
-        active.set_upstream("preprocess", preprocess_run.info.run_id)
+        preprocess_run = active.use_upstream(upstream_run_id)
         with tempfile.TemporaryDirectory() as tmp:
             train = pd.read_parquet(download_artifact(preprocess_run, TRAIN_ARTIFACT, Path(tmp)))
         logger.info("tuning on {} rows: {} trials", len(train), config.tune.n_trials)

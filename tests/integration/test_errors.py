@@ -96,3 +96,11 @@ def test_fail_on_reject_exits_5_and_keeps_the_champion(client, small_config):
     assert len(failed) == 1 and failed[0].data.tags["pipeline.verdict"] == "rejected"
     model = client.get_registered_model(small_config.registry.model_name)
     assert str(model.aliases["champion"]) == "1"
+
+
+def test_a_failing_step_fails_the_chain_run_too(client, tmp_path):
+    assert run_cli("main", "--set", f"data.source={tmp_path / 'missing.csv'}") == 2
+    assert only_run(client, "preprocess").info.status == "FAILED"
+    chain_run = only_run(client, "main")
+    assert chain_run.info.status == "FAILED" and "missing.csv not found" in chain_run.data.tags[ERROR_TAG]
+    assert client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'tune'") == []
