@@ -16,7 +16,7 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
-from pipeline import evaluate, preprocess, train, tune
+from pipeline import evaluate, interrupts, preprocess, train, tune
 from pipeline.config import PipelineConfig, config_as_dict
 from pipeline.lineage import CHAIN_TAG, ERROR_TAG, STEP_TAG
 from pipeline.results import StepResult
@@ -72,7 +72,7 @@ def run_chain(config: PipelineConfig, *, eval_data: str | None = None, launcher_
     try:
         _run_steps(config, context, eval_data, result)
     except BaseException as exc:
-        result.status = RunStatus.to_string(RunStatus.KILLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED)
+        result.status = RunStatus.to_string(RunStatus.KILLED if interrupts.was_interrupted(exc) else RunStatus.FAILED)
         client.set_tag(chain_id, ERROR_TAG, (str(exc).splitlines() or [type(exc).__name__])[0][:5000])
         raise
     finally:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import warnings
 from typing import Any
 
 from loguru import logger
 
+from pipeline import interrupts
 from pipeline.errors import ConfigError, PipelineError
 
 STEPS = ("preprocess", "tune", "train", "evaluate", "main")
@@ -121,20 +121,11 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".* is experimental .*supported from v")
 
 
-def _stop_on_sigterm() -> None:
-    """Orchestrators stop tasks with SIGTERM: turn it into KeyboardInterrupt so the open run ends KILLED."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"stopped by signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_console()
     quiet_libraries()
-    _stop_on_sigterm()
+    interrupts.install()
     from pipeline.results import write_result
     from pipeline.tracking import take_launcher_run_id
 
@@ -144,12 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         logger.error("{}", exc)
         result, code = _failure(args.step, exc, exc.exit_code), exc.exit_code
-    except KeyboardInterrupt as exc:
-        logger.error("{} interrupted{}", args.step, f": {exc}" if str(exc) else "")
-        result, code = _failure(args.step, exc, 130), 130
-    except Exception as exc:  # noqa: BLE001 - unexpected: show the traceback, still exit non-zero
-        logger.opt(exception=exc).error("{} failed unexpectedly: {}", args.step, exc)
-        result, code = _failure(args.step, exc, 1), 1
+    except BaseException as exc:  # noqa: BLE001 - interruptions and unexpected errors still give a result
+        if interrupts.was_interrupted(exc):
+            logger.error("{} interrupted: {}", args.step, interrupts.describe(exc))
+            result, code = _failure(args.step, exc, 130), 130
+        elif isinstance(exc, Exception):
+            logger.opt(exception=exc).error("{} failed unexpectedly: {}", args.step, exc)
+            result, code = _failure(args.step, exc, 1), 1
+        else:
+            raise
     if code:
         _fail_launcher_run(launcher_run_id)
     if args.result_file:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -55,12 +55,26 @@ class SearchDimension(_Strict):
         return isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.low, bool)
 
 
+class PrunerConfig(_Strict):
+    type: Literal["none", "median", "successive_halving", "hyperband"] = "median"
+    startup_trials: int = Field(default=5, ge=0)
+    warmup_rounds: int = Field(default=20, ge=0)
+    report_every: int = Field(default=5, ge=1)
+
+
 class TuneConfig(_Strict):
     n_trials: int = Field(ge=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+    n_jobs: int = Field(default=1, ge=1)
+    threads_per_trial: int | None = Field(default=None, ge=1)
     seed: int = 42
-    metric: str = "auc"
+    metric: str = "logloss"
     max_boosting_rounds: int = Field(ge=1)
     early_stopping_rounds: int = Field(ge=1)
+    pruner: PrunerConfig = PrunerConfig()
+    storage: str | None = None
+    study_name: str | None = None
+    heartbeat_s: int = Field(default=10, ge=1)
     search_space: dict[str, SearchDimension] = Field(min_length=1)
 
 

@@ -21,6 +21,7 @@ from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
+from pipeline import interrupts
 from pipeline.config import PipelineConfig, config_as_dict
 from pipeline.lineage import (CHAIN_TAG, ERROR_TAG, FINGERPRINT_TAG, STEP_TAG, fingerprint, follow_lineage,
                               resolve_upstream, upstream_tag)
@@ -127,12 +128,12 @@ def step_run(step: str, config: PipelineConfig, context: RunContext) -> Iterator
             yield active
             mlflow.set_tag(FINGERPRINT_TAG, active.fingerprint())
             status = RunStatus.FINISHED
-        except KeyboardInterrupt:
-            status = RunStatus.KILLED
-            raise
         except BaseException as exc:
-            mlflow.set_tag(ERROR_TAG, (str(exc).splitlines() or [type(exc).__name__])[0][:5000])
-            logger.error("{} failed: {}", step, exc)
+            if interrupts.was_interrupted(exc):
+                status = RunStatus.KILLED
+            else:
+                mlflow.set_tag(ERROR_TAG, (str(exc).splitlines() or [type(exc).__name__])[0][:5000])
+                logger.debug("{} failed: {}", step, exc)  # for the run's log file; the CLI prints it once
             raise
         finally:
             _close(active, log_path, status)

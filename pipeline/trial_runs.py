@@ -29,6 +29,7 @@ class TrialRunLogger:
         self._parent_run_id = parent_run_id
         self._metric = metric
         self._lock = threading.Lock()
+        self.logged = 0
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         start = _millis(trial.datetime_start)
@@ -41,9 +42,12 @@ class TrialRunLogger:
                    if isinstance(value, (int, float))]
         if trial.value is not None:
             metrics.append(Metric(f"valid_{self._metric}", float(trial.value), end, 0))
+        if trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
+            tags["optuna.pruned_at_round"] = str(max(trial.intermediate_values) + 1)
         params = [Param(key, str(value)) for key, value in trial.params.items()]
         with self._lock:
             child = self._client.create_run(self._experiment_id, start_time=start, tags=tags, run_name=name)
             self._client.log_batch(child.info.run_id, metrics=metrics, params=params)
             status = RunStatus.to_string(_STATUS.get(trial.state, RunStatus.FAILED))
             self._client.set_terminated(child.info.run_id, status=status, end_time=end)
+            self.logged += 1

@@ -9,7 +9,13 @@ from sklearn.datasets import make_classification
 from pipeline.lineage import STEP_TAG
 from pipeline.model import suggest_params
 from pipeline.trial_runs import TrialRunLogger
-from pipeline.tune import BEST_ITERATION_ATTR, best_params, metric_direction, search
+from pipeline.study import BEST_ITERATION_ATTR, best_params, metric_direction, open_study, run_trials
+
+
+def search(train, config):
+    study = open_study(config, "unit-test")
+    run_trials(study, train, config, callbacks=[])
+    return study
 
 
 @pytest.fixture
@@ -75,4 +81,5 @@ def test_auc_study_is_maximised(tiny_train, small_config):
     config = small_config.model_copy(update={"tune": small_config.tune.model_copy(update={"metric": "auc"})})
     study = search(tiny_train, config)
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert len(study.trials) == config.tune.n_trials
     assert study.best_value == max(trial.value for trial in study.trials)

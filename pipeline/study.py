@@ -1,0 +1,195 @@
+"""The Optuna side of tuning: storage, study name, pruner, the objective and the search loop.
+
+A study in a persistent storage (RDB URL or `journal:PATH`) is resumed by a rerun with the same tuning config and
+the same preprocess data, and shared by concurrent workers; `n_trials` counts finished trials of the whole study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from typing import Any
+
+import optuna
+import pandas as pd
+from loguru import logger
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+from sklearn.model_selection import train_test_split
+from xgboost.callback import TrainingCallback
+
+from pipeline.config import PipelineConfig, TuneConfig
+from pipeline.data import features_and_target
+from pipeline.errors import ConfigError, TrackingError
+from pipeline.model import build_classifier, suggest_params
+
+BEST_ITERATION_ATTR = "best_iteration"
+GREATER_IS_BETTER = {"auc", "aucpr", "pre", "map", "ndcg"}
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+JOURNAL_PREFIX = "journal:"
+# Settings that change how long or where a study runs, not what it searches: left out of the study name.
+_RUN_SETTINGS = {"n_trials", "timeout_s", "n_jobs", "threads_per_trial", "storage", "study_name", "heartbeat_s"}
+
+
+def metric_direction(metric: str) -> str:
+    """Optuna's direction for an XGBoost eval metric: ranking metrics up, losses and errors down."""
+    return "maximize" if metric.split("@")[0] in GREATER_IS_BETTER else "minimize"
+
+
+def describe_storage(url: str | None) -> str:
+    """The storage as it may be logged: passwords masked."""
+    if not url:
+        return "in-memory"
+    if url.startswith(JOURNAL_PREFIX):
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is reported by open_storage; never echo it raw
+        return url.split("://")[0] + "://***"
+
+
+def open_storage(tune: TuneConfig) -> optuna.storages.BaseStorage | None:
+    """Open the configured storage; RDB storages get heartbeats so trials of a dead worker are failed and retried."""
+    url = tune.storage
+    if not url:
+        return None
+    shown = describe_storage(url)
+    if url.startswith(JOURNAL_PREFIX):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix(JOURNAL_PREFIX)))
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    try:
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=tune.heartbeat_s, grace_period=2 * tune.heartbeat_s,
+            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3),
+        )
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ConfigError(f"tune.storage '{shown}' is not a usable storage URL: {_first_line(exc)}") from exc
+    except SQLAlchemyError as exc:
+        raise TrackingError(f"cannot reach the Optuna storage '{shown}': {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def study_name(config: PipelineConfig, experiment_name: str, data_identity: str) -> str:
+    """Same experiment, same search and same input data give the same name, so a rerun resumes the study."""
+    if config.tune.study_name:
+        return config.tune.study_name
+    search = {k: v for k, v in config.tune.model_dump(mode="json").items() if k not in _RUN_SETTINGS}
+    payload = {"search": search, "split": config.split.model_dump(mode="json"),
+               "fixed": config.train.fixed_params, "data": data_identity}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{experiment_name}-tune-{digest}"
+
+
+def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
+    pruner = tune.pruner
+    if pruner.type == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=pruner.startup_trials,
+                                           n_warmup_steps=pruner.warmup_rounds, interval_steps=pruner.report_every)
+    if pruner.type == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=pruner.report_every)
+    if pruner.type == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=pruner.report_every, max_resource=tune.max_boosting_rounds)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(config: PipelineConfig, name: str) -> optuna.Study:
+    """Create the study, or load it when the storage already holds one of that name."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(
+        study_name=name, storage=open_storage(config.tune), load_if_exists=True,
+        direction=metric_direction(config.tune.metric), pruner=make_pruner(config.tune),
+        sampler=optuna.samplers.TPESampler(seed=config.tune.seed),
+    )
+
+
+class _EveryRounds(TrainingCallback):
+    """Pass every n-th round to Optuna's XGBoost pruning callback: each report is a storage write."""
+
+    def __init__(self, inner: TrainingCallback, every: int) -> None:
+        super().__init__()
+        self._inner, self._every = inner, every
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+        return (epoch + 1) % self._every == 0 and self._inner.after_iteration(model, epoch, evals_log)
+
+
+def threads_per_trial(tune: TuneConfig) -> int:
+    return tune.threads_per_trial or max(1, (os.cpu_count() or 1) // tune.n_jobs)
+
+
+def make_objective(train: pd.DataFrame, config: PipelineConfig):
+    """The study's objective: fit on part of the train split, early-stop, prune and score on the rest."""
+    from optuna_integration import XGBoostPruningCallback
+
+    features, target = features_and_target(train, config.data.target)
+    stratify = target if config.split.stratify else None
+    x_fit, x_valid, y_fit, y_valid = train_test_split(
+        features, target, test_size=config.split.validation_size, random_state=config.split.seed, stratify=stratify
+    )
+    tune, threads = config.tune, threads_per_trial(config.tune)
+
+    def objective(trial: optuna.Trial) -> float:
+        callbacks = []
+        if tune.pruner.type != "none":
+            pruning = XGBoostPruningCallback(trial, f"validation_0-{tune.metric}")
+            callbacks.append(_EveryRounds(pruning, tune.pruner.report_every))
+        model = build_classifier(
+            suggest_params(trial, tune.search_space), config.train.fixed_params, n_jobs=threads,
+            n_estimators=tune.max_boosting_rounds, early_stopping_rounds=tune.early_stopping_rounds,
+            eval_metric=tune.metric, callbacks=callbacks,
+        )
+        model.fit(x_fit, y_fit, eval_set=[(x_valid, y_valid)], verbose=False)
+        trial.set_user_attr(BEST_ITERATION_ATTR, int(model.best_iteration))
+        return float(model.best_score)
+
+    return objective
+
+
+def count_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+
+
+class ProgressLog:
+    """Optuna callback: a log line every tenth of the trials, for logs and orchestrators where no bar renders."""
+
+    def __init__(self, n_trials: int, metric: str) -> None:
+        self._every = max(1, n_trials // 10)
+        self._n_trials = n_trials
+        self._metric = metric
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        finished = count_finished(study)
+        if finished % self._every == 0 or finished >= self._n_trials:
+            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            best = f"{study.best_value:.5f}" if complete else "n/a"
+            logger.info("{}/{} trials finished; best valid {} {}", finished, self._n_trials, self._metric, best)
+
+
+def run_trials(study: optuna.Study, train: pd.DataFrame, config: PipelineConfig, callbacks: list) -> None:
+    """Run trials until the study holds `n_trials` finished ones, counting other workers' trials, or timeout_s."""
+    tune = config.tune
+    remaining = tune.n_trials - count_finished(study)
+    if remaining <= 0:
+        logger.info("study {} already holds {} finished trials: nothing to run", study.study_name, tune.n_trials)
+        return
+    on_terminal = sys.stderr.isatty()
+    progress = [] if on_terminal else [ProgressLog(tune.n_trials, tune.metric)]
+    study.optimize(make_objective(train, config), n_trials=remaining, timeout=tune.timeout_s, n_jobs=tune.n_jobs,
+                   callbacks=[*callbacks, *progress, MaxTrialsCallback(tune.n_trials, states=FINISHED_STATES)],
+                   show_progress_bar=on_terminal)
+
+
+def best_params(study: optuna.Study) -> dict[str, Any]:
+    """The best trial's params plus the boosting-round count its early stopping found."""
+    best = study.best_trial
+    return {**best.params, "n_estimators": best.user_attrs[BEST_ITERATION_ATTR] + 1}
