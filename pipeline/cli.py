@@ -20,7 +20,8 @@ from pipeline.errors import ConfigError, PipelineError
 
 STEPS = ("preprocess", "tune", "train", "evaluate", "main")
 # CLI option -> dotted config key it overrides.
-OVERRIDES = {"test_size": "split.test_size", "n_trials": "tune.n_trials", "fail_on_reject": "evaluate.fail_on_reject"}
+OVERRIDES = {"test_size": "split.test_size", "n_trials": "tune.n_trials", "n_jobs": "tune.n_jobs",
+             "timeout": "tune.timeout_s", "storage": "tune.storage", "fail_on_reject": "evaluate.fail_on_reject"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set tune.seed=7 (repeatable)")
     parser.add_argument("--test-size", default="", help="override split.test_size")
-    parser.add_argument("--n-trials", default="", help="override tune.n_trials")
+    parser.add_argument("--n-trials", default="", help="override tune.n_trials (finished trials the study must hold)")
+    parser.add_argument("--n-jobs", default="", help="override tune.n_jobs (trials in parallel threads)")
+    parser.add_argument("--timeout", default="", help="override tune.timeout_s (seconds of tuning at most)")
+    parser.add_argument("--storage", default="", help="override tune.storage (Optuna RDB URL or journal:PATH)")
     parser.add_argument("--fail-on-reject", default="", help="override evaluate.fail_on_reject (true/false)")
     parser.add_argument("--upstream-run-id", default="", help="pin the upstream run instead of the newest one")
     parser.add_argument("--eval-data", default="", help="evaluate on this CSV/Parquet file instead of the test split")
@@ -119,6 +123,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
     warnings.filterwarnings("ignore", message=".* is experimental .*supported from v")
+    warnings.filterwarnings("ignore", message=".* is an experimental feature")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import optuna
@@ -65,14 +66,28 @@ def open_storage(tune: TuneConfig) -> optuna.storages.BaseStorage | None:
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
     try:
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=tune.heartbeat_s, grace_period=2 * tune.heartbeat_s,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3),
-        )
-    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        return _rdb_storage(url, tune.heartbeat_s)
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
         raise ConfigError(f"tune.storage '{shown}' is not a usable storage URL: {_first_line(exc)}") from exc
     except SQLAlchemyError as exc:
         raise TrackingError(f"cannot reach the Optuna storage '{shown}': {_first_line(exc)}") from exc
+
+
+def _rdb_storage(url: str, heartbeat_s: int, attempts: int = 3) -> optuna.storages.RDBStorage:
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
+        except (IntegrityError, ProgrammingError):
+            # Workers starting together on an empty database race to create the schema: the loser retries.
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -54,3 +54,28 @@ def client(tracking_uri: str) -> MlflowClient:
 @pytest.fixture
 def small_config() -> PipelineConfig:
     return load_config(DEFAULT_CONFIG, SMALL_OVERRIDES)
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh database on the local PostgreSQL, dropped afterwards. Skipped when no server answers, unless
+    PIPELINE_REQUIRE_POSTGRES=1 (CI sets it, so a missing server fails there instead of passing silently)."""
+    import os
+    import uuid
+
+    import psycopg
+
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:
+        connection = psycopg.connect(admin, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("PIPELINE_REQUIRE_POSTGRES") == "1":
+            raise
+        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432: {exc}")
+    name = f"pipeline_test_{uuid.uuid4().hex[:12]}"
+    with connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        finally:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,61 @@
+"""Study naming, storage handling and pruner choice."""
+
+import optuna
+import pytest
+
+from pipeline.errors import ConfigError, TrackingError
+from pipeline.study import describe_storage, make_pruner, open_storage, study_name, threads_per_trial
+
+
+def with_tune(config, **changes):
+    return config.model_copy(update={"tune": config.tune.model_copy(update=changes)})
+
+
+def test_study_name_is_stable_across_run_settings(small_config):
+    name = study_name(small_config, "exp", "data-1")
+    assert name.startswith("exp-tune-")
+    assert study_name(with_tune(small_config, n_trials=99, n_jobs=2, timeout_s=5.0,
+                                storage="sqlite:///x.db"), "exp", "data-1") == name
+
+
+def test_study_name_changes_with_search_or_data(small_config):
+    name = study_name(small_config, "exp", "data-1")
+    assert study_name(small_config, "exp", "data-2") != name
+    assert study_name(with_tune(small_config, max_boosting_rounds=61), "exp", "data-1") != name
+    assert study_name(small_config, "other-exp", "data-1") != name
+    assert study_name(with_tune(small_config, study_name="mine"), "exp", "data-1") == "mine"
+
+
+def test_storage_passwords_are_masked():
+    shown = describe_storage("postgresql://alice:s3cret@db.example:5432/optuna")
+    assert "s3cret" not in shown and "alice" in shown and "db.example" in shown
+    assert describe_storage(None) == "in-memory"
+    assert describe_storage("journal:/tmp/study.log") == "journal:/tmp/study.log"
+
+
+def test_bad_storage_url_is_a_config_error(small_config):
+    with pytest.raises(ConfigError, match="tune.storage 'nosuchdb://user:\\*\\*\\*@host/db' is not a usable storage URL"):
+        open_storage(with_tune(small_config, storage="nosuchdb://user:pw@host/db").tune)
+
+
+def test_unreachable_storage_is_a_tracking_error(small_config):
+    tune = with_tune(small_config, storage="postgresql://postgres:pw@127.0.0.1:1/optuna").tune
+    with pytest.raises(TrackingError, match="cannot reach the Optuna storage 'postgresql://postgres:\\*\\*\\*@"):
+        open_storage(tune)
+
+
+@pytest.mark.parametrize(("kind", "expected"), [("median", optuna.pruners.MedianPruner),
+                                                ("successive_halving", optuna.pruners.SuccessiveHalvingPruner),
+                                                ("hyperband", optuna.pruners.HyperbandPruner),
+                                                ("none", optuna.pruners.NopPruner)])
+def test_pruner_follows_the_config(small_config, kind, expected):
+    pruner = small_config.tune.pruner.model_copy(update={"type": kind})
+    assert isinstance(make_pruner(with_tune(small_config, pruner=pruner).tune), expected)
+
+
+def test_threads_are_shared_between_parallel_trials(small_config, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert threads_per_trial(with_tune(small_config, n_jobs=1).tune) == 8
+    assert threads_per_trial(with_tune(small_config, n_jobs=3).tune) == 2
+    assert threads_per_trial(with_tune(small_config, n_jobs=16).tune) == 1
+    assert threads_per_trial(with_tune(small_config, n_jobs=2, threads_per_trial=1).tune) == 1
