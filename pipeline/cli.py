@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--upstream-run-id", default="", help="pin the upstream run instead of the newest one")
     parser.add_argument("--eval-data", default="", help="evaluate on this CSV/Parquet file instead of the test split")
     parser.add_argument("--result-file", default="", help="write the step's result as JSON to this path")
+    parser.add_argument("--chain-id", default="", help="tag the run(s) with this pipeline.chain_id (orchestrators)")
     return parser
 
 
@@ -57,13 +58,15 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _dispatch(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, Any]:
     from pipeline import chain, evaluate, preprocess, train, tune
     from pipeline.config import load_config
-    from pipeline.tracking import RunContext
+    from pipeline.tracking import RunContext, check_tracking_store
 
     config = load_config(args.config or None, collect_overrides(args))
-    context = RunContext(launcher_run_id=launcher_run_id)
+    check_tracking_store()
+    context = RunContext(launcher_run_id=launcher_run_id, chain_id=args.chain_id or None)
     upstream = args.upstream_run_id or None
     if args.step == "main":
-        result = chain.run_chain(config, eval_data=args.eval_data or None, launcher_run_id=launcher_run_id)
+        result = chain.run_chain(config, eval_data=args.eval_data or None, launcher_run_id=launcher_run_id,
+                                 chain_id=args.chain_id or None)
         _print_chain_summary(result)
         return result.to_dict()
     if args.step == "preprocess":
@@ -117,7 +120,11 @@ def configure_console() -> None:
 
 
 def quiet_libraries() -> None:
-    """Keep the console to what the user acts on: no per-download progress bars, no known-harmless warnings."""
+    """Keep the console to what the user acts on: no per-download progress bars, no known-harmless warnings,
+    and an unreachable tracking server reported in seconds rather than after MLflow's minutes of retries."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
@@ -152,9 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     if code:
         _fail_launcher_run(launcher_run_id)
     if args.result_file:
-        write_result(result, args.result_file)
+        try:
+            write_result(result, args.result_file)
+        except OSError as exc:
+            logger.error("cannot write the result file {}: {}", args.result_file, exc)
+            code = code or 2
     return code
 
 
 def _failure(step: str, exc: BaseException, code: int) -> dict[str, Any]:
-    return {"step": step, "status": "FAILED", "error": str(exc) or type(exc).__name__, "exit_code": code}
+    """The result of a failed step: which run failed (if one was opened), why, and the exit code."""
+    return {"step": step, "status": "KILLED" if code == 130 else "FAILED",
+            "run_id": getattr(exc, "pipeline_run_id", None), "error": interrupts.describe(exc) if code == 130
+            else (str(exc) or type(exc).__name__), "exit_code": code}

@@ -68,7 +68,7 @@ class TuneConfig(_Strict):
     n_jobs: int = Field(default=1, ge=1)
     threads_per_trial: int | None = Field(default=None, ge=1)
     seed: int = 42
-    metric: str = "logloss"
+    metric: Literal["logloss", "auc", "aucpr", "error"] = "logloss"
     max_boosting_rounds: int = Field(ge=1)
     early_stopping_rounds: int = Field(ge=1)
     pruner: PrunerConfig = PrunerConfig()
@@ -123,7 +123,12 @@ def _describe(error: ValidationError) -> str:
 
 def _parse_scalar(text: str) -> Any:
     # YAML rules so that `--set split.test_size=0.3` and `--set features.derived=false` get their types.
-    return yaml.safe_load(text) if text != "" else ""
+    if text == "":
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text  # not YAML: keep the string, validation names the key if a string does not fit
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -149,6 +154,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         raw = yaml.safe_load(config_path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {config_path} is not valid YAML: {exc}".splitlines()[0]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {config_path} is not a text file") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {config_path} must hold a mapping of sections")
     try:
@@ -159,3 +166,22 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 def config_as_dict(config: PipelineConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
+
+
+def mask_url(url: str | None) -> str | None:
+    """A URL as it may be logged: any password replaced by ***."""
+    if not url or "://" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - unparsable: show the scheme only, never the raw text
+        return url.split("://")[0] + "://***"
+
+
+def loggable_config(config: PipelineConfig) -> dict[str, Any]:
+    """The resolved config with secrets masked, for run artifacts."""
+    resolved = config_as_dict(config)
+    resolved["tune"]["storage"] = mask_url(resolved["tune"]["storage"])
+    return resolved

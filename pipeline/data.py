@@ -82,6 +82,9 @@ def split_frame(frame: pd.DataFrame, target: str, split: SplitConfig) -> tuple[p
 
 
 def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    if target not in frame.columns:
+        raise DataError(f"target column '{target}' is not in the prepared data (was data.target changed after "
+                        "preprocess ran? rerun preprocess)")
     return frame.drop(columns=[target]), frame[target]
 
 
@@ -90,3 +93,40 @@ def require_columns(frame: pd.DataFrame, required: list[str], what: str) -> None
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise DataError(f"{what} lacks {len(missing)} column(s) the model needs: {', '.join(missing)}")
+
+
+def _non_numeric(frame: pd.DataFrame) -> list[str]:
+    return [str(c) for c in frame.columns
+            if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))]
+
+
+def check_features(frame: pd.DataFrame, what: str) -> None:
+    """Features must be numeric or boolean (XGBoost's input here); name the columns that are not."""
+    if bad := _non_numeric(frame):
+        raise DataError(f"{what}: column(s) {', '.join(bad[:8])} are not numeric; convert or drop them")
+
+
+def check_target(target: pd.Series, what: str) -> None:
+    """A classification target: no missing values, integer class labels 0..k-1, at least two classes."""
+    name = target.name
+    if missing := int(target.isna().sum()):
+        raise DataError(f"{what}: target column '{name}' is empty in {missing} of {len(target)} rows")
+    if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+        raise DataError(f"{what}: target column '{name}' must hold integer class labels 0..k-1, "
+                        f"not {target.dtype} values such as {target.iloc[0]!r}; encode it first")
+    labels = sorted(target.unique().tolist())
+    if len(labels) < 2:
+        raise DataError(f"{what}: target column '{name}' holds a single class ({labels[0]!r}); need at least two")
+    if labels != list(range(len(labels))):
+        shown = ", ".join(str(label) for label in labels[:6]) + (", ..." if len(labels) > 6 else "")
+        raise DataError(f"{what}: target column '{name}' must hold class labels 0..{len(labels) - 1}, "
+                        f"got {shown} (regression targets are not supported yet)")
+
+
+def frame_for_model(frame: pd.DataFrame, inputs: list[str], target: str, what: str) -> pd.DataFrame:
+    """The columns a model needs plus the target, checked: nothing missing, numeric features, a valid target."""
+    require_columns(frame, [*inputs, target], what)
+    selected = frame[[*inputs, target]]
+    check_features(selected[inputs], what)
+    check_target(selected[target], what)
+    return selected

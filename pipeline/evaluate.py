@@ -16,16 +16,16 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from loguru import logger
-from mlflow.exceptions import MlflowException
 
 from pipeline.config import PipelineConfig
-from pipeline.data import derive_features, read_table, require_columns
-from pipeline.errors import GateRejected, UpstreamError
+from pipeline.data import derive_features, frame_for_model, read_table
+from pipeline.errors import DataError, GateRejected, UpstreamError
 from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG, VERDICT_REASON_TAG, VERDICT_TAG, download_artifact
 from pipeline.preprocess import TEST_ARTIFACT
-from pipeline.promotion import Verdict, decide
+from pipeline.promotion import REJECTED, Verdict, decide
+from pipeline.registry import alias_version, move_alias
 from pipeline.results import StepResult
-from pipeline.tracking import RunContext, step_run
+from pipeline.tracking import RunContext, StepRun, step_run
 
 
 def _evaluate(model_uri: str, data: pd.DataFrame, target: str):
@@ -33,44 +33,51 @@ def _evaluate(model_uri: str, data: pd.DataFrame, target: str):
                                   evaluators="default", evaluator_config={"log_model_explainability": False})
 
 
-def _load_eval_data(config: PipelineConfig, eval_data: str | None, preprocess_run, model_uri: str) -> pd.DataFrame:
+def _load_eval_data(config: PipelineConfig, eval_data: str | None, preprocess_run) -> tuple[pd.DataFrame, str]:
     if eval_data:
         frame = read_table(eval_data)
-        if config.features.derived:
-            frame = derive_features(frame)
-        what = f"evaluation data {eval_data}"
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            frame = pd.read_parquet(download_artifact(preprocess_run, TEST_ARTIFACT, Path(tmp)))
-        what = f"test split of preprocess run {preprocess_run.info.run_id}"
-    inputs = mlflow.models.get_model_info(model_uri).signature.inputs.input_names()
-    require_columns(frame, [*inputs, config.data.target], what)
-    return frame[[*inputs, config.data.target]]
+        return (derive_features(frame) if config.features.derived else frame), f"evaluation data {eval_data}"
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = pd.read_parquet(download_artifact(preprocess_run, TEST_ARTIFACT, Path(tmp)))
+    return frame, f"test split of preprocess run {preprocess_run.info.run_id}"
 
 
-def _champion_version(name: str, alias: str) -> str | None:
+def _model_inputs(model_uri: str) -> list[str]:
+    return mlflow.models.get_model_info(model_uri).signature.inputs.input_names()
+
+
+def _evaluate_champion(name: str, version: str, frame: pd.DataFrame, target: str, what: str):
+    """The champion on the same rows, in a nested run; None with a reason when its columns are not there."""
     try:
-        return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
-
-
-def _evaluate_champion(name: str, version: str, data: pd.DataFrame, target: str):
+        data = frame_for_model(frame, _model_inputs(f"models:/{name}/{version}"), target, what)
+    except DataError as exc:
+        return None, f"champion version {version} cannot be evaluated on the same rows ({exc}); compare by hand"
     with mlflow.start_run(run_name="champion-baseline", nested=True):
         mlflow.set_tag(MODEL_VERSION_TAG, version)
         result = _evaluate(f"models:/{name}/{version}", data, target)
     mlflow.log_metrics({f"champion_{key}": value for key, value in result.metrics.items()
                         if isinstance(value, (int, float))})
-    return result
+    return result, ""
 
 
-def _record(verdict: Verdict, config: PipelineConfig, version: str) -> None:
-    client = mlflow.MlflowClient()
+def _judge(active: StepRun, config: PipelineConfig, name: str, version: str, frame: pd.DataFrame, what: str,
+           candidate) -> Verdict:
+    champion = alias_version(active.client, name, config.registry.champion_alias)
+    if champion == version:
+        return decide(config.evaluate, candidate, None, note=f" (version {version} already is the champion)")
+    if champion is None:
+        return decide(config.evaluate, candidate, None)
+    logger.info("comparing with champion version {}", champion)
+    baseline, problem = _evaluate_champion(name, champion, frame, config.data.target, what)
+    return decide(config.evaluate, candidate, baseline) if baseline is not None else Verdict(REJECTED, problem)
+
+
+def _record(active: StepRun, verdict: Verdict, config: PipelineConfig, version: str) -> None:
     name = config.registry.model_name
     mlflow.set_tags({VERDICT_TAG: verdict.decision, VERDICT_REASON_TAG: verdict.reason[:5000]})
-    client.set_model_version_tag(name, version, VERDICT_TAG, verdict.decision)
+    active.client.set_model_version_tag(name, version, VERDICT_TAG, verdict.decision)
     if verdict.promoted:
-        client.set_registered_model_alias(name, config.registry.champion_alias, version)
+        move_alias(active, name, config.registry.champion_alias, version)
 
 
 def run(config: PipelineConfig, *, upstream_run_id: str | None = None, eval_data: str | None = None,
@@ -83,19 +90,15 @@ def run(config: PipelineConfig, *, upstream_run_id: str | None = None, eval_data
         if not name or not version:
             raise UpstreamError(f"evaluate: train run {train_run.info.run_id} registered no model version")
         model_uri = f"models:/{name}/{version}"
-        data = _load_eval_data(config, eval_data, preprocess_run, model_uri)
+        frame, what = _load_eval_data(config, eval_data, preprocess_run)
+        data = frame_for_model(frame, _model_inputs(model_uri), config.data.target, what)
         active.data_digest = str(pd.util.hash_pandas_object(data, index=False).sum())
         mlflow.log_input(mlflow.data.from_pandas(data, targets=config.data.target, name="evaluation"),
                          context="evaluation")
         logger.info("evaluating {} on {} rows", model_uri, len(data))
         candidate = _evaluate(model_uri, data, config.data.target)
-        champion = _champion_version(name, config.registry.champion_alias)
-        baseline = None
-        if champion and champion != version:
-            logger.info("comparing with champion version {}", champion)
-            baseline = _evaluate_champion(name, champion, data, config.data.target)
-        verdict = decide(config.evaluate, candidate, baseline)
-        _record(verdict, config, version)
+        verdict = _judge(active, config, name, version, frame, what, candidate)
+        _record(active, verdict, config, version)
         logger.info("verdict for {} version {}: {} ({})", name, version, verdict.decision, verdict.reason)
         if not verdict.promoted and config.evaluate.fail_on_reject:
             raise GateRejected(f"evaluate: {name} version {version} rejected: {verdict.reason}")

@@ -48,6 +48,8 @@ def get_step_run(client: MlflowClient, run_id: str, step: str, why: str) -> Run:
         run = client.get_run(run_id)
     except MlflowException as exc:
         raise UpstreamError(f"{why}: run '{run_id}' does not exist in this tracking store") from exc
+    if run.info.lifecycle_stage != "active":
+        raise UpstreamError(f"{why}: run {run_id} is deleted")
     actual = run.data.tags.get(STEP_TAG)
     if actual != step:
         raise UpstreamError(f"{why}: run {run_id} is a '{actual or 'non-pipeline'}' run, not a '{step}' run")

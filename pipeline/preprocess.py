@@ -16,8 +16,7 @@ import pandas as pd
 from loguru import logger
 
 from pipeline.config import PipelineConfig
-from pipeline.data import SKLEARN_PREFIX, derive_features, load_source, split_frame
-from pipeline.errors import DataError
+from pipeline.data import SKLEARN_PREFIX, check_features, check_target, derive_features, load_source, split_frame
 from pipeline.results import StepResult
 from pipeline.tracking import RunContext, log_params, step_run
 
@@ -32,9 +31,9 @@ def dataset_name(source: str) -> str:
 def prepare(config: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load, derive features, check the target and split: the step's work without any tracking."""
     frame = load_source(config.data)
-    missing_target = int(frame[config.data.target].isna().sum())
-    if missing_target:
-        raise DataError(f"target column '{config.data.target}' is empty in {missing_target} of {len(frame)} rows")
+    what = f"data source {config.data.source}"
+    check_target(frame[config.data.target], what)
+    check_features(frame.drop(columns=[config.data.target]), what)
     if config.features.derived:
         frame = derive_features(frame)
     return split_frame(frame, config.data.target, config.split)

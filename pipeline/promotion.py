@@ -40,8 +40,9 @@ def build_thresholds(config: EvaluateConfig, with_baseline: bool) -> dict[str, M
     return {name: MetricThreshold(**kwargs) for name, kwargs in gates.items()}
 
 
-def decide(config: EvaluateConfig, candidate: HasMetrics, baseline: HasMetrics | None) -> Verdict:
-    """Promote when every gate passes; the reason names what failed or what was checked."""
+def decide(config: EvaluateConfig, candidate: HasMetrics, baseline: HasMetrics | None, note: str = "") -> Verdict:
+    """Promote when every gate passes; the reason names what failed or what was checked (`note` overrides the
+    default remark on the champion, e.g. when the candidate already is the champion)."""
     thresholds = build_thresholds(config, with_baseline=baseline is not None)
     try:
         mlflow.validate_evaluation_results(thresholds, candidate, baseline)
@@ -50,5 +51,5 @@ def decide(config: EvaluateConfig, candidate: HasMetrics, baseline: HasMetrics |
     except MlflowException as exc:  # e.g. a gate on a metric the evaluation does not produce
         return Verdict(REJECTED, f"gate could not be checked: {exc.message}")
     checked = ", ".join(sorted(thresholds)) or "no gates configured"
-    against = " and the champion" if baseline is not None else " (no champion yet)"
+    against = note or (" and the champion" if baseline is not None else " (no champion yet)")
     return Verdict(PROMOTED, f"passed {checked}{against}")

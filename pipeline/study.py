@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from sklearn.model_selection import train_test_split
 from xgboost.callback import TrainingCallback
 
-from pipeline.config import PipelineConfig, TuneConfig
+from pipeline.config import PipelineConfig, TuneConfig, mask_url
 from pipeline.data import features_and_target
 from pipeline.errors import ConfigError, TrackingError
 from pipeline.model import build_classifier, suggest_params
@@ -40,25 +40,18 @@ def metric_direction(metric: str) -> str:
 
 
 def describe_storage(url: str | None) -> str:
-    """The storage as it may be logged: passwords masked."""
+    """The storage as it may be logged: passwords masked, ${VARS} left unexpanded."""
     if not url:
         return "in-memory"
-    if url.startswith(JOURNAL_PREFIX):
-        return url
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is reported by open_storage; never echo it raw
-        return url.split("://")[0] + "://***"
+    return url if url.startswith(JOURNAL_PREFIX) else mask_url(url)
 
 
 def open_storage(tune: TuneConfig) -> optuna.storages.BaseStorage | None:
     """Open the configured storage; RDB storages get heartbeats so trials of a dead worker are failed and retried."""
-    url = tune.storage
-    if not url:
+    if not tune.storage:
         return None
-    shown = describe_storage(url)
+    shown = describe_storage(tune.storage)
+    url = os.path.expandvars(tune.storage)  # lets credentials come from the environment, never from a logged value
     if url.startswith(JOURNAL_PREFIX):
         from optuna.storages.journal import JournalFileBackend
 
@@ -138,6 +131,14 @@ class _EveryRounds(TrainingCallback):
         return (epoch + 1) % self._every == 0 and self._inner.after_iteration(model, epoch, evals_log)
 
 
+_MULTICLASS_METRIC = {"logloss": "mlogloss", "error": "merror"}
+
+
+def eval_metric(metric: str, n_classes: int) -> str:
+    """XGBoost's name of the configured metric for this many classes (multiclass has its own log loss)."""
+    return _MULTICLASS_METRIC.get(metric, metric) if n_classes > 2 else metric
+
+
 def threads_per_trial(tune: TuneConfig) -> int:
     return tune.threads_per_trial or max(1, (os.cpu_count() or 1) // tune.n_jobs)
 
@@ -152,16 +153,17 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig):
         features, target, test_size=config.split.validation_size, random_state=config.split.seed, stratify=stratify
     )
     tune, threads = config.tune, threads_per_trial(config.tune)
+    metric = eval_metric(tune.metric, target.nunique())
 
     def objective(trial: optuna.Trial) -> float:
         callbacks = []
         if tune.pruner.type != "none":
-            pruning = XGBoostPruningCallback(trial, f"validation_0-{tune.metric}")
+            pruning = XGBoostPruningCallback(trial, f"validation_0-{metric}")
             callbacks.append(_EveryRounds(pruning, tune.pruner.report_every))
         model = build_classifier(
             suggest_params(trial, tune.search_space), config.train.fixed_params, n_jobs=threads,
             n_estimators=tune.max_boosting_rounds, early_stopping_rounds=tune.early_stopping_rounds,
-            eval_metric=tune.metric, callbacks=callbacks,
+            eval_metric=metric, callbacks=callbacks,
         )
         model.fit(x_fit, y_fit, eval_set=[(x_valid, y_valid)], verbose=False)
         trial.set_user_attr(BEST_ITERATION_ATTR, int(model.best_iteration))

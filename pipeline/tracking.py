@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from pipeline import interrupts
-from pipeline.config import PipelineConfig, config_as_dict
+from pipeline.config import PipelineConfig, config_as_dict, loggable_config, mask_url
+from pipeline.errors import TrackingError
 from pipeline.lineage import (CHAIN_TAG, ERROR_TAG, FINGERPRINT_TAG, STEP_TAG, fingerprint, follow_lineage,
                               resolve_upstream, upstream_tag)
 
@@ -33,6 +34,18 @@ STEP_CONFIG_SECTIONS = {
     "train": ("data", "train", "registry"),
     "evaluate": ("data", "registry", "evaluate"),
 }
+
+
+def check_tracking_store() -> None:
+    """Fail fast, with the URI in the message, when the tracking store cannot be reached."""
+    from mlflow.exceptions import MlflowException
+
+    uri = mlflow.get_tracking_uri()
+    try:
+        MlflowClient().search_experiments(max_results=1)
+    except (MlflowException, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise TrackingError(f"cannot reach the tracking store {mask_url(uri)}: {first}") from exc
 
 
 def take_launcher_run_id() -> str | None:
@@ -69,6 +82,11 @@ class StepRun:
     config: PipelineConfig
     upstream: dict[str, str] = field(default_factory=dict)
     data_digest: str = ""
+    undo_actions: list[Callable[[], None]] = field(default_factory=list)
+
+    def on_failure(self, undo: Callable[[], None]) -> None:
+        """Register an action that takes back an outside change (registry, alias) if the step fails after it."""
+        self.undo_actions.append(undo)
 
     def set_upstream(self, step: str, run_id: str) -> None:
         self.upstream[step] = run_id
@@ -117,34 +135,46 @@ def _open_run(step: str, config: PipelineConfig, context: RunContext, tags: dict
 
 @contextmanager
 def step_run(step: str, config: PipelineConfig, context: RunContext) -> Iterator[StepRun]:
-    """Open the run of `step` (resuming the launcher's run when given), and close it with the right status."""
+    """Open the run of `step` (resuming the launcher's run when given), and close it with the right status.
+
+    FINISHED only after every artifact, the log file last, is logged; on any exception the step's registered undo
+    actions run (a registry change of a failed run is taken back), and the run ends FAILED (KILLED if interrupted).
+    """
     tags = {STEP_TAG: step, **({CHAIN_TAG: context.chain_id} if context.chain_id else {})}
     with _log_file(step) as log_path:
         active = _open_run(step, config, context, tags)
         logger.info("{} run {} in experiment {}", step, active.run_id, active.experiment_id)
-        status = RunStatus.FAILED
         try:
-            mlflow.log_dict(config_as_dict(config), "config/resolved.yaml")
+            mlflow.log_dict(loggable_config(config), "config/resolved.yaml")
             yield active
             mlflow.set_tag(FINGERPRINT_TAG, active.fingerprint())
-            status = RunStatus.FINISHED
+            logger.info("{} run {} finished", step, active.run_id)
+            mlflow.log_artifact(str(log_path), "logs")
         except BaseException as exc:
-            if interrupts.was_interrupted(exc):
-                status = RunStatus.KILLED
-            else:
-                mlflow.set_tag(ERROR_TAG, (str(exc).splitlines() or [type(exc).__name__])[0][:5000])
-                logger.debug("{} failed: {}", step, exc)  # for the run's log file; the CLI prints it once
+            _fail(active, exc, log_path)
             raise
-        finally:
-            _close(active, log_path, status)
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
 
 
-def _close(active: StepRun, log_path: Path, status: int) -> None:
+def _fail(active: StepRun, exc: BaseException, log_path: Path) -> None:
+    """Undo, record and end a failed step run, without hiding the original exception."""
+    interrupted = interrupts.was_interrupted(exc)
+    status = RunStatus.KILLED if interrupted else RunStatus.FAILED
+    exc.pipeline_run_id = active.run_id  # type: ignore[attr-defined] - read by the CLI's result file
+    for undo in reversed(active.undo_actions):
+        try:
+            undo()
+        except Exception as undo_error:  # noqa: BLE001 - keep undoing the rest
+            logger.warning("could not undo a change of run {}: {}", active.run_id, undo_error)
     try:
+        if not interrupted:
+            mlflow.set_tag(ERROR_TAG, (str(exc).splitlines() or [type(exc).__name__])[0][:5000])
+        logger.debug("{} ended {}: {}", active.step, RunStatus.to_string(status), exc)  # for the log file
         mlflow.log_artifact(str(log_path), "logs")
+    except Exception as record_error:  # noqa: BLE001 - the step's own error is the one to report
+        logger.warning("could not record the failure on run {}: {}", active.run_id, record_error)
     finally:
         mlflow.end_run(RunStatus.to_string(status))
-        logger.info("{} run {} ended {}", active.step, active.run_id, RunStatus.to_string(status))
 
 
 def log_params(params: dict[str, Any]) -> None:

@@ -27,7 +27,8 @@ from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG, download_artifac
 from pipeline.model import build_classifier, model_requirements
 from pipeline.preprocess import TEST_ARTIFACT, TRAIN_ARTIFACT
 from pipeline.results import StepResult
-from pipeline.tracking import RunContext, step_run
+from pipeline.registry import move_alias, register
+from pipeline.tracking import RunContext, StepRun, step_run
 from pipeline.tune import BEST_PARAMS_ARTIFACT
 
 MODEL_NAME_IN_RUN = "model"
@@ -54,13 +55,12 @@ def _read_inputs(tune_run, preprocess_run) -> tuple[dict, pd.DataFrame, pd.DataF
     return params, train, test
 
 
-def _register(model_uri: str, config: PipelineConfig, lineage: dict[str, str]) -> str:
-    """Register the logged model and point the challenger alias at the new version."""
-    client = mlflow.MlflowClient()
-    version = mlflow.register_model(model_uri, config.registry.model_name,
-                                    tags={f"pipeline.{step}_run": run_id for step, run_id in lineage.items()})
-    client.set_registered_model_alias(config.registry.model_name, config.registry.challenger_alias, version.version)
-    return str(version.version)
+def _register(active: StepRun, model_uri: str, config: PipelineConfig) -> str:
+    """Register the logged model and point the challenger alias at the new version (both undone on failure)."""
+    lineage = {f"pipeline.{step}_run": run_id for step, run_id in {"train": active.run_id, **active.upstream}.items()}
+    version = register(active, model_uri, config.registry.model_name, lineage)
+    move_alias(active, config.registry.model_name, config.registry.challenger_alias, version)
+    return version
 
 
 def run(
@@ -82,7 +82,7 @@ def run(
             model, name=MODEL_NAME_IN_RUN, signature=infer_signature(x_train, model.predict(x_train)),
             input_example=x_train.head(5), pip_requirements=model_requirements(), model_format="ubj",
         )
-        version = _register(model_info.model_uri, config, {"train": active.run_id, **active.upstream})
+        version = _register(active, model_info.model_uri, config)
         mlflow.set_tags({MODEL_NAME_TAG: config.registry.model_name, MODEL_VERSION_TAG: version})
         logger.info("test ROC AUC {:.4f}; registered {} version {} as @{}", metrics["test_roc_auc"],
                     config.registry.model_name, version, config.registry.challenger_alias)

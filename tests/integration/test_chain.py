@@ -4,7 +4,7 @@ import mlflow
 import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from pipeline import cli
+from pipeline import cli, evaluate
 from pipeline.chain import run_chain
 from pipeline.lineage import (CHAIN_TAG, FINGERPRINT_TAG, MODEL_VERSION_TAG, STEP_TAG, VERDICT_TAG, upstream_tag)
 from pipeline.promotion import PROMOTED, REJECTED
@@ -92,15 +92,36 @@ def test_train_registers_a_challenger_and_evaluate_promotes_it(client, chain, sm
     assert info.saved_input_example_info is not None
 
 
-def test_a_second_chain_is_compared_with_the_champion(client, chain, small_config):
-    second = run_chain(small_config)
+def test_a_second_equal_chain_ties_with_the_champion_and_is_promoted(client, chain, small_config):
+    second = run_chain(small_config)  # same seeds: the same model, a tie is not a defeat
     name = small_config.registry.model_name
     evaluate_run = client.get_run(second.step("evaluate").run_id)
-    assert "champion_roc_auc" in evaluate_run.data.metrics
-    verdict = evaluate_run.data.tags[VERDICT_TAG]
+    assert evaluate_run.data.metrics["champion_roc_auc"] == evaluate_run.data.metrics["roc_auc"]
+    assert evaluate_run.data.tags[VERDICT_TAG] == PROMOTED
+    assert "and the champion" in evaluate_run.data.tags["pipeline.verdict_reason"]
     aliases = client.get_registered_model(name).aliases
-    assert str(aliases["champion"]) == ("2" if verdict == PROMOTED else "1")
-    assert str(aliases["challenger"]) == "2"
+    assert str(aliases["champion"]) == "2" and str(aliases["challenger"]) == "2"
+
+
+def test_a_weaker_challenger_loses_to_the_champion(client, chain, small_config):
+    weak = small_config.model_copy(update={
+        "tune": small_config.tune.model_copy(update={"max_boosting_rounds": 1}),
+        "evaluate": small_config.evaluate.model_copy(update={"thresholds": {}}),
+    })
+    second = run_chain(weak)
+    evaluate_run = client.get_run(second.step("evaluate").run_id)
+    assert evaluate_run.info.status == "FINISHED"
+    assert evaluate_run.data.metrics["roc_auc"] < evaluate_run.data.metrics["champion_roc_auc"]
+    assert evaluate_run.data.tags[VERDICT_TAG] == REJECTED
+    assert "roc_auc minimum relative change check failed" in evaluate_run.data.tags["pipeline.verdict_reason"]
+    aliases = client.get_registered_model(small_config.registry.model_name).aliases
+    assert str(aliases["champion"]) == "1" and str(aliases["challenger"]) == "2"
+    assert client.get_model_version(small_config.registry.model_name, "2").tags[VERDICT_TAG] == REJECTED
+
+
+def test_reevaluating_the_champion_says_so(client, chain, small_config):
+    again = evaluate.run(small_config, upstream_run_id=chain.step("train").run_id)
+    assert again.verdict == PROMOTED and "already is the champion" in again.verdict_reason
 
 
 def test_a_rejected_challenger_is_a_finished_run_and_keeps_the_champion(client, chain, small_config):

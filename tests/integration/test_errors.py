@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from pipeline import cli
+from pipeline import cli, evaluate, preprocess, train
 from pipeline.chain import run_chain
 from pipeline.lineage import ERROR_TAG, STEP_TAG
 from tests.conftest import DEFAULT_CONFIG, SMALL_OVERRIDES
@@ -22,10 +22,12 @@ def only_run(client, step):
     return run
 
 
-def test_no_finished_upstream_fails_the_run_with_the_fix(client, capfd):
-    assert run_cli("tune") == 3
+def test_no_finished_upstream_fails_the_run_with_the_fix(client, capfd, tmp_path):
+    assert run_cli("tune", "--result-file", str(tmp_path / "result.json")) == 3
     run = only_run(client, "tune")
     assert run.info.status == "FAILED"
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["run_id"] == run.info.run_id and result["exit_code"] == 3
     assert "no finished 'preprocess' run" in run.data.tags[ERROR_TAG]
     error_lines = [line for line in capfd.readouterr().err.splitlines() if " ERROR " in line]
     assert error_lines and "mlflow run . -e preprocess --env-manager local" in error_lines[-1]
@@ -62,18 +64,30 @@ def test_missing_target_column_fails_preprocess(client, tmp_path):
     assert "target column 'target' not in" in run.data.tags[ERROR_TAG]
 
 
-def test_evaluation_file_missing_features_fails_and_promotes_nothing(client, small_config, tmp_path):
+def aliases(client, config):
+    return {alias: str(version) for alias, version in
+            client.get_registered_model(config.registry.model_name).aliases.items()}
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [(lambda frame: frame.drop(columns=["mean radius", "worst area"]), "mean radius, worst area"),
+     (lambda frame: frame.assign(**{"mean radius": "big"}), "column(s) mean radius are not numeric"),
+     (lambda frame: frame.assign(target=frame["target"].where(frame.index > 2)), "is empty in 3 of"),
+     (lambda frame: frame.assign(target="malignant"), "must hold integer class labels")],
+)
+def test_bad_evaluation_file_fails_and_promotes_nothing(client, small_config, tmp_path, spoil, message):
     run_chain(small_config)
+    train.run(small_config)  # a new challenger (version 2) that a bad evaluation must not promote
     test_split = pd.read_parquet(next((tmp_path / "artifacts").rglob("test.parquet")))
     bad = tmp_path / "eval.csv"
-    test_split.drop(columns=["mean radius", "worst area"]).to_csv(bad, index=False)
-    versions_before = client.search_model_versions("")
+    spoil(test_split).to_csv(bad, index=False)
     assert run_cli("evaluate", "--eval-data", str(bad)) == 2
     failed = client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'evaluate' and attributes.status = 'FAILED'")
     assert len(failed) == 1
-    assert "mean radius, worst area" in failed[0].data.tags[ERROR_TAG]
+    assert message in failed[0].data.tags[ERROR_TAG]
     assert "pipeline.verdict" not in failed[0].data.tags
-    assert len(client.search_model_versions("")) == len(versions_before)
+    assert aliases(client, small_config) == {"champion": "1", "challenger": "2"}
 
 
 def test_evaluation_on_a_user_file_works(client, small_config, tmp_path):
@@ -104,3 +118,60 @@ def test_a_failing_step_fails_the_chain_run_too(client, tmp_path):
     chain_run = only_run(client, "main")
     assert chain_run.info.status == "FAILED" and "missing.csv not found" in chain_run.data.tags[ERROR_TAG]
     assert client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'tune'") == []
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [(pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "color": ["r", "g", "b", "r"], "target": [0, 1, 0, 1]}),
+      "column(s) color are not numeric"),
+     (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": ["B", "M", "B", "M"]}), "must hold integer class labels"),
+     (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [1, 1, 1, 1]}), "holds a single class"),
+     (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [1, 3, 1, 3]}), "must hold class labels 0..1, got 1, 3")],
+)
+def test_unusable_training_data_fails_preprocess(client, tmp_path, frame, message):
+    csv = tmp_path / "data.csv"
+    frame.to_csv(csv, index=False)
+    assert run_cli("preprocess", "--set", f"data.source={csv}") == 2
+    run = only_run(client, "preprocess")
+    assert run.info.status == "FAILED" and message in run.data.tags[ERROR_TAG]
+
+
+def full_disk(*args, **kwargs):
+    raise OSError("No space left on device")
+
+
+def test_a_failure_after_registration_takes_the_version_back(client, small_config, monkeypatch):
+    run_chain(small_config)
+    monkeypatch.setattr("pipeline.tracking.StepRun.fingerprint", full_disk)  # runs after the step's body
+    with pytest.raises(OSError):
+        train.run(small_config)
+    (failed,) = client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'train' and attributes.status = 'FAILED'")
+    assert failed.data.tags["pipeline.model.version"] == "2"  # it was registered, then taken back
+    assert [str(v.version) for v in client.search_model_versions("")] == ["1"]
+    assert aliases(client, small_config) == {"champion": "1", "challenger": "1"}
+
+
+def test_a_failed_log_upload_fails_the_run(client, small_config, monkeypatch):
+    monkeypatch.setattr("pipeline.tracking.mlflow.log_artifact", full_disk)
+    with pytest.raises(OSError):
+        preprocess.run(small_config)
+    assert only_run(client, "preprocess").info.status == "FAILED"
+
+
+def test_a_failure_after_promotion_puts_the_champion_back(client, small_config, monkeypatch):
+    run_chain(small_config)
+    train.run(small_config)
+    monkeypatch.setattr("pipeline.tracking.StepRun.fingerprint", full_disk)  # runs after the step's body
+    with pytest.raises(OSError):
+        evaluate.run(small_config)
+    (failed,) = client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'evaluate' and attributes.status = 'FAILED'")
+    assert failed.data.tags["pipeline.verdict"] == "promoted"  # decided, then taken back by the failure
+    assert aliases(client, small_config) == {"champion": "1", "challenger": "2"}
+
+
+def test_unreachable_tracking_store_exits_4_quickly(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    result_file = tmp_path / "result.json"
+    assert run_cli("preprocess", "--result-file", str(result_file)) == 4
+    assert "cannot reach the tracking store http://127.0.0.1:9" in json.loads(result_file.read_text())["error"]

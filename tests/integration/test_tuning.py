@@ -142,3 +142,5 @@ def test_a_bad_storage_url_fails_the_tune_run(client, small_config):
     assert run.info.status == "FAILED"
     assert "is not a usable storage URL" in run.data.tags[ERROR_TAG] and "secret" not in run.data.tags[ERROR_TAG]
     assert "secret" not in str(run.data.params)
+    resolved = client.download_artifacts(run.info.run_id, "config/resolved.yaml")
+    assert "secret" not in open(resolved).read() and "nosuchdb://u:***@h/db" in open(resolved).read()

@@ -82,3 +82,12 @@ def test_lineage_tag_missing_is_an_error(client):
     tune = make_run(client, "tune")
     with pytest.raises(UpstreamError, match="has no 'pipeline.upstream.preprocess' tag"):
         follow_lineage(client, client.get_run(tune), "preprocess")
+
+
+def test_a_deleted_run_is_never_used(client):
+    deleted = make_run(client, "tune", end_time=2000)
+    client.delete_run(deleted)
+    with pytest.raises(UpstreamError, match=f"run {deleted} is deleted"):
+        resolve_upstream(client, EXPERIMENT, "train", pinned_run_id=deleted)
+    with pytest.raises(UpstreamError, match="no finished 'tune' run"):
+        resolve_upstream(client, EXPERIMENT, "train")

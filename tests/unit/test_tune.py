@@ -30,7 +30,8 @@ def test_search_space_types_follow_the_config(small_config):
     params = suggest_params(trial, small_config.tune.search_space)
     assert set(params) == set(small_config.tune.search_space)
     assert isinstance(params["max_depth"], int)
-    assert 0.01 <= params["learning_rate"] <= 0.3
+    space = small_config.tune.search_space["learning_rate"]
+    assert space.low <= params["learning_rate"] <= space.high
 
 
 def test_best_params_carry_the_early_stopping_round_count(tiny_train, small_config):

@@ -1,0 +1,40 @@
+"""Registry changes that a failed step takes back: new versions and moved aliases."""
+
+from __future__ import annotations
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from pipeline.tracking import StepRun
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version an alias points at, or None when the model or the alias does not exist."""
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def move_alias(active: StepRun, name: str, alias: str, version: str) -> None:
+    """Point `alias` at `version`; if the step fails afterwards the alias goes back where it was."""
+    client = active.client
+    previous = alias_version(client, name, alias)
+    client.set_registered_model_alias(name, alias, version)
+    active.on_failure(lambda: _restore_alias(client, name, alias, previous))
+
+
+def _restore_alias(client: MlflowClient, name: str, alias: str, previous: str | None) -> None:
+    if previous is None:
+        client.delete_registered_model_alias(name, alias)
+    else:
+        client.set_registered_model_alias(name, alias, previous)
+
+
+def register(active: StepRun, model_uri: str, name: str, tags: dict[str, str]) -> str:
+    """Register a new version; if the step fails afterwards the version is deleted again."""
+    import mlflow
+
+    version = str(mlflow.register_model(model_uri, name, tags=tags).version)
+    active.on_failure(lambda: active.client.delete_model_version(name, version))
+    return version
