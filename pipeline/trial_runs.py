@@ -37,10 +37,11 @@ class TrialRunLogger:
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         with self._lock:
-            self._write(study.study_name, trial)
+            self.write(study.study_name, trial)
             self.logged += 1
 
-    def _write(self, study_name: str, trial: optuna.trial.FrozenTrial) -> None:
+    def write(self, study_name: str, trial: optuna.trial.FrozenTrial) -> None:
+        """Create, fill and end the child run of one trial."""
         start = _millis(trial.datetime_start)
         end = _millis(trial.datetime_complete) if trial.datetime_complete else start
         name = f"trial-{trial.number}"
