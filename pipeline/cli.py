@@ -98,15 +98,18 @@ def _tracking_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
-def _fail_launcher_run(launcher_run_id: str | None) -> None:
-    """A failure before the step opened its run leaves the launcher's run RUNNING: end it FAILED."""
+def _fail_launcher_run(launcher_run_id: str | None, error: str) -> None:
+    """A failure before the step opened its run leaves the launcher's run RUNNING: end it FAILED, with the error."""
     if not launcher_run_id:
         return
     from mlflow.tracking import MlflowClient
 
+    from pipeline.lineage import ERROR_TAG
+
     try:
         client = MlflowClient()
         if client.get_run(launcher_run_id).info.status == "RUNNING":
+            client.set_tag(launcher_run_id, ERROR_TAG, error.splitlines()[0][:5000] if error else "failed")
             client.set_terminated(launcher_run_id, "FAILED")
     except Exception:  # noqa: BLE001 - the original error is what the user must see
         pass
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise
     if code:
-        _fail_launcher_run(launcher_run_id)
+        _fail_launcher_run(launcher_run_id, str(result.get("error", "")))
     if args.result_file:
         try:
             write_result(result, args.result_file)

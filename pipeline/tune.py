@@ -22,6 +22,7 @@ import pandas as pd
 from loguru import logger
 
 from pipeline.config import PipelineConfig
+from pipeline.errors import PipelineError
 from pipeline.lineage import FINGERPRINT_TAG, download_artifact
 from pipeline.preprocess import TRAIN_ARTIFACT
 from pipeline.results import StepResult
@@ -76,7 +77,7 @@ def run(
         trial_runs = TrialRunLogger(active.client, active.experiment_id, active.run_id, config.tune.metric)
         run_trials(study, train, config, callbacks=[trial_runs])
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            raise RuntimeError(f"tune: no trial of study {name} completed; see the trial runs' errors")
+            raise PipelineError(f"tune: no trial of study {name} completed; see the trial runs' errors")
         params = best_params(study)
         metrics = _study_metrics(study, config.tune.metric, trial_runs.logged)
         mlflow.log_params(params)

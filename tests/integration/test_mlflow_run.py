@@ -89,3 +89,5 @@ def test_a_bad_config_value_leaves_no_run_running(project, client):
     assert done.returncode != 0
     assert "`split.test_size`: Input should be less than 1" in done.stderr
     assert client.search_runs(["0"], "attributes.status = 'RUNNING'") == []
+    (failed,) = client.search_runs(["0"], "params.`test-size` = '1.5'")
+    assert failed.info.status == "FAILED" and "split.test_size" in failed.data.tags[ERROR_TAG]
