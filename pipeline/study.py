@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from sklearn.model_selection import train_test_split
 from xgboost.callback import TrainingCallback
 
+from pipeline import interrupts
 from pipeline.config import PipelineConfig, TuneConfig, mask_url
 from pipeline.data import features_and_target
 from pipeline.errors import ConfigError, TrackingError
@@ -156,7 +157,7 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig):
     metric = eval_metric(tune.metric, target.nunique())
 
     def objective(trial: optuna.Trial) -> float:
-        callbacks = []
+        callbacks: list[TrainingCallback] = [interrupts.StopOnSignal()]
         if tune.pruner.type != "none":
             pruning = XGBoostPruningCallback(trial, f"validation_0-{metric}")
             callbacks.append(_EveryRounds(pruning, tune.pruner.report_every))
@@ -166,6 +167,7 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig):
             eval_metric=metric, callbacks=callbacks,
         )
         model.fit(x_fit, y_fit, eval_set=[(x_valid, y_valid)], verbose=False)
+        interrupts.raise_if_requested()  # a trial cut short by SIGTERM must fail, not complete with a bad score
         trial.set_user_attr(BEST_ITERATION_ATTR, int(model.best_iteration))
         return float(model.best_score)
 
@@ -201,9 +203,10 @@ def run_trials(study: optuna.Study, train: pd.DataFrame, config: PipelineConfig,
         return
     on_terminal = sys.stderr.isatty()
     progress = [] if on_terminal else [ProgressLog(tune.n_trials, tune.metric)]
-    study.optimize(make_objective(train, config), n_trials=remaining, timeout=tune.timeout_s, n_jobs=tune.n_jobs,
-                   callbacks=[*callbacks, *progress, MaxTrialsCallback(tune.n_trials, states=FINISHED_STATES)],
-                   show_progress_bar=on_terminal)
+    with interrupts.deferred():
+        study.optimize(make_objective(train, config), n_trials=remaining, timeout=tune.timeout_s, n_jobs=tune.n_jobs,
+                       callbacks=[*callbacks, *progress, MaxTrialsCallback(tune.n_trials, states=FINISHED_STATES)],
+                       show_progress_bar=on_terminal)
 
 
 def best_params(study: optuna.Study) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from loguru import logger
 from mlflow.models import infer_signature
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
+from pipeline import interrupts
 from pipeline.config import PipelineConfig
 from pipeline.data import features_and_target
 from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG, download_artifact
@@ -73,8 +74,9 @@ def run(
         x_train, y_train = features_and_target(train, config.data.target)
         x_test, y_test = features_and_target(test, config.data.target)
         logger.info("training on {} rows with {}", len(train), params)
-        model = build_classifier(params, config.train.fixed_params)
-        model.fit(x_train, y_train, verbose=False)
+        model = build_classifier(params, config.train.fixed_params, callbacks=[interrupts.StopOnSignal()])
+        with interrupts.deferred():
+            model.fit(x_train, y_train, verbose=False)
         metrics = test_metrics(y_test, model.predict_proba(x_test))
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)

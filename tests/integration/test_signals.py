@@ -4,21 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from mlflow.tracking import MlflowClient
 
 from pipeline.lineage import STEP_TAG
+from tests.integration.helpers import wait_for
 from tests.conftest import DEFAULT_CONFIG, REPO_ROOT
-
-
-def wait_for(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def test_sigterm_during_tuning_ends_the_run_killed(client: MlflowClient, tracking_uri):

@@ -15,6 +15,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from pipeline import preprocess, tune
 from pipeline.lineage import ERROR_TAG, STEP_TAG
 from pipeline.study import FINISHED_STATES
+from tests.integration.helpers import wait_for
 from tests.conftest import DEFAULT_CONFIG, REPO_ROOT
 
 
@@ -34,15 +35,6 @@ def pipeline_process(*args: str, **popen) -> subprocess.Popen:
     command = [sys.executable, "-m", "pipeline", *args, "--config", str(DEFAULT_CONFIG)]
     return subprocess.Popen(command, cwd=REPO_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **popen)
-
-
-def wait_for(predicate, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def count_finished(study_name: str, storage: str) -> int:
