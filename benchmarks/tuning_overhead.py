@@ -40,6 +40,7 @@ def _study_seconds(trials: int, with_mlflow: bool) -> float:
 
     from pipeline.study import open_study, run_trials
     from pipeline.trial_runs import TrialRunLogger
+    from pipeline.trial_writer import TrialRunWriter
 
     config, train = _config({"tune.n_trials": trials}), _train_split()
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,7 +51,9 @@ def _study_seconds(trials: int, with_mlflow: bool) -> float:
         study = open_study(config, f"bench-{uuid.uuid4().hex[:8]}")
         if with_mlflow:
             with mlflow.start_run() as parent:
-                run_trials(study, train, config, [TrialRunLogger(client, "0", parent.info.run_id, "logloss")])
+                runs = TrialRunLogger(client, "0", parent.info.run_id, "logloss")
+                with TrialRunWriter(runs) as writer:
+                    run_trials(study, train, config, [writer])
         else:
             run_trials(study, train, config, [])
         return time.perf_counter() - started

@@ -140,8 +140,17 @@ def eval_metric(metric: str, n_classes: int) -> str:
     return _MULTICLASS_METRIC.get(metric, metric) if n_classes > 2 else metric
 
 
-def threads_per_trial(tune: TuneConfig) -> int:
-    return tune.threads_per_trial or max(1, (os.cpu_count() or 1) // tune.n_jobs)
+# Below this many training rows a second XGBoost thread gains little (2 threads: 9% faster on 364 rows, measured)
+# and the core is worth more to the process writing the trial runs.
+SMALL_FIT_ROWS = 20_000
+
+
+def threads_per_trial(tune: TuneConfig, fit_rows: int) -> int:
+    """XGBoost threads per trial: the configured number, else cores / n_jobs, less one core on small data."""
+    if tune.threads_per_trial:
+        return tune.threads_per_trial
+    threads = max(1, (os.cpu_count() or 1) // tune.n_jobs)
+    return threads - 1 if threads > 1 and fit_rows < SMALL_FIT_ROWS else threads
 
 
 def make_objective(train: pd.DataFrame, config: PipelineConfig):
@@ -153,7 +162,7 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig):
     x_fit, x_valid, y_fit, y_valid = train_test_split(
         features, target, test_size=config.split.validation_size, random_state=config.split.seed, stratify=stratify
     )
-    tune, threads = config.tune, threads_per_trial(config.tune)
+    tune, threads = config.tune, threads_per_trial(config.tune, len(x_fit))
     metric = eval_metric(tune.metric, target.nunique())
 
     def objective(trial: optuna.Trial) -> float:

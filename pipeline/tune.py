@@ -29,6 +29,7 @@ from pipeline.results import StepResult
 from pipeline.study import best_params, describe_storage, open_study, run_trials, study_name
 from pipeline.tracking import RunContext, step_run
 from pipeline.trial_runs import TrialRunLogger
+from pipeline.trial_writer import TrialRunWriter
 
 BEST_PARAMS_ARTIFACT = "best_params.json"
 
@@ -75,11 +76,12 @@ def run(
         logger.info("study {} ({}): {} rows, until {} finished trials", name,
                     describe_storage(config.tune.storage), len(train), config.tune.n_trials)
         trial_runs = TrialRunLogger(active.client, active.experiment_id, active.run_id, config.tune.metric)
-        run_trials(study, train, config, callbacks=[trial_runs])
+        with TrialRunWriter(trial_runs) as writer:
+            run_trials(study, train, config, callbacks=[writer])
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             raise PipelineError(f"tune: no trial of study {name} completed; see the trial runs' errors")
         params = best_params(study)
-        metrics = _study_metrics(study, config.tune.metric, trial_runs.logged)
+        metrics = _study_metrics(study, config.tune.metric, writer.logged)
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         mlflow.log_dict(params, BEST_PARAMS_ARTIFACT)

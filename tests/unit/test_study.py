@@ -55,7 +55,10 @@ def test_pruner_follows_the_config(small_config, kind, expected):
 
 def test_threads_are_shared_between_parallel_trials(small_config, monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 8)
-    assert threads_per_trial(with_tune(small_config, n_jobs=1).tune) == 8
-    assert threads_per_trial(with_tune(small_config, n_jobs=3).tune) == 2
-    assert threads_per_trial(with_tune(small_config, n_jobs=16).tune) == 1
-    assert threads_per_trial(with_tune(small_config, n_jobs=2, threads_per_trial=1).tune) == 1
+    big, small = 1_000_000, 500
+    assert threads_per_trial(with_tune(small_config, n_jobs=1).tune, big) == 8
+    assert threads_per_trial(with_tune(small_config, n_jobs=3).tune, big) == 2
+    assert threads_per_trial(with_tune(small_config, n_jobs=16).tune, big) == 1
+    assert threads_per_trial(with_tune(small_config, n_jobs=1).tune, small) == 7  # a core for the trial-run writer
+    assert threads_per_trial(with_tune(small_config, n_jobs=16).tune, small) == 1
+    assert threads_per_trial(with_tune(small_config, n_jobs=2, threads_per_trial=1).tune, big) == 1

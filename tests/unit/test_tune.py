@@ -8,7 +8,9 @@ from sklearn.datasets import make_classification
 
 from pipeline.lineage import STEP_TAG
 from pipeline.model import suggest_params
+from pipeline.errors import TrackingError
 from pipeline.trial_runs import TrialRunLogger
+from pipeline.trial_writer import TrialRunWriter
 from pipeline.study import BEST_ITERATION_ATTR, best_params, metric_direction, open_study, run_trials
 
 
@@ -84,3 +86,23 @@ def test_auc_study_is_maximised(tiny_train, small_config):
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
     assert len(study.trials) == config.tune.n_trials
     assert study.best_value == max(trial.value for trial in study.trials)
+
+
+def test_trial_runs_written_by_the_writer_process(client):
+    parent = client.create_run("0", tags={STEP_TAG: "tune"}).info.run_id
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    with TrialRunWriter(TrialRunLogger(client, "0", parent, "logloss")) as writer:
+        for _ in range(3):
+            writer(study, study.trials[0])
+    assert writer.logged == 3
+    assert len(client.search_runs(["0"], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}'")) == 3
+
+
+def test_a_failed_trial_run_write_fails_the_step(client):
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    writer = TrialRunWriter(TrialRunLogger(client, "999", "no-parent", "logloss"))  # no such experiment
+    with pytest.raises(TrackingError, match="writing the nested trial runs failed"):
+        with writer:
+            writer(study, study.trials[0])
