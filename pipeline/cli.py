@@ -18,7 +18,7 @@ from loguru import logger
 from pipeline import interrupts
 from pipeline.errors import ConfigError, PipelineError
 
-STEPS = ("preprocess", "tune", "train", "evaluate", "main")
+STEPS = ("preprocess", "tune", "train", "evaluate", "main", "rollback")
 # CLI option -> dotted config key it overrides.
 OVERRIDES = {"test_size": "split.test_size", "n_trials": "tune.n_trials", "n_jobs": "tune.n_jobs",
              "timeout": "tune.timeout_s", "storage": "tune.storage", "fail_on_reject": "evaluate.fail_on_reject"}
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--upstream-run-id", default="", help="pin the upstream run instead of the newest one")
     parser.add_argument("--eval-data", default="", help="evaluate on this CSV/Parquet file instead of the test split")
     parser.add_argument("--result-file", default="", help="write the step's result as JSON to this path")
+    parser.add_argument("--reason", default="", help="rollback: why the champion is moved back (recorded)")
     parser.add_argument("--chain-id", default="", help="tag the run(s) with this pipeline.chain_id (orchestrators)")
     return parser
 
@@ -56,7 +57,7 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _dispatch(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, Any]:
-    from pipeline import chain, evaluate, preprocess, train, tune
+    from pipeline import chain, evaluate, preprocess, rollback, train, tune
     from pipeline.config import load_config
     from pipeline.tracking import RunContext, check_tracking_store
 
@@ -75,6 +76,8 @@ def _dispatch(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str
         step_result = tune.run(config, upstream_run_id=upstream, context=context)
     elif args.step == "train":
         step_result = train.run(config, upstream_run_id=upstream, context=context)
+    elif args.step == "rollback":
+        step_result = rollback.run(config, reason=args.reason, context=context)
     else:
         step_result = evaluate.run(config, upstream_run_id=upstream, eval_data=args.eval_data or None, context=context)
     logger.success("{} run {} finished", step_result.step, step_result.run_id)

@@ -86,6 +86,7 @@ class RegistryConfig(_Strict):
     model_name: str = Field(min_length=1)
     challenger_alias: str = "challenger"
     champion_alias: str = "champion"
+    previous_champion_alias: str = "previous-champion"
 
 
 class MetricGate(_Strict):

@@ -23,7 +23,7 @@ from pipeline.errors import DataError, GateRejected, UpstreamError
 from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG, VERDICT_REASON_TAG, VERDICT_TAG, download_artifact
 from pipeline.preprocess import TEST_ARTIFACT
 from pipeline.promotion import REJECTED, Verdict, decide
-from pipeline.registry import alias_version, move_alias
+from pipeline.registry import alias_version, promote
 from pipeline.results import StepResult
 from pipeline.tracking import RunContext, StepRun, step_run
 
@@ -77,7 +77,7 @@ def _record(active: StepRun, verdict: Verdict, config: PipelineConfig, version: 
     mlflow.set_tags({VERDICT_TAG: verdict.decision, VERDICT_REASON_TAG: verdict.reason[:5000]})
     active.client.set_model_version_tag(name, version, VERDICT_TAG, verdict.decision)
     if verdict.promoted:
-        move_alias(active, name, config.registry.champion_alias, version)
+        promote(active, config.registry, version)
 
 
 def run(config: PipelineConfig, *, upstream_run_id: str | None = None, eval_data: str | None = None,

@@ -5,7 +5,10 @@ from __future__ import annotations
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from pipeline.config import RegistryConfig
 from pipeline.tracking import StepRun
+
+PREVIOUS_CHAMPION_TAG = "pipeline.previous_champion"
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -38,3 +41,13 @@ def register(active: StepRun, model_uri: str, name: str, tags: dict[str, str]) -
     version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     active.on_failure(lambda: active.client.delete_model_version(name, version))
     return version
+
+
+def promote(active: StepRun, registry: RegistryConfig, version: str) -> None:
+    """Make `version` the champion; the champion it replaces keeps the previous-champion alias, and the new
+    version records it in a tag, so `rollback` can walk back one promotion at a time."""
+    previous = alias_version(active.client, registry.model_name, registry.champion_alias)
+    if previous and previous != version:
+        active.client.set_model_version_tag(registry.model_name, version, PREVIOUS_CHAMPION_TAG, previous)
+        move_alias(active, registry.model_name, registry.previous_champion_alias, previous)
+    move_alias(active, registry.model_name, registry.champion_alias, version)

@@ -33,6 +33,7 @@ STEP_CONFIG_SECTIONS = {
     "tune": ("data", "split", "tune", "train"),
     "train": ("data", "train", "registry"),
     "evaluate": ("data", "registry", "evaluate"),
+    "rollback": ("registry",),
 }
 
 
