@@ -18,7 +18,7 @@ from loguru import logger
 from pipeline import interrupts
 from pipeline.errors import ConfigError, PipelineError
 
-STEPS = ("preprocess", "tune", "train", "evaluate", "main", "rollback")
+STEPS = ("preprocess", "tune", "train", "evaluate", "main", "rollback", "predict")
 # CLI option -> dotted config key it overrides.
 OVERRIDES = {"test_size": "split.test_size", "n_trials": "tune.n_trials", "n_jobs": "tune.n_jobs",
              "timeout": "tune.timeout_s", "storage": "tune.storage", "fail_on_reject": "evaluate.fail_on_reject"}
@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--upstream-run-id", default="", help="pin the upstream run instead of the newest one")
     parser.add_argument("--eval-data", default="", help="evaluate on this CSV/Parquet file instead of the test split")
     parser.add_argument("--result-file", default="", help="write the step's result as JSON to this path")
+    parser.add_argument("--input", default="", help="predict: CSV/Parquet file to score")
+    parser.add_argument("--output", default="", help="predict: where to write the predictions (.csv/.parquet)")
+    parser.add_argument("--alias", default="", help="predict: model alias to use (default: the champion alias)")
+    parser.add_argument("--version", default="", help="predict: model version to use instead of an alias")
+    parser.add_argument("--chunk-rows", default="", help="predict: rows scored at a time (default 100000)")
     parser.add_argument("--reason", default="", help="rollback: why the champion is moved back (recorded)")
     parser.add_argument("--chain-id", default="", help="tag the run(s) with this pipeline.chain_id (orchestrators)")
     return parser
@@ -57,7 +62,7 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _dispatch(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, Any]:
-    from pipeline import chain, evaluate, preprocess, rollback, train, tune
+    from pipeline import chain, evaluate, predict, preprocess, rollback, train, tune
     from pipeline.config import load_config
     from pipeline.tracking import RunContext, check_tracking_store
 
@@ -78,6 +83,14 @@ def _dispatch(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str
         step_result = train.run(config, upstream_run_id=upstream, context=context)
     elif args.step == "rollback":
         step_result = rollback.run(config, reason=args.reason, context=context)
+    elif args.step == "predict":
+        if not args.input or not args.output:
+            raise ConfigError("predict needs --input and --output (-P input=... -P output=...)")
+        if args.chunk_rows and (not args.chunk_rows.isdigit() or int(args.chunk_rows) < 1):
+            raise ConfigError(f"--chunk-rows must be a positive integer, got '{args.chunk_rows}'")
+        step_result = predict.run(config, input_path=args.input, output_path=args.output, alias=args.alias or None,
+                                  version=args.version or None, chunk_rows=int(args.chunk_rows or 0) or None,
+                                  context=context)
     else:
         step_result = evaluate.run(config, upstream_run_id=upstream, eval_data=args.eval_data or None, context=context)
     logger.success("{} run {} finished", step_result.step, step_result.run_id)

@@ -34,6 +34,7 @@ STEP_CONFIG_SECTIONS = {
     "train": ("data", "train", "registry"),
     "evaluate": ("data", "registry", "evaluate"),
     "rollback": ("registry",),
+    "predict": ("features", "registry"),
 }
 
 

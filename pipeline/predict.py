@@ -1,0 +1,134 @@
+"""predict: score a CSV or Parquet file with a registered model version, in chunks.
+
+Reads:  the input file; the model `registry.model_name` at `--alias` (default the champion) or `--version`.
+Writes: the output file (.csv or .parquet): the input columns plus `prediction` and `probability_<class>` for every
+        class, written to a temporary file and renamed only when complete (no partial file on failure); the
+        same file as artifact `predictions/<name>`; tags pipeline.model.name / pipeline.model.version; metric n_rows.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from loguru import logger
+
+from pipeline.config import PipelineConfig
+from pipeline.data import check_features, derive_features, require_columns
+from pipeline.errors import DataError, UpstreamError
+from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG
+from pipeline.registry import alias_version
+from pipeline.results import StepResult
+from pipeline.tracking import RunContext, step_run
+
+SUFFIXES = (".csv", ".parquet")
+DEFAULT_CHUNK_ROWS = 100_000
+
+
+def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The input file in chunks of at most `chunk_rows` rows, so memory stays bounded."""
+    if path.suffix.lower() == ".parquet":
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas()
+    else:
+        yield from pd.read_csv(path, chunksize=chunk_rows)
+
+
+def score(model, frame: pd.DataFrame, inputs: list[str]) -> pd.DataFrame:
+    """The frame with `prediction` and one `probability_<class>` column per class."""
+    probabilities = model.predict_proba(frame[inputs])
+    columns = {f"probability_{label}": probabilities[:, i] for i, label in enumerate(model.classes_)}
+    return frame.assign(prediction=model.classes_[probabilities.argmax(axis=1)], **columns)
+
+
+class _ChunkWriter:
+    """Appends scored chunks to a CSV or Parquet file."""
+
+    def __init__(self, path: Path) -> None:
+        self._path, self._parquet, self._first = path, path.suffix.lower() == ".parquet", True
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self._parquet:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            self._writer = self._writer or pq.ParquetWriter(self._path, table.schema)
+            self._writer.write_table(table)
+        else:
+            frame.to_csv(self._path, mode="w" if self._first else "a", header=self._first, index=False)
+        self._first = False
+
+    def close(self) -> None:
+        if self._writer:
+            self._writer.close()
+
+
+def _resolve_version(config: PipelineConfig, alias: str | None, version: str | None) -> str:
+    name = config.registry.model_name
+    if version:
+        return version
+    alias = alias or config.registry.champion_alias
+    found = alias_version(mlflow.MlflowClient(), name, alias)
+    if not found:
+        raise UpstreamError(f"predict: model '{name}' has no version with alias @{alias} (run evaluate, or pass "
+                            "--version)")
+    return found
+
+
+def _check_paths(input_path: Path, output_path: Path) -> None:
+    if not input_path.is_file():
+        raise DataError(f"predict: input file {input_path} not found")
+    for path in (input_path, output_path):
+        if path.suffix.lower() not in SUFFIXES:
+            raise DataError(f"predict: {path} must end in .csv or .parquet")
+    if not output_path.parent.is_dir():
+        raise DataError(f"predict: output folder {output_path.parent} does not exist")
+
+
+def _score_file(config: PipelineConfig, model, inputs: list[str], input_path: Path, partial: Path,
+                chunk_rows: int) -> int:
+    writer, rows = _ChunkWriter(partial), 0
+    try:
+        for chunk in read_chunks(input_path, chunk_rows):
+            chunk = derive_features(chunk) if config.features.derived else chunk
+            what = f"predict input {input_path}"
+            require_columns(chunk, inputs, what)
+            if rows == 0 and (extra := [c for c in chunk.columns if c not in inputs]):
+                logger.warning("{}: columns the model does not use are passed through: {}", what, ", ".join(extra))
+            check_features(chunk[inputs], what)
+            writer.write(score(model, chunk, inputs))
+            rows += len(chunk)
+    finally:
+        writer.close()
+    if rows == 0:
+        raise DataError(f"predict input {input_path} holds no rows")
+    return rows
+
+
+def run(config: PipelineConfig, *, input_path: str, output_path: str, alias: str | None = None,
+        version: str | None = None, chunk_rows: int | None = None, context: RunContext = RunContext()) -> StepResult:
+    started = time.monotonic()
+    source, target = Path(input_path), Path(output_path)
+    with step_run("predict", config, context) as active:
+        _check_paths(source, target)
+        name = config.registry.model_name
+        version = _resolve_version(config, alias, version)
+        model_uri = f"models:/{name}/{version}"
+        mlflow.set_tags({MODEL_NAME_TAG: name, MODEL_VERSION_TAG: version})
+        inputs = mlflow.models.get_model_info(model_uri).signature.inputs.input_names()
+        model = mlflow.xgboost.load_model(model_uri)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".predict-") as tmp:
+            partial = Path(tmp) / target.name
+            rows = _score_file(config, model, inputs, source, partial, chunk_rows or DEFAULT_CHUNK_ROWS)
+            mlflow.log_artifact(str(partial), "predictions")
+            partial.replace(target)
+        mlflow.log_metric("n_rows", rows)
+        logger.info("scored {} rows of {} with {} version {} -> {}", rows, source, name, version, target)
+    return StepResult("predict", active.run_id, active.experiment_id, outputs={"predictions": str(target)},
+                      metrics={"n_rows": float(rows)}, model_name=name, model_version=version,
+                      duration_s=time.monotonic() - started)
