@@ -76,6 +76,7 @@ def _record(active: StepRun, verdict: Verdict, config: PipelineConfig, version: 
     name = config.registry.model_name
     mlflow.set_tags({VERDICT_TAG: verdict.decision, VERDICT_REASON_TAG: verdict.reason[:5000]})
     active.client.set_model_version_tag(name, version, VERDICT_TAG, verdict.decision)
+    active.client.set_model_version_tag(name, version, "pipeline.evaluate_run", active.run_id)
     if verdict.promoted:
         promote(active, config.registry, version)
 

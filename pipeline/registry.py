@@ -35,11 +35,14 @@ def _restore_alias(client: MlflowClient, name: str, alias: str, previous: str | 
 
 
 def register(active: StepRun, model_uri: str, name: str, tags: dict[str, str]) -> str:
-    """Register a new version; if the step fails afterwards the version is deleted again."""
+    """Register a new version, described by the runs that made it; deleted again if the step fails afterwards."""
     import mlflow
 
     version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     active.on_failure(lambda: active.client.delete_model_version(name, version))
+    lineage = ", ".join(f"{key.removeprefix('pipeline.').removesuffix('_run')} run {value}"
+                        for key, value in tags.items())
+    active.client.update_model_version(name, version, description=f"Made by the pipeline: {lineage}.")
     return version
 
 

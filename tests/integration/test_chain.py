@@ -86,7 +86,11 @@ def test_train_registers_a_challenger_and_evaluate_promotes_it(client, chain, sm
     evaluate_run = client.get_run(chain.step("evaluate").run_id)
     assert evaluate_run.data.tags[VERDICT_TAG] == PROMOTED
     assert evaluate_run.data.metrics["roc_auc"] > 0.95
-    assert client.get_model_version(name, version.version).tags[VERDICT_TAG] == PROMOTED
+    registered = client.get_model_version(name, version.version)
+    assert registered.tags[VERDICT_TAG] == PROMOTED
+    ids = {result.step: result.run_id for result in chain.steps}
+    assert {key: registered.tags[f"pipeline.{key}_run"] for key in ids} == ids  # lineage from the model page
+    assert ids["train"] in registered.description and ids["preprocess"] in registered.description
     info = mlflow.models.get_model_info(f"models:/{name}@champion")
     assert info.signature is not None and "symmetry_texture_ratio" in info.signature.inputs.input_names()
     assert info.saved_input_example_info is not None
