@@ -32,8 +32,21 @@ def test_newest_finished_run_wins_and_failed_or_running_are_skipped(client):
 
 
 def test_nested_trial_runs_are_never_picked(client):
+    import datetime
+
+    import optuna
+
+    from pipeline.trial_runs import TrialRunLogger
+
     parent = make_run(client, "tune", end_time=1000)
-    make_run(client, None, end_time=9000, **{MLFLOW_PARENT_RUN_ID: parent})
+    # A trial run written by the real callback, finishing long after its parent: still not a tune run.
+    later = datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc)
+    trial = optuna.trial.create_trial(params={}, distributions={}, value=0.1)
+    trial.datetime_start, trial.datetime_complete = later, later
+    study = optuna.create_study()
+    TrialRunLogger(client, EXPERIMENT, parent, "logloss")(study, trial)
+    (child,) = client.search_runs([EXPERIMENT], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}'")
+    assert child.info.status == "FINISHED" and child.info.end_time > client.get_run(parent).info.end_time
     assert resolve_upstream(client, EXPERIMENT, "train").info.run_id == parent
 
 
