@@ -17,6 +17,7 @@ from loguru import logger
 
 from pipeline.config import PipelineConfig
 from pipeline.data import SKLEARN_PREFIX, check_features, check_target, derive_features, load_source, split_frame
+from pipeline.lineage import DATA_DIGEST_TAG
 from pipeline.results import StepResult
 from pipeline.tracking import RunContext, log_params, step_run
 
@@ -68,6 +69,7 @@ def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepRe
                    "n_train": len(train), "n_test": len(test)}
         mlflow.log_metrics(metrics)
         active.data_digest = str(pd.util.hash_pandas_object(pd.concat([train, test]), index=False).sum())
+        mlflow.set_tag(DATA_DIGEST_TAG, active.data_digest)  # names tune's study: same data, same study
         outputs = _log_splits(train, test, config)
     return StepResult("preprocess", active.run_id, active.experiment_id, outputs=outputs,
                       metrics={k: float(v) for k, v in metrics.items()}, duration_s=time.monotonic() - started)

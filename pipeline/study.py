@@ -31,6 +31,7 @@ BEST_ITERATION_ATTR = "best_iteration"
 GREATER_IS_BETTER = {"auc", "aucpr", "pre", "map", "ndcg"}
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 JOURNAL_PREFIX = "journal:"
+SEARCH_DIGEST_ATTR = "pipeline.search_digest"
 # Settings that change how long or where a study runs, not what it searches: left out of the study name.
 _RUN_SETTINGS = {"n_trials", "timeout_s", "n_jobs", "threads_per_trial", "storage", "study_name", "heartbeat_s"}
 
@@ -88,15 +89,17 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def study_name(config: PipelineConfig, experiment_name: str, data_identity: str) -> str:
-    """Same experiment, same search and same input data give the same name, so a rerun resumes the study."""
-    if config.tune.study_name:
-        return config.tune.study_name
+def search_digest(config: PipelineConfig, data_identity: str) -> str:
+    """What makes two studies the same search: tuning settings (not run settings), split, fixed params, data."""
     search = {k: v for k, v in config.tune.model_dump(mode="json").items() if k not in _RUN_SETTINGS}
     payload = {"search": search, "split": config.split.model_dump(mode="json"),
                "fixed": config.train.fixed_params, "data": data_identity}
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
-    return f"{experiment_name}-tune-{digest}"
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def study_name(config: PipelineConfig, experiment_name: str, data_identity: str) -> str:
+    """Same experiment, same search and same input data give the same name, so a rerun resumes the study."""
+    return config.tune.study_name or f"{experiment_name}-tune-{search_digest(config, data_identity)}"
 
 
 def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
@@ -111,14 +114,34 @@ def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_study(config: PipelineConfig, name: str) -> optuna.Study:
-    """Create the study, or load it when the storage already holds one of that name."""
+def open_study(config: PipelineConfig, name: str, digest: str = "") -> optuna.Study:
+    """Create the study, or load it when the storage already holds one of that name (and the same search).
+
+    A kept study is shared or resumed, so its sampler is not seeded: a seeded one would draw the same first points
+    again in every worker and every rerun. Only a fresh in-memory study is seeded (reproducible `make run`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(
-        study_name=name, storage=open_storage(config.tune), load_if_exists=True,
+    storage = open_storage(config.tune)
+    study = optuna.create_study(
+        study_name=name, storage=storage, load_if_exists=True,
         direction=metric_direction(config.tune.metric), pruner=make_pruner(config.tune),
-        sampler=optuna.samplers.TPESampler(seed=config.tune.seed),
+        sampler=optuna.samplers.TPESampler(seed=config.tune.seed if storage is None else None),
     )
+    _check_same_search(study, config, digest)
+    return study
+
+
+def _check_same_search(study: optuna.Study, config: PipelineConfig, digest: str) -> None:
+    """Refuse to resume a stored study made for another metric, search space or data (e.g. a fixed study_name)."""
+    direction = metric_direction(config.tune.metric)
+    if study.direction.name.lower() != direction:
+        raise ConfigError(f"tune: study '{study.study_name}' was created to {study.direction.name.lower()} its "
+                          f"metric, but tune.metric '{config.tune.metric}' needs {direction}: use another study_name")
+    stored = study.user_attrs.get(SEARCH_DIGEST_ATTR)
+    if stored is None and digest:
+        study.set_user_attr(SEARCH_DIGEST_ATTR, digest)
+    elif digest and stored != digest:
+        raise ConfigError(f"tune: study '{study.study_name}' holds another search (search space, split, fixed params "
+                          "or data differ): use another tune.study_name, or leave it unset to derive one")
 
 
 class _EveryRounds(TrainingCallback):
@@ -145,11 +168,19 @@ def eval_metric(metric: str, n_classes: int) -> str:
 SMALL_FIT_ROWS = 20_000
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (CPU affinity, as set by taskset, Slurm or a container), not all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def threads_per_trial(tune: TuneConfig, fit_rows: int) -> int:
     """XGBoost threads per trial: the configured number, else cores / n_jobs, less one core on small data."""
     if tune.threads_per_trial:
         return tune.threads_per_trial
-    threads = max(1, (os.cpu_count() or 1) // tune.n_jobs)
+    threads = max(1, usable_cores() // tune.n_jobs)
     return threads - 1 if threads > 1 and fit_rows < SMALL_FIT_ROWS else threads
 
 

@@ -1,7 +1,7 @@
 """One nested MLflow run per Optuna trial, written after the trial ends in three calls (create, batch, end).
 
-Written synchronously: a background writer thread was measured no faster (the writes need the GIL that XGBoost's
-Python callbacks need too), and writing before the next trial starts means a killed worker loses no trial run.
+Used as an Optuna callback directly (inline) or inside the writer process of `trial_writer.py`; a writer thread
+was measured no faster (the writes need the GIL that XGBoost's Python callbacks need too).
 """
 
 from __future__ import annotations

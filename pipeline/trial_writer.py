@@ -5,7 +5,9 @@ stretches every trial, and a thread does not help (it needs the GIL that XGBoost
 writer already has MLflow imported (a spawned one spends seconds importing it) and uses a core that small XGBoost
 fits leave idle. After the fork it drops the database connections and HTTP sessions it inherited, as SQLAlchemy
 and requests require. `close()` waits for every trial run, so the tune run ends FINISHED only after its children.
-Where fork is unavailable the runs are written inline.
+Only on Linux (fork is unsafe with macOS system libraries); elsewhere the runs are written inline. The writer ignores
+SIGTERM/SIGINT sent to the process group: it ends when the tuning process says stop or is gone, so a trial run is
+never cut in half. If it dies, the next trial fails the step at once instead of queueing into a dead pipe.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import signal
+import sys
 
 import optuna
 from loguru import logger
@@ -34,6 +38,8 @@ def _forget_inherited_connections() -> None:
 
 def _write_trial_runs(writer: TrialRunLogger, trials: multiprocessing.Queue, errors: multiprocessing.Queue,
                       parent_pid: int) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _forget_inherited_connections()
     while True:
         try:
@@ -56,7 +62,7 @@ class TrialRunWriter:
 
     def __init__(self, writer: TrialRunLogger) -> None:
         self.logged = 0
-        self._inline = writer if "fork" not in multiprocessing.get_all_start_methods() else None
+        self._inline = writer if not sys.platform.startswith("linux") else None
         if self._inline:
             return
         context = multiprocessing.get_context("fork")
@@ -68,6 +74,9 @@ class TrialRunWriter:
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if self._inline:
             self._inline(study, trial)
+        elif not self._process.is_alive():
+            self._abandon()
+            raise TrackingError(f"writing the nested trial runs failed: {self._failure()}")
         else:
             self._trials.put((study.study_name, trial))
         self.logged += 1
@@ -79,24 +88,38 @@ class TrialRunWriter:
         if exc is None:
             self.close()
         elif not self._inline:  # failing anyway: write what is queued if quick, never hide the step's error
-            self._trials.put(_STOP)
-            self._process.join(timeout=10)
-            if self._process.is_alive():
-                self._process.terminate()
+            self._stop(timeout_s=10)
 
     def close(self, timeout_s: float = 300.0) -> None:
         """Wait until every queued trial run is written; a failed write fails the step."""
         if self._inline:
             return
-        self._trials.put(_STOP)
-        self._process.join(timeout=timeout_s)
-        if self._process.is_alive():
-            self._process.terminate()
+        if not self._stop(timeout_s):
             raise TrackingError(f"trial runs still not written after {timeout_s:.0f} s: is the tracking store slow?")
-        try:
-            error = self._errors.get_nowait()
-        except queue.Empty:
-            error = None
-        if error or self._process.exitcode:
-            raise TrackingError(f"writing the nested trial runs failed: {error or f'exit {self._process.exitcode}'}")
+        failure = self._failure()
+        if failure:
+            raise TrackingError(f"writing the nested trial runs failed: {failure}")
         logger.debug("{} trial runs written", self.logged)
+
+    def _stop(self, timeout_s: float) -> bool:
+        """Ask the writer to finish and wait; True when it ended by itself."""
+        if self._process.is_alive():
+            self._trials.put(_STOP)
+            self._process.join(timeout=timeout_s)
+        ended = not self._process.is_alive()
+        if not ended:
+            self._process.terminate()
+            self._process.join(timeout=5)
+        if not ended or self._process.exitcode or not self._errors.empty():
+            self._abandon()
+        return ended
+
+    def _failure(self) -> str:
+        try:
+            return self._errors.get_nowait()
+        except queue.Empty:
+            return f"writer exited with code {self._process.exitcode}" if self._process.exitcode else ""
+
+    def _abandon(self) -> None:
+        """Drop trials still queued for a writer that is gone, so this process can exit (no join on a full pipe)."""
+        self._trials.cancel_join_thread()

@@ -23,10 +23,10 @@ from loguru import logger
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError
-from pipeline.lineage import FINGERPRINT_TAG, download_artifact
+from pipeline.lineage import DATA_DIGEST_TAG, download_artifact
 from pipeline.preprocess import TRAIN_ARTIFACT
 from pipeline.results import StepResult
-from pipeline.study import best_params, describe_storage, open_study, run_trials, study_name
+from pipeline.study import best_params, describe_storage, open_study, run_trials, search_digest, study_name
 from pipeline.tracking import RunContext, step_run
 from pipeline.trial_runs import TrialRunLogger
 from pipeline.trial_writer import TrialRunWriter
@@ -68,11 +68,11 @@ def run(
         with tempfile.TemporaryDirectory() as tmp:
             train = pd.read_parquet(download_artifact(preprocess_run, TRAIN_ARTIFACT, Path(tmp)))
         experiment_name = active.client.get_experiment(active.experiment_id).name
-        data_identity = preprocess_run.data.tags.get(FINGERPRINT_TAG, preprocess_run.info.run_id)
+        data_identity = preprocess_run.data.tags.get(DATA_DIGEST_TAG, preprocess_run.info.run_id)
         name = study_name(config, experiment_name, data_identity)
         mlflow.log_params({"optuna.study_name": name, "optuna.storage": describe_storage(config.tune.storage),
                            "optuna.pruner": config.tune.pruner.type})
-        study = open_study(config, name)
+        study = open_study(config, name, search_digest(config, data_identity))
         logger.info("study {} ({}): {} rows, until {} finished trials", name,
                     describe_storage(config.tune.storage), len(train), config.tune.n_trials)
         trial_runs = TrialRunLogger(active.client, active.experiment_id, active.run_id, config.tune.metric)

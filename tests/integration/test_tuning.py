@@ -70,6 +70,9 @@ def test_n_trials_counts_the_finished_trials_of_the_whole_study(client, small_co
     assert len({run.data.params["optuna.study_name"] for run in runs}) == 1
     assert runs[2].data.metrics["n_trials"] == 5 and runs[2].data.metrics["n_trials_this_run"] == 0
     assert runs[2].data.params["max_depth"] == runs[1].data.params["max_depth"]
+    study = optuna.load_study(study_name=runs[0].data.params["optuna.study_name"], storage=config.tune.storage)
+    points = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(points)) == len(points)  # a rerun does not draw the first points again
 
 
 def test_a_study_resumes_after_its_worker_is_killed(client, small_config, tmp_path):
@@ -118,6 +121,8 @@ def test_two_workers_share_one_postgres_study(client, small_config, postgres_url
     assert 16 <= len(finished) <= 17  # a worker's trial in flight when the other reached 16 may still finish
     per_worker = [children(client, parent.info.run_id) for parent in parents]
     assert all(per_worker) and sum(map(len, per_worker)) == len(study.trials)
+    points = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(points)) == len(points)  # the workers do not draw the same points
     numbers = [int(run.data.tags["optuna.trial_number"]) for runs in per_worker for run in runs]
     assert sorted(numbers) == sorted(t.number for t in study.trials) and len(set(numbers)) == len(numbers)
     last = max(parents, key=lambda run: run.info.end_time)

@@ -54,7 +54,7 @@ def test_pruner_follows_the_config(small_config, kind, expected):
 
 
 def test_threads_are_shared_between_parallel_trials(small_config, monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setattr("pipeline.study.usable_cores", lambda: 8)
     big, small = 1_000_000, 500
     assert threads_per_trial(with_tune(small_config, n_jobs=1).tune, big) == 8
     assert threads_per_trial(with_tune(small_config, n_jobs=3).tune, big) == 2
@@ -62,3 +62,26 @@ def test_threads_are_shared_between_parallel_trials(small_config, monkeypatch):
     assert threads_per_trial(with_tune(small_config, n_jobs=1).tune, small) == 7  # a core for the trial-run writer
     assert threads_per_trial(with_tune(small_config, n_jobs=16).tune, small) == 1
     assert threads_per_trial(with_tune(small_config, n_jobs=2, threads_per_trial=1).tune, big) == 1
+
+
+def test_a_stored_study_refuses_another_search(small_config, tmp_path):
+    from pipeline.study import open_study
+
+    stored = with_tune(small_config, storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="fixed")
+    open_study(stored, "fixed", "digest-a")
+    assert open_study(stored, "fixed", "digest-a").study_name == "fixed"  # the same search resumes
+    with pytest.raises(ConfigError, match="holds another search"):
+        open_study(stored, "fixed", "digest-b")
+    with pytest.raises(ConfigError, match="created to minimize its metric, but tune.metric 'auc' needs maximize"):
+        open_study(with_tune(stored, metric="auc"), "fixed", "digest-a")
+
+
+def test_only_in_memory_studies_are_seeded(small_config, tmp_path):
+    from pipeline.study import open_study
+
+    assert open_study(small_config, "memory")._storage is not None
+    seeded = [open_study(small_config, f"m{i}").sampler._rng.rng.random() for i in range(2)]
+    assert seeded[0] == seeded[1]
+    stored = with_tune(small_config, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    draws = [open_study(stored, f"s{i}").sampler._rng.rng.random() for i in range(2)]
+    assert draws[0] != draws[1]

@@ -106,3 +106,17 @@ def test_a_failed_trial_run_write_fails_the_step(client):
     with pytest.raises(TrackingError, match="writing the nested trial runs failed"):
         with writer:
             writer(study, study.trials[0])
+
+
+def test_a_dead_writer_fails_the_next_trial_at_once(client):
+    import time
+
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    writer = TrialRunWriter(TrialRunLogger(client, "999", "no-parent", "logloss"))
+    writer(study, study.trials[0])
+    deadline = time.monotonic() + 30
+    while writer._process.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(TrackingError, match="writing the nested trial runs failed: .*999"):
+        writer(study, study.trials[0])
