@@ -225,10 +225,14 @@ class ProgressLog:
         self._every = max(1, n_trials // 10)
         self._n_trials = n_trials
         self._metric = metric
+        self._reported: set[int] = set()  # parallel trials (n_jobs > 1) can see the same count
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         finished = count_finished(study)
+        if finished in self._reported:
+            return
         if finished % self._every == 0 or finished >= self._n_trials:
+            self._reported.add(finished)
             complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             best = f"{study.best_value:.5f}" if complete else "n/a"
             logger.info("{}/{} trials finished; best valid {} {}", finished, self._n_trials, self._metric, best)

@@ -3,7 +3,8 @@
 Reads:  `data/train.parquet` of the preprocess run (the pinned one, else the newest finished one).
 Writes: parent run: params = best hyper-parameters of the whole study (with `n_estimators` = the best trial's
         early-stopping round count), `optuna.study_name`, `optuna.storage` (password masked), `optuna.pruner`;
-        metrics best_valid_<metric>, n_trials / n_complete / n_pruned / n_failed (whole study), n_trials_this_run;
+        metrics best_valid_<metric>, n_trials (any state) / n_finished / n_complete / n_pruned / n_failed (whole
+        study), n_trials_this_run;
         artifacts `best_params.json`, `plots/optimization_history.png`, `plots/param_importances.png`.
         One child run per trial this process ran (tag mlflow.parentRunId): its params, valid_<metric>,
         best_iteration, tag optuna.trial_state; pruned trials end KILLED with tag optuna.pruned_at_round.
@@ -55,6 +56,7 @@ def _study_metrics(study: optuna.Study, metric: str, ran_here: int) -> dict[str,
     states = Counter(trial.state for trial in study.trials)
     TrialState = optuna.trial.TrialState
     return {f"best_valid_{metric}": study.best_value, "n_trials": float(len(study.trials)),
+            "n_finished": float(states[TrialState.COMPLETE] + states[TrialState.PRUNED]),
             "n_complete": float(states[TrialState.COMPLETE]), "n_pruned": float(states[TrialState.PRUNED]),
             "n_failed": float(states[TrialState.FAIL]), "n_trials_this_run": float(ran_here)}
 

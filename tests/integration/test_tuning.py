@@ -68,7 +68,7 @@ def test_n_trials_counts_the_finished_trials_of_the_whole_study(client, small_co
     assert [len(children(client, result.run_id)) for result in (first, second, third)] == [3, 2, 0]
     runs = [client.get_run(result.run_id) for result in (first, second, third)]
     assert len({run.data.params["optuna.study_name"] for run in runs}) == 1
-    assert runs[2].data.metrics["n_trials"] == 5 and runs[2].data.metrics["n_trials_this_run"] == 0
+    assert runs[2].data.metrics["n_finished"] == 5 and runs[2].data.metrics["n_trials_this_run"] == 0
     assert runs[2].data.params["max_depth"] == runs[1].data.params["max_depth"]
     study = optuna.load_study(study_name=runs[0].data.params["optuna.study_name"], storage=config.tune.storage)
     points = [tuple(sorted(t.params.items())) for t in study.trials]
