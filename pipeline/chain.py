@@ -18,6 +18,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from pipeline import evaluate, interrupts, preprocess, train, tune
 from pipeline.config import PipelineConfig, loggable_config
+from pipeline.errors import first_line
 from pipeline.lineage import CHAIN_TAG, ERROR_TAG, STEP_TAG
 from pipeline.results import StepResult
 from pipeline.tracking import RunContext, resolve_experiment_id
@@ -80,7 +81,7 @@ def run_chain(config: PipelineConfig, *, eval_data: str | None = None, launcher_
     except BaseException as exc:
         result.status = RunStatus.to_string(RunStatus.KILLED if interrupts.was_interrupted(exc) else RunStatus.FAILED)
         exc.pipeline_run_id = run_id  # type: ignore[attr-defined] - read by the CLI's result file
-        client.set_tag(run_id, ERROR_TAG, (str(exc).splitlines() or [type(exc).__name__])[0][:5000])
+        client.set_tag(run_id, ERROR_TAG, first_line(exc))
         raise
     finally:
         try:

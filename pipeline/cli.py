@@ -2,7 +2,7 @@
 
 Empty option values mean "use the config": MLproject passes '' for parameters the user did not set.
 Exit codes: 0 ok, 2 bad config or data, 3 missing or wrong upstream run, 4 tracking unreachable,
-5 challenger rejected with --fail-on-reject, 1 anything unexpected.
+5 challenger rejected with --fail-on-reject, 130 interrupted, 1 anything unexpected.
 """
 
 from __future__ import annotations

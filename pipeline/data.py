@@ -95,6 +95,11 @@ def require_columns(frame: pd.DataFrame, required: list[str], what: str) -> None
         raise DataError(f"{what} lacks {len(missing)} column(s) the model needs: {', '.join(missing)}")
 
 
+def digest(frame: pd.DataFrame) -> str:
+    """A content hash of a frame (values and column order, not the index)."""
+    return str(pd.util.hash_pandas_object(frame, index=False).sum())
+
+
 def _non_numeric(frame: pd.DataFrame) -> list[str]:
     return [str(c) for c in frame.columns
             if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))]

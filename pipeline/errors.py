@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 5000) -> str:
+    """The first line of an exception's message (its type name if empty), for tags and one-line errors."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
 class PipelineError(Exception):
     """A failure with a one-line, actionable message (no traceback is shown for these)."""
 

@@ -9,18 +9,18 @@ Writes: the default evaluator's metrics and artifacts on this run; the champion'
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
 import mlflow
 import pandas as pd
 from loguru import logger
 
 from pipeline.config import PipelineConfig
-from pipeline.data import derive_features, frame_for_model, read_table
+from pipeline.data import derive_features, digest, frame_for_model, read_table
 from pipeline.errors import DataError, GateRejected, UpstreamError
-from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG, VERDICT_REASON_TAG, VERDICT_TAG, download_artifact
+from pipeline.lineage import (MODEL_NAME_TAG, MODEL_VERSION_TAG, VERDICT_REASON_TAG, VERDICT_TAG,
+                              read_parquet_artifact)
+from pipeline.model import model_inputs
 from pipeline.preprocess import TEST_ARTIFACT
 from pipeline.promotion import REJECTED, Verdict, decide
 from pipeline.registry import alias_version, promote
@@ -37,19 +37,13 @@ def _load_eval_data(config: PipelineConfig, eval_data: str | None, preprocess_ru
     if eval_data:
         frame = read_table(eval_data)
         return (derive_features(frame) if config.features.derived else frame), f"evaluation data {eval_data}"
-    with tempfile.TemporaryDirectory() as tmp:
-        frame = pd.read_parquet(download_artifact(preprocess_run, TEST_ARTIFACT, Path(tmp)))
-    return frame, f"test split of preprocess run {preprocess_run.info.run_id}"
-
-
-def _model_inputs(model_uri: str) -> list[str]:
-    return mlflow.models.get_model_info(model_uri).signature.inputs.input_names()
+    return read_parquet_artifact(preprocess_run, TEST_ARTIFACT), f"test split of preprocess run {preprocess_run.info.run_id}"
 
 
 def _evaluate_champion(name: str, version: str, frame: pd.DataFrame, target: str, what: str):
     """The champion on the same rows, in a nested run; None with a reason when its columns are not there."""
     try:
-        data = frame_for_model(frame, _model_inputs(f"models:/{name}/{version}"), target, what)
+        data = frame_for_model(frame, model_inputs(f"models:/{name}/{version}"), target, what)
     except DataError as exc:
         return None, f"champion version {version} cannot be evaluated on the same rows ({exc}); compare by hand"
     with mlflow.start_run(run_name="champion-baseline", nested=True):
@@ -92,8 +86,8 @@ def run(config: PipelineConfig, *, upstream_run_id: str | None = None, eval_data
             raise UpstreamError(f"evaluate: train run {train_run.info.run_id} registered no model version")
         model_uri = f"models:/{name}/{version}"
         frame, what = _load_eval_data(config, eval_data, preprocess_run)
-        data = frame_for_model(frame, _model_inputs(model_uri), config.data.target, what)
-        active.data_digest = str(pd.util.hash_pandas_object(data, index=False).sum())
+        data = frame_for_model(frame, model_inputs(model_uri), config.data.target, what)
+        active.data_digest = digest(data)
         mlflow.log_input(mlflow.data.from_pandas(data, targets=config.data.target, name="evaluation"),
                          context="evaluation")
         logger.info("evaluating {} on {} rows", model_uri, len(data))

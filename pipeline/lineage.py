@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,20 @@ def download_artifact(run: Run, artifact_path: str, dst_dir: Path) -> Path:
         step = run.data.tags.get(STEP_TAG, "?")
         raise UpstreamError(f"{step} run {run.info.run_id} has no artifact '{artifact_path}'") from exc
     return Path(local)
+
+
+def read_parquet_artifact(run: Run, artifact_path: str):
+    """A Parquet artifact of an upstream run, read into a DataFrame (the download is removed afterwards)."""
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return pd.read_parquet(download_artifact(run, artifact_path, Path(tmp)))
+
+
+def read_json_artifact(run: Run, artifact_path: str) -> Any:
+    """A JSON artifact of an upstream run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return json.loads(download_artifact(run, artifact_path, Path(tmp)).read_text())
 
 
 def fingerprint(step: str, config_section: dict[str, Any], upstream: dict[str, str], data_digest: str = "") -> str:

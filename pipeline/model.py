@@ -32,5 +32,12 @@ def build_classifier(params: dict[str, Any], fixed: dict[str, Any], **extra: Any
     return XGBClassifier(**{**fixed, **params, **extra})
 
 
+def model_inputs(model_uri: str) -> list[str]:
+    """The input columns of a logged model, from its signature."""
+    import mlflow
+
+    return mlflow.models.get_model_info(model_uri).signature.inputs.input_names()
+
+
 def model_requirements() -> list[str]:
     return [f"{package}=={version(package)}" for package in _MODEL_PACKAGES]

@@ -23,6 +23,7 @@ from pipeline.config import PipelineConfig
 from pipeline.data import check_features, derive_features, require_columns
 from pipeline.errors import DataError, UpstreamError
 from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG
+from pipeline.model import model_inputs
 from pipeline.registry import alias_version
 from pipeline.results import StepResult
 from pipeline.tracking import RunContext, step_run
@@ -120,7 +121,7 @@ def run(config: PipelineConfig, *, input_path: str, output_path: str, alias: str
         version = _resolve_version(config, alias, version)
         model_uri = f"models:/{name}/{version}"
         mlflow.set_tags({MODEL_NAME_TAG: name, MODEL_VERSION_TAG: version})
-        inputs = mlflow.models.get_model_info(model_uri).signature.inputs.input_names()
+        inputs = model_inputs(model_uri)
         model = mlflow.xgboost.load_model(model_uri)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".predict-") as tmp:
             partial = Path(tmp) / target.name

@@ -16,7 +16,8 @@ import pandas as pd
 from loguru import logger
 
 from pipeline.config import PipelineConfig
-from pipeline.data import SKLEARN_PREFIX, check_features, check_target, derive_features, load_source, split_frame
+from pipeline.data import (SKLEARN_PREFIX, check_features, check_target, derive_features, digest, load_source,
+                           split_frame)
 from pipeline.lineage import DATA_DIGEST_TAG
 from pipeline.results import StepResult
 from pipeline.tracking import RunContext, log_params, step_run
@@ -68,7 +69,7 @@ def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepRe
         metrics = {"n_rows": len(train) + len(test), "n_features": n_features,
                    "n_train": len(train), "n_test": len(test)}
         mlflow.log_metrics(metrics)
-        active.data_digest = str(pd.util.hash_pandas_object(pd.concat([train, test]), index=False).sum())
+        active.data_digest = digest(pd.concat([train, test]))
         mlflow.set_tag(DATA_DIGEST_TAG, active.data_digest)  # names tune's study: same data, same study
         outputs = _log_splits(train, test, config)
     return StepResult("preprocess", active.run_id, active.experiment_id, outputs=outputs,

@@ -24,7 +24,7 @@ from xgboost.callback import TrainingCallback
 from pipeline import interrupts
 from pipeline.config import PipelineConfig, TuneConfig, mask_url
 from pipeline.data import features_and_target
-from pipeline.errors import ConfigError, TrackingError
+from pipeline.errors import ConfigError, TrackingError, first_line
 from pipeline.model import build_classifier, suggest_params
 
 BEST_ITERATION_ATTR = "best_iteration"
@@ -63,9 +63,9 @@ def open_storage(tune: TuneConfig) -> optuna.storages.BaseStorage | None:
     try:
         return _rdb_storage(url, tune.heartbeat_s)
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
-        raise ConfigError(f"tune.storage '{shown}' is not a usable storage URL: {_first_line(exc)}") from exc
+        raise ConfigError(f"tune.storage '{shown}' is not a usable storage URL: {first_line(exc)}") from exc
     except SQLAlchemyError as exc:
-        raise TrackingError(f"cannot reach the Optuna storage '{shown}': {_first_line(exc)}") from exc
+        raise TrackingError(f"cannot reach the Optuna storage '{shown}': {first_line(exc)}") from exc
 
 
 def _rdb_storage(url: str, heartbeat_s: int, attempts: int = 3) -> optuna.storages.RDBStorage:
@@ -83,10 +83,6 @@ def _rdb_storage(url: str, heartbeat_s: int, attempts: int = 3) -> optuna.storag
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def search_digest(config: PipelineConfig, data_identity: str) -> str:

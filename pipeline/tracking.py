@@ -23,7 +23,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from pipeline import interrupts
 from pipeline.config import PipelineConfig, config_as_dict, loggable_config, mask_url
-from pipeline.errors import TrackingError
+from pipeline.errors import TrackingError, first_line
 from pipeline.lineage import (CHAIN_TAG, ERROR_TAG, FINGERPRINT_TAG, STEP_TAG, fingerprint, follow_lineage,
                               resolve_upstream, upstream_tag)
 
@@ -46,8 +46,7 @@ def check_tracking_store() -> None:
     try:
         MlflowClient().search_experiments(max_results=1)
     except (MlflowException, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise TrackingError(f"cannot reach the tracking store {mask_url(uri)}: {first}") from exc
+        raise TrackingError(f"cannot reach the tracking store {mask_url(uri)}: {first_line(exc, 300)}") from exc
 
 
 def take_launcher_run_id() -> str | None:
@@ -170,7 +169,7 @@ def _fail(active: StepRun, exc: BaseException, log_path: Path) -> None:
             logger.warning("could not undo a change of run {}: {}", active.run_id, undo_error)
     try:
         if not interrupted:
-            mlflow.set_tag(ERROR_TAG, (str(exc).splitlines() or [type(exc).__name__])[0][:5000])
+            mlflow.set_tag(ERROR_TAG, first_line(exc))
         logger.debug("{} ended {}: {}", active.step, RunStatus.to_string(status), exc)  # for the log file
         mlflow.log_artifact(str(log_path), "logs")
     except Exception as record_error:  # noqa: BLE001 - the step's own error is the one to report

@@ -9,10 +9,7 @@ Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss; the model (
 
 from __future__ import annotations
 
-import json
-import tempfile
 import time
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -24,7 +21,7 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 from pipeline import interrupts
 from pipeline.config import PipelineConfig
 from pipeline.data import features_and_target
-from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG, download_artifact
+from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG, read_json_artifact, read_parquet_artifact
 from pipeline.model import build_classifier, model_requirements
 from pipeline.preprocess import TEST_ARTIFACT, TRAIN_ARTIFACT
 from pipeline.results import StepResult
@@ -49,11 +46,8 @@ def test_metrics(y_true: pd.Series, probabilities: np.ndarray) -> dict[str, floa
 
 
 def _read_inputs(tune_run, preprocess_run) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    with tempfile.TemporaryDirectory() as tmp:
-        params = json.loads(download_artifact(tune_run, BEST_PARAMS_ARTIFACT, Path(tmp)).read_text())
-        train = pd.read_parquet(download_artifact(preprocess_run, TRAIN_ARTIFACT, Path(tmp)))
-        test = pd.read_parquet(download_artifact(preprocess_run, TEST_ARTIFACT, Path(tmp)))
-    return params, train, test
+    return (read_json_artifact(tune_run, BEST_PARAMS_ARTIFACT), read_parquet_artifact(preprocess_run, TRAIN_ARTIFACT),
+            read_parquet_artifact(preprocess_run, TEST_ARTIFACT))
 
 
 def _register(active: StepRun, model_uri: str, config: PipelineConfig) -> str:

@@ -12,19 +12,16 @@ Writes: parent run: params = best hyper-parameters of the whole study (with `n_e
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
 import mlflow
 import optuna
-import pandas as pd
 from loguru import logger
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError
-from pipeline.lineage import DATA_DIGEST_TAG, download_artifact
+from pipeline.lineage import DATA_DIGEST_TAG, read_parquet_artifact
 from pipeline.preprocess import TRAIN_ARTIFACT
 from pipeline.results import StepResult
 from pipeline.study import best_params, describe_storage, open_study, run_trials, search_digest, study_name
@@ -67,8 +64,7 @@ def run(
     started = time.monotonic()
     with step_run("tune", config, context) as active:
         preprocess_run = active.use_upstream(upstream_run_id)
-        with tempfile.TemporaryDirectory() as tmp:
-            train = pd.read_parquet(download_artifact(preprocess_run, TRAIN_ARTIFACT, Path(tmp)))
+        train = read_parquet_artifact(preprocess_run, TRAIN_ARTIFACT)
         experiment_name = active.client.get_experiment(active.experiment_id).name
         data_identity = preprocess_run.data.tags.get(DATA_DIGEST_TAG, preprocess_run.info.run_id)
         name = study_name(config, experiment_name, data_identity)
