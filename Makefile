@@ -11,8 +11,12 @@ export MPLCONFIGDIR ?= $(CURDIR)/$(VENV)/.matplotlib
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 MLFLOW_RUN_ARGS ?=
 PYTEST_ARGS ?=
+PORT ?= 5001
+# The champion of the configured registered model (read from configs/pipeline.yaml when `make serve` runs).
+MODEL_URI ?= $(shell $(BIN)/python -c 'from pipeline.config import load_config; r = load_config().registry; \
+	print(f"models:/{r.model_name}@{r.champion_alias}")')
 
-.PHONY: help install run test test-fast ui clean
+.PHONY: help install run test test-fast serve ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +37,9 @@ test: $(STAMP) ## run all tests, the slow end-to-end ones included
 
 test-fast: $(STAMP) ## run the tests not marked slow
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+serve: $(STAMP) ## serve the champion over HTTP on 127.0.0.1:5001 (PORT=... for another)
+	$(BIN)/mlflow models serve -m "$(MODEL_URI)" --env-manager local --host 127.0.0.1 --port $(PORT)
 
 ui: $(STAMP) ## open the MLflow UI on the tracking store
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)

@@ -2,7 +2,8 @@
 
 Reads:  the train run (pinned, else the newest finished one), its registered model version, and
         `data/test.parquet` of the preprocess run that train run used, or the file given as `eval_data`.
-Writes: the default evaluator's metrics and artifacts on this run; the champion's metrics as `champion_<metric>`
+Writes: the default evaluator's metrics and artifacts on this run (scoring the XGBoost model inside the registered
+        pyfunc, so that probabilities, ROC AUC and its curves are there; metrics linked to the LoggedModel too); the champion's metrics as `champion_<metric>`
         (from a nested run `champion-baseline`); tags pipeline.verdict and pipeline.verdict_reason (also on the
         model version); alias `registry.champion_alias` moved to the challenger on a pass.
 """
@@ -20,7 +21,7 @@ from pipeline.data import derive_features, digest, frame_for_model, read_table
 from pipeline.errors import DataError, GateRejected, UpstreamError
 from pipeline.lineage import (MODEL_NAME_TAG, MODEL_VERSION_TAG, VERDICT_REASON_TAG, VERDICT_TAG,
                               read_parquet_artifact)
-from pipeline.model import model_inputs
+from pipeline.model import evaluation_model, model_inputs
 from pipeline.preprocess import TEST_ARTIFACT
 from pipeline.promotion import REJECTED, Verdict, decide
 from pipeline.registry import alias_version, promote
@@ -28,9 +29,12 @@ from pipeline.results import StepResult
 from pipeline.tracking import RunContext, StepRun, step_run
 
 
-def _evaluate(model_uri: str, data: pd.DataFrame, target: str):
-    return mlflow.models.evaluate(model_uri, data, targets=target, model_type="classifier",
-                                  evaluators="default", evaluator_config={"log_model_explainability": False})
+def _evaluate(client: mlflow.MlflowClient, name: str, version: str, data: pd.DataFrame, target: str):
+    """The default classifier evaluation of a registered version, its metrics also linked to its LoggedModel."""
+    model_id = client.get_model_version(name, version).model_id
+    with evaluation_model(f"models:/{name}/{version}") as model:
+        return mlflow.models.evaluate(model, data, targets=target, model_type="classifier", evaluators="default",
+                                      evaluator_config={"log_model_explainability": False}, model_id=model_id)
 
 
 def _load_eval_data(config: PipelineConfig, eval_data: str | None, preprocess_run) -> tuple[pd.DataFrame, str]:
@@ -40,7 +44,8 @@ def _load_eval_data(config: PipelineConfig, eval_data: str | None, preprocess_ru
     return read_parquet_artifact(preprocess_run, TEST_ARTIFACT), f"test split of preprocess run {preprocess_run.info.run_id}"
 
 
-def _evaluate_champion(name: str, version: str, frame: pd.DataFrame, target: str, what: str):
+def _evaluate_champion(client: mlflow.MlflowClient, name: str, version: str, frame: pd.DataFrame, target: str,
+                       what: str):
     """The champion on the same rows, in a nested run; None with a reason when its columns are not there."""
     try:
         data = frame_for_model(frame, model_inputs(f"models:/{name}/{version}"), target, what)
@@ -48,7 +53,7 @@ def _evaluate_champion(name: str, version: str, frame: pd.DataFrame, target: str
         return None, f"champion version {version} cannot be evaluated on the same rows ({exc}); compare by hand"
     with mlflow.start_run(run_name="champion-baseline", nested=True):
         mlflow.set_tag(MODEL_VERSION_TAG, version)
-        result = _evaluate(f"models:/{name}/{version}", data, target)
+        result = _evaluate(client, name, version, data, target)
     mlflow.log_metrics({f"champion_{key}": value for key, value in result.metrics.items()
                         if isinstance(value, (int, float))})
     return result, ""
@@ -62,7 +67,7 @@ def _judge(active: StepRun, config: PipelineConfig, name: str, version: str, fra
     if champion is None:
         return decide(config.evaluate, candidate, None)
     logger.info("comparing with champion version {}", champion)
-    baseline, problem = _evaluate_champion(name, champion, frame, config.data.target, what)
+    baseline, problem = _evaluate_champion(active.client, name, champion, frame, config.data.target, what)
     return decide(config.evaluate, candidate, baseline) if baseline is not None else Verdict(REJECTED, problem)
 
 
@@ -91,7 +96,7 @@ def run(config: PipelineConfig, *, upstream_run_id: str | None = None, eval_data
         mlflow.log_input(mlflow.data.from_pandas(data, targets=config.data.target, name="evaluation"),
                          context="evaluation")
         logger.info("evaluating {} on {} rows", model_uri, len(data))
-        candidate = _evaluate(model_uri, data, config.data.target)
+        candidate = _evaluate(active.client, name, version, data, config.data.target)
         verdict = _judge(active, config, name, version, frame, what, candidate)
         _record(active, verdict, config, version)
         logger.info("verdict for {} version {}: {} ({})", name, version, verdict.decision, verdict.reason)

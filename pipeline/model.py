@@ -1,8 +1,13 @@
-"""XGBoost model construction shared by tune and train, and the pinned requirements of logged models."""
+"""XGBoost model construction shared by tune and train, and the registered model: how it is logged (a pyfunc
+answering with classes and probabilities, see served_model.py) and what `mlflow.models.evaluate` scores of it."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -11,7 +16,11 @@ from xgboost import XGBClassifier
 from pipeline.config import SearchDimension
 
 # Packages a logged model needs to load; pinned to what this environment runs, so MLflow skips inference.
-_MODEL_PACKAGES = ("mlflow", "xgboost", "scikit-learn", "pandas", "numpy", "pyarrow")
+_MODEL_PACKAGES = ("mlflow", "xgboost", "scikit-learn", "pandas", "numpy", "pyarrow", "loguru")
+# The registered model's code (models from code) and the name of the XGBoost model inside it (the same
+# constant is in served_model.py, which must not import this package).
+SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
+XGBOOST_ARTIFACT = "xgboost_model"
 
 
 def suggest_params(trial: optuna.Trial, space: dict[str, SearchDimension]) -> dict[str, Any]:
@@ -41,3 +50,31 @@ def model_inputs(model_uri: str) -> list[str]:
 
 def model_requirements() -> list[str]:
     return [f"{package}=={version(package)}" for package in _MODEL_PACKAGES]
+
+
+def log_served_model(classifier: XGBClassifier, name: str, input_example) -> Any:
+    """Log `classifier` as the pyfunc of served_model.py (class + probability columns), the fitted model inside
+    it as an xgboost-flavour model (native UBJ format, no pickle). Returns MLflow's ModelInfo."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="xgboost-model-") as tmp:
+        native = Path(tmp) / XGBOOST_ARTIFACT
+        mlflow.xgboost.save_model(classifier, native, model_format="ubj", pip_requirements=model_requirements())
+        # The signature (inputs and the answer's columns) is inferred by running the model on the example.
+        return mlflow.pyfunc.log_model(name=name, python_model=str(SERVED_MODEL_CODE),
+                                       artifacts={XGBOOST_ARTIFACT: str(native)}, input_example=input_example,
+                                       pip_requirements=model_requirements())
+
+
+@contextmanager
+def evaluation_model(model_uri: str) -> Iterator[str]:
+    """What `mlflow.models.evaluate` should score for a registered model: the xgboost-flavour model inside it
+    (MLflow gets class probabilities, hence ROC AUC and its curves, only from such flavours), or the model itself
+    when it has none (versions logged with the xgboost flavour directly)."""
+    import mlflow
+    from mlflow.models import Model
+
+    with tempfile.TemporaryDirectory(prefix="evaluation-model-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))
+        artifacts = Model.load(local).flavors.get("python_function", {}).get("artifacts") or {}
+        yield str(local / artifacts[XGBOOST_ARTIFACT]["path"]) if XGBOOST_ARTIFACT in artifacts else model_uri

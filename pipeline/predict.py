@@ -1,9 +1,9 @@
 """predict: score a CSV or Parquet file with a registered model version, in chunks.
 
 Reads:  the input file; the model `registry.model_name` at `--alias` (default the champion) or `--version`.
-Writes: the output file (.csv or .parquet): the input columns plus `prediction` and `probability_<class>` for every
-        class, written to a temporary file and renamed only when complete (no partial file on failure); the
-        same file as artifact `predictions/<name>`; tags pipeline.model.name / pipeline.model.version; metric n_rows.
+Writes: the output file (.csv or .parquet): the input columns plus the model's answer as the served model gives
+        it (`prediction` and `probability_<class>` for every class), written to a temporary file and renamed only
+        when complete (no partial file on failure); the same file as artifact `predictions/<name>`; tags pipeline.model.name / pipeline.model.version; metric n_rows.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -41,11 +42,13 @@ def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         yield from pd.read_csv(path, chunksize=chunk_rows)
 
 
-def score(model, frame: pd.DataFrame, inputs: list[str]) -> pd.DataFrame:
-    """The frame with `prediction` and one `probability_<class>` column per class."""
-    probabilities = model.predict_proba(frame[inputs])
-    columns = {f"probability_{label}": probabilities[:, i] for i, label in enumerate(model.classes_)}
-    return frame.assign(prediction=model.classes_[probabilities.argmax(axis=1)], **columns)
+def score(model: mlflow.pyfunc.PyFuncModel, frame: pd.DataFrame, inputs: list[str]) -> pd.DataFrame:
+    """The frame followed by the model's answer: what the served model answers (`prediction` and one
+    `probability_<class>` column per class), or a `prediction` column for a model that answers with labels only."""
+    answer = model.predict(frame[inputs])
+    if not isinstance(answer, pd.DataFrame):
+        answer = pd.DataFrame({"prediction": np.asarray(answer).reshape(len(frame), -1)[:, 0]})
+    return pd.concat([frame.reset_index(drop=True), answer.reset_index(drop=True)], axis=1)
 
 
 class _ChunkWriter:
@@ -122,7 +125,7 @@ def run(config: PipelineConfig, *, input_path: str, output_path: str, alias: str
         model_uri = f"models:/{name}/{version}"
         mlflow.set_tags({MODEL_NAME_TAG: name, MODEL_VERSION_TAG: version})
         inputs = model_inputs(model_uri)
-        model = mlflow.xgboost.load_model(model_uri)
+        model = mlflow.pyfunc.load_model(model_uri)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".predict-") as tmp:
             partial = Path(tmp) / target.name
             rows = _score_file(config, model, inputs, source, partial, chunk_rows or DEFAULT_CHUNK_ROWS)

@@ -2,9 +2,10 @@
 
 Reads:  `best_params.json` of the tune run (pinned, else the newest finished one) and `data/train.parquet`,
         `data/test.parquet` of the preprocess run *that tune run used*.
-Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss; the model (LoggedModel `model`, with
-        signature and input example) registered under `registry.model_name`, alias `registry.challenger_alias`
-        on the new version; tags pipeline.model.name / pipeline.model.version.
+Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss; the model (LoggedModel `model`: the pyfunc
+        of served_model.py, answering with `prediction` and `probability_<class>`, with signature and input
+        example, the XGBoost model inside as `artifacts/xgboost_model`) registered under `registry.model_name`,
+        alias `registry.challenger_alias` on the new version; tags pipeline.model.name / pipeline.model.version.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 from loguru import logger
-from mlflow.models import infer_signature
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
 from pipeline import interrupts
 from pipeline.config import PipelineConfig
 from pipeline.data import features_and_target
 from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG, read_json_artifact, read_parquet_artifact
-from pipeline.model import build_classifier, model_requirements
+from pipeline.model import build_classifier, log_served_model
 from pipeline.preprocess import TEST_ARTIFACT, TRAIN_ARTIFACT
 from pipeline.results import StepResult
 from pipeline.registry import move_alias, register
@@ -74,10 +74,7 @@ def run(
         metrics = test_metrics(y_test, model.predict_proba(x_test))
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
-        model_info = mlflow.xgboost.log_model(
-            model, name=MODEL_NAME_IN_RUN, signature=infer_signature(x_train, model.predict(x_train)),
-            input_example=x_train.head(5), pip_requirements=model_requirements(), model_format="ubj",
-        )
+        model_info = log_served_model(model, MODEL_NAME_IN_RUN, x_train.head(5))
         version = _register(active, model_info.model_uri, config)
         mlflow.set_tags({MODEL_NAME_TAG: config.registry.model_name, MODEL_VERSION_TAG: version})
         logger.info("test ROC AUC {:.4f}; registered {} version {} as @{}", metrics["test_roc_auc"],

@@ -15,7 +15,9 @@ def scored_chain(client, small_config, tmp_path):
     run_chain(small_config)
     test_split = pd.read_parquet(next((tmp_path / "artifacts").rglob("test.parquet")))
     raw = test_split.drop(columns=["target", "symmetry_texture_ratio"]).assign(customer_id=range(len(test_split)))
-    return raw, mlflow.xgboost.load_model(f"models:/{small_config.registry.model_name}@champion")
+    # The XGBoost model inside the registered pyfunc: its own predict_proba is the reference.
+    served = mlflow.pyfunc.load_model(f"models:/{small_config.registry.model_name}@champion")
+    return raw, served.unwrap_python_model().classifier
 
 
 def predict_cli(*args: str) -> int:
