@@ -8,6 +8,7 @@ Exit codes: 0 ok, 2 bad config or data, 3 missing or wrong upstream run, 4 track
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -98,11 +99,14 @@ def _dispatch(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str
 
 
 def _print_chain_summary(result) -> None:
+    from pipeline.train import HEADLINE_METRIC
+
     train_result, evaluate_result = result.step("train"), result.step("evaluate")
     lines = [f"chain {result.chain_id} finished in experiment {result.experiment_id}:"]
     lines += [f"  {step.step:<10} run {step.run_id}  ({step.duration_s:.1f} s)" for step in result.steps]
+    headline = next(name for name in HEADLINE_METRIC.values() if name in train_result.metrics)
     lines.append(f"  model      {train_result.model_name} version {train_result.model_version}, "
-                 f"test ROC AUC {train_result.metrics['test_roc_auc']:.4f}")
+                 f"{headline.replace('_', ' ').replace('roc auc', 'ROC AUC')} {train_result.metrics[headline]:.4f}")
     lines.append(f"  verdict    {evaluate_result.verdict}: {evaluate_result.verdict_reason}")
     lines.append(f"  look at it: mlflow ui --backend-store-uri {_tracking_uri()}")
     logger.success("\n".join(lines))
@@ -150,6 +154,10 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
     warnings.filterwarnings("ignore", message=".* is experimental .*supported from v")
     warnings.filterwarnings("ignore", message=".* is an experimental feature")
+    # MLflow's classifier evaluator guesses the model type from the labels and warns about every integer-labelled
+    # evaluation it cannot place ("looks like None"); the pipeline always states the type itself.
+    logging.getLogger("mlflow.models.evaluation.evaluators.classifier").addFilter(
+        lambda record: "the model type looks like" not in record.getMessage())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,15 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     source: str = Field(min_length=1)
     target: str = Field(min_length=1)
+    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
+    id_columns: list[str] = Field(default_factory=list)
+    features: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _target_is_no_feature(self) -> DataConfig:
+        if self.target in self.id_columns or (self.features and self.target in self.features):
+            raise ValueError(f"the target '{self.target}' cannot also be an id column or a feature")
+        return self
 
 
 class FeaturesConfig(_Strict):
@@ -68,7 +77,8 @@ class TuneConfig(_Strict):
     n_jobs: int = Field(default=1, ge=1)
     threads_per_trial: int | None = Field(default=None, ge=1)
     seed: int = 42
-    metric: Literal["logloss", "auc", "aucpr", "error"] = "logloss"
+    # auto = logloss for classification, rmse for regression (see TASK_METRICS).
+    metric: Literal["auto", "logloss", "auc", "aucpr", "error", "rmse", "mae", "mape", "rmsle"] = "auto"
     max_boosting_rounds: int = Field(ge=1)
     early_stopping_rounds: int = Field(ge=1)
     pruner: PrunerConfig = PrunerConfig()
@@ -89,16 +99,35 @@ class RegistryConfig(_Strict):
     previous_champion_alias: str = "previous-champion"
 
 
+def lower_is_better(metric: str) -> bool:
+    """Errors and losses go down, scores go up (MLflow's metric names: mean_absolute_error, log_loss, r2_score)."""
+    return any(word in metric for word in ("error", "loss"))
+
+
 class MetricGate(_Strict):
     threshold: float
-    greater_is_better: bool = True
+    greater_is_better: bool | None = None  # None: inferred from the name (errors and losses: lower is better)
+
+    def higher_is_better(self, metric: str) -> bool:
+        return self.greater_is_better if self.greater_is_better is not None else not lower_is_better(metric)
+
+
+class TaskGates(_Strict):
+    """Gates for one task, on metrics of mlflow.models.evaluate."""
+
+    thresholds: dict[str, MetricGate] = Field(default_factory=dict)
+    compare_metric: str = Field(min_length=1)
 
 
 class EvaluateConfig(_Strict):
-    thresholds: dict[str, MetricGate] = Field(default_factory=dict)
-    compare_metric: str = "roc_auc"
+    binary: TaskGates = TaskGates(compare_metric="roc_auc")
+    multiclass: TaskGates = TaskGates(compare_metric="f1_score")
+    regression: TaskGates = TaskGates(compare_metric="root_mean_squared_error")
     min_relative_improvement: float = Field(default=0.0, ge=0, le=1)
     fail_on_reject: bool = False
+
+    def gates(self, task: str) -> TaskGates:
+        return getattr(self, task)
 
 
 class PipelineConfig(_Strict):
@@ -146,9 +175,7 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
     return merged
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """Read, override and validate the config; every problem is a ConfigError naming the key."""
-    config_path = Path(path) if path else DEFAULT_CONFIG_PATH
+def _read_yaml(config_path: Path) -> dict[str, Any]:
     if not config_path.is_file():
         raise ConfigError(f"config file {config_path} not found (pass --config / -P config=PATH)")
     try:
@@ -159,6 +186,34 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         raise ConfigError(f"config file {config_path} is not a text file") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {config_path} must hold a mapping of sections")
+    return raw
+
+
+def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in changes.items():
+        both_sections = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _deep_merge(base[key], value) if both_sections else value
+    return merged
+
+
+def read_config_file(config_path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file as a mapping; `extends: <file>` (relative to it) takes that file's values as the base, so a
+    variant config states only what differs. Sections merge key by key; other values replace the base's."""
+    raw = _read_yaml(config_path)
+    base_name = raw.pop("extends", None)
+    if base_name is None:
+        return raw
+    base_path = (config_path.parent / str(base_name)).resolve()
+    if base_path in seen or base_path == config_path.resolve():
+        raise ConfigError(f"config file {config_path}: `extends` makes a loop through {base_path.name}")
+    return _deep_merge(read_config_file(base_path, (*seen, config_path.resolve())), raw)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read, override and validate the config; every problem is a ConfigError naming the key."""
+    config_path = Path(path) if path else DEFAULT_CONFIG_PATH
+    raw = read_config_file(config_path)
     try:
         return PipelineConfig.model_validate(apply_overrides(raw, overrides or {}))
     except ValidationError as exc:

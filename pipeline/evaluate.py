@@ -1,40 +1,63 @@
 """evaluate: `mlflow.models.evaluate` the challenger, gate it, and promote it to champion when it passes.
 
-Reads:  the train run (pinned, else the newest finished one), its registered model version, and
-        `data/test.parquet` of the preprocess run that train run used, or the file given as `eval_data`.
-Writes: the default evaluator's metrics and artifacts on this run (scoring the XGBoost model inside the registered
-        pyfunc, so that probabilities, ROC AUC and its curves are there; metrics linked to the LoggedModel too); the champion's metrics as `champion_<metric>`
-        (from a nested run `champion-baseline`); tags pipeline.verdict and pipeline.verdict_reason (also on the
-        model version); alias `registry.champion_alias` moved to the challenger on a pass.
+Reads:  the train run (pinned, else the newest finished one), its registered model version (with the schema inside
+        it), and `data/test.parquet` of the preprocess run that train run used, or the file given as `eval_data`
+        (checked against the schema: missing or mistyped columns are named).
+Writes: the default evaluator's metrics and artifacts for the task (classifier or regressor) on this run, scoring
+        the XGBoost model inside the registered pyfunc so that probabilities, ROC AUC and its curves are there
+        (metrics linked to the LoggedModel too); the champion's metrics as `champion_<metric>` (from a nested run
+        `champion-baseline`); tags pipeline.verdict and pipeline.verdict_reason (also on the model version);
+        alias `registry.champion_alias` moved to the challenger on a pass, gated by `evaluate.<task>`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import mlflow
 import pandas as pd
 from loguru import logger
 
 from pipeline.config import PipelineConfig
-from pipeline.data import derive_features, digest, frame_for_model, read_table
+from pipeline.data import digest, read_table
 from pipeline.errors import DataError, GateRejected, UpstreamError
 from pipeline.lineage import (MODEL_NAME_TAG, MODEL_VERSION_TAG, VERDICT_REASON_TAG, VERDICT_TAG,
                               read_parquet_artifact)
-from pipeline.model import evaluation_model, model_inputs
+from pipeline.features import derive_features
+from pipeline.model import evaluation_model
 from pipeline.preprocess import TEST_ARTIFACT
 from pipeline.promotion import REJECTED, Verdict, decide
 from pipeline.registry import alias_version, promote
 from pipeline.results import StepResult
+from pipeline.schema import Schema, conform
 from pipeline.tracking import RunContext, StepRun, step_run
 
 
-def _evaluate(client: mlflow.MlflowClient, name: str, version: str, data: pd.DataFrame, target: str):
-    """The default classifier evaluation of a registered version, its metrics also linked to its LoggedModel."""
-    model_id = client.get_model_version(name, version).model_id
-    with evaluation_model(f"models:/{name}/{version}") as model:
-        return mlflow.models.evaluate(model, data, targets=target, model_type="classifier", evaluators="default",
-                                      evaluator_config={"log_model_explainability": False}, model_id=model_id)
+# mlflow.models.evaluate's model type for each task.
+MODEL_TYPE = {"binary": "classifier", "multiclass": "classifier", "regression": "regressor"}
+
+
+@contextmanager
+def _evaluable(name: str, version: str, frame: pd.DataFrame, what: str) -> Iterator[tuple[str, Schema, pd.DataFrame]]:
+    """A registered version's evaluation model and schema, and `frame` put in the shape of that schema (missing or
+    mistyped columns are a DataError naming them)."""
+    with evaluation_model(f"models:/{name}/{version}") as (model, schema):
+        if schema is None:
+            raise DataError(f"{name} version {version} carries no schema (logged by an older version of this "
+                            "pipeline): retrain it")
+        yield model, schema, conform(frame, schema, what, with_target=True)
+
+
+def _evaluate(client: mlflow.MlflowClient, name: str, version: str, model: str, schema: Schema, data: pd.DataFrame):
+    """The default evaluation of the task, its metrics also linked to the version's LoggedModel."""
+    evaluator_config = {"log_model_explainability": False}
+    if schema.is_classification:
+        evaluator_config["label_list"] = schema.classes  # every class, even one missing from these rows
+    return mlflow.models.evaluate(model, data, targets=schema.target, model_type=MODEL_TYPE[schema.task],
+                                  evaluators="default", evaluator_config=evaluator_config,
+                                  model_id=client.get_model_version(name, version).model_id)
 
 
 def _load_eval_data(config: PipelineConfig, eval_data: str | None, preprocess_run) -> tuple[pd.DataFrame, str]:
@@ -44,31 +67,31 @@ def _load_eval_data(config: PipelineConfig, eval_data: str | None, preprocess_ru
     return read_parquet_artifact(preprocess_run, TEST_ARTIFACT), f"test split of preprocess run {preprocess_run.info.run_id}"
 
 
-def _evaluate_champion(client: mlflow.MlflowClient, name: str, version: str, frame: pd.DataFrame, target: str,
-                       what: str):
+def _evaluate_champion(client: mlflow.MlflowClient, name: str, version: str, frame: pd.DataFrame, what: str):
     """The champion on the same rows, in a nested run; None with a reason when its columns are not there."""
     try:
-        data = frame_for_model(frame, model_inputs(f"models:/{name}/{version}"), target, what)
+        with _evaluable(name, version, frame, what) as (model, schema, data):
+            with mlflow.start_run(run_name="champion-baseline", nested=True):
+                mlflow.set_tag(MODEL_VERSION_TAG, version)
+                result = _evaluate(client, name, version, model, schema, data)
     except DataError as exc:
         return None, f"champion version {version} cannot be evaluated on the same rows ({exc}); compare by hand"
-    with mlflow.start_run(run_name="champion-baseline", nested=True):
-        mlflow.set_tag(MODEL_VERSION_TAG, version)
-        result = _evaluate(client, name, version, data, target)
     mlflow.log_metrics({f"champion_{key}": value for key, value in result.metrics.items()
                         if isinstance(value, (int, float))})
     return result, ""
 
 
-def _judge(active: StepRun, config: PipelineConfig, name: str, version: str, frame: pd.DataFrame, what: str,
+def _judge(active: StepRun, config: PipelineConfig, task: str, version: str, frame: pd.DataFrame, what: str,
            candidate) -> Verdict:
+    name = config.registry.model_name
     champion = alias_version(active.client, name, config.registry.champion_alias)
     if champion == version:
-        return decide(config.evaluate, candidate, None, note=f" (version {version} already is the champion)")
+        return decide(config.evaluate, task, candidate, None, note=f" (version {version} already is the champion)")
     if champion is None:
-        return decide(config.evaluate, candidate, None)
+        return decide(config.evaluate, task, candidate, None)
     logger.info("comparing with champion version {}", champion)
-    baseline, problem = _evaluate_champion(active.client, name, champion, frame, config.data.target, what)
-    return decide(config.evaluate, candidate, baseline) if baseline is not None else Verdict(REJECTED, problem)
+    baseline, problem = _evaluate_champion(active.client, name, champion, frame, what)
+    return decide(config.evaluate, task, candidate, baseline) if baseline is not None else Verdict(REJECTED, problem)
 
 
 def _record(active: StepRun, verdict: Verdict, config: PipelineConfig, version: str) -> None:
@@ -89,15 +112,14 @@ def run(config: PipelineConfig, *, upstream_run_id: str | None = None, eval_data
         name, version = train_run.data.tags.get(MODEL_NAME_TAG), train_run.data.tags.get(MODEL_VERSION_TAG)
         if not name or not version:
             raise UpstreamError(f"evaluate: train run {train_run.info.run_id} registered no model version")
-        model_uri = f"models:/{name}/{version}"
         frame, what = _load_eval_data(config, eval_data, preprocess_run)
-        data = frame_for_model(frame, model_inputs(model_uri), config.data.target, what)
-        active.data_digest = digest(data)
-        mlflow.log_input(mlflow.data.from_pandas(data, targets=config.data.target, name="evaluation"),
-                         context="evaluation")
-        logger.info("evaluating {} on {} rows", model_uri, len(data))
-        candidate = _evaluate(active.client, name, version, data, config.data.target)
-        verdict = _judge(active, config, name, version, frame, what, candidate)
+        with _evaluable(name, version, frame, what) as (model, schema, data):
+            active.data_digest = digest(data)
+            mlflow.log_input(mlflow.data.from_pandas(data, targets=schema.target, name="evaluation"),
+                             context="evaluation")
+            logger.info("evaluating {} version {} ({}) on {} rows", name, version, schema.task, len(data))
+            candidate = _evaluate(active.client, name, version, model, schema, data)
+        verdict = _judge(active, config, schema.task, version, frame, what, candidate)
         _record(active, verdict, config, version)
         logger.info("verdict for {} version {}: {} ({})", name, version, verdict.decision, verdict.reason)
         if not verdict.promoted and config.evaluate.fail_on_reject:

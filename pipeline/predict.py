@@ -1,8 +1,9 @@
 """predict: score a CSV or Parquet file with a registered model version, in chunks.
 
-Reads:  the input file; the model `registry.model_name` at `--alias` (default the champion) or `--version`.
+Reads:  the input file; the model `registry.model_name` at `--alias` (default the champion) or `--version`, and the
+        schema inside it (columns missing or mistyped are named; unseen categories are scored as missing).
 Writes: the output file (.csv or .parquet): the input columns plus the model's answer as the served model gives
-        it (`prediction` and `probability_<class>` for every class), written to a temporary file and renamed only
+        it (`prediction` and `probability_<class>` per class, or `prediction` for regression), written to a temporary file and renamed only
         when complete (no partial file on failure); the same file as artifact `predictions/<name>`; tags pipeline.model.name / pipeline.model.version; metric n_rows.
 """
 
@@ -14,19 +15,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from loguru import logger
+from mlflow.exceptions import MlflowException
 
 from pipeline.config import PipelineConfig
-from pipeline.data import check_features, derive_features, require_columns
 from pipeline.errors import DataError, UpstreamError
+from pipeline.features import derive_features
 from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG
-from pipeline.model import model_inputs
+from pipeline.model import raw_values
 from pipeline.registry import alias_version
 from pipeline.results import StepResult
+from pipeline.schema import Schema, conform
 from pipeline.tracking import RunContext, step_run
 
 SUFFIXES = (".csv", ".parquet")
@@ -42,13 +44,21 @@ def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         yield from pd.read_csv(path, chunksize=chunk_rows)
 
 
-def score(model: mlflow.pyfunc.PyFuncModel, frame: pd.DataFrame, inputs: list[str]) -> pd.DataFrame:
-    """The frame followed by the model's answer: what the served model answers (`prediction` and one
-    `probability_<class>` column per class), or a `prediction` column for a model that answers with labels only."""
-    answer = model.predict(frame[inputs])
-    if not isinstance(answer, pd.DataFrame):
-        answer = pd.DataFrame({"prediction": np.asarray(answer).reshape(len(frame), -1)[:, 0]})
+def score(model: mlflow.pyfunc.PyFuncModel, frame: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """The frame followed by the model's answer, as the served model gives it: `prediction` and one
+    `probability_<class>` column per class (classification) or `prediction` (regression). `features` are the
+    frame's feature columns conformed to the schema; they reach the model as a client sends them."""
+    answer = model.predict(raw_values(features))
     return pd.concat([frame.reset_index(drop=True), answer.reset_index(drop=True)], axis=1)
+
+
+def served_schema(model: mlflow.pyfunc.PyFuncModel, name: str, version: str) -> Schema:
+    """The schema inside a registered model (see served_model.py)."""
+    try:
+        return Schema.from_dict(model.unwrap_python_model().schema)
+    except (MlflowException, AttributeError) as exc:
+        raise UpstreamError(f"predict: {name} version {version} carries no schema (logged by an older version of "
+                            "this pipeline): retrain it") from exc
 
 
 class _ChunkWriter:
@@ -94,18 +104,16 @@ def _check_paths(input_path: Path, output_path: Path) -> None:
         raise DataError(f"predict: output folder {output_path.parent} does not exist")
 
 
-def _score_file(config: PipelineConfig, model, inputs: list[str], input_path: Path, partial: Path,
+def _score_file(config: PipelineConfig, model, schema: Schema, input_path: Path, partial: Path,
                 chunk_rows: int) -> int:
-    writer, rows = _ChunkWriter(partial), 0
+    writer, rows, what = _ChunkWriter(partial), 0, f"predict input {input_path}"
     try:
         for chunk in read_chunks(input_path, chunk_rows):
             chunk = derive_features(chunk) if config.features.derived else chunk
-            what = f"predict input {input_path}"
-            require_columns(chunk, inputs, what)
-            if rows == 0 and (extra := [c for c in chunk.columns if c not in inputs]):
+            features = conform(chunk, schema, what)
+            if rows == 0 and (extra := [str(c) for c in chunk.columns if c not in schema.columns]):
                 logger.warning("{}: columns the model does not use are passed through: {}", what, ", ".join(extra))
-            check_features(chunk[inputs], what)
-            writer.write(score(model, chunk, inputs))
+            writer.write(score(model, chunk, features))
             rows += len(chunk)
     finally:
         writer.close()
@@ -124,11 +132,11 @@ def run(config: PipelineConfig, *, input_path: str, output_path: str, alias: str
         version = _resolve_version(config, alias, version)
         model_uri = f"models:/{name}/{version}"
         mlflow.set_tags({MODEL_NAME_TAG: name, MODEL_VERSION_TAG: version})
-        inputs = model_inputs(model_uri)
         model = mlflow.pyfunc.load_model(model_uri)
+        schema = served_schema(model, name, version)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".predict-") as tmp:
             partial = Path(tmp) / target.name
-            rows = _score_file(config, model, inputs, source, partial, chunk_rows or DEFAULT_CHUNK_ROWS)
+            rows = _score_file(config, model, schema, source, partial, chunk_rows or DEFAULT_CHUNK_ROWS)
             mlflow.log_artifact(str(partial), "predictions")
             partial.replace(target)
         mlflow.log_metric("n_rows", rows)

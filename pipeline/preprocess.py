@@ -1,8 +1,11 @@
-"""preprocess: load the configured dataset, derive features, split it into train and test.
+"""preprocess: load the configured dataset, derive features, settle the task and schema, split train and test.
 
-Reads:  the source named by `data.source` in the config (scikit-learn dataset, CSV or Parquet file).
-Writes: artifacts `data/train.parquet`, `data/test.parquet`; dataset inputs `<dataset>-train` (context
-        `training`) and `<dataset>-test` (context `testing`); metrics n_rows, n_features, n_train, n_test.
+Reads:  the source named by `data.source` in the config (scikit-learn dataset, CSV or Parquet file or URL).
+Writes: artifacts `data/train.parquet`, `data/test.parquet` (features typed by the schema, then the target),
+        `data/schema.json` (task, feature columns and kinds, category sets, class labels, and the all-missing
+        columns dropped / constant columns found); dataset inputs `<dataset>-train` (context `training`) and
+        `<dataset>-test` (context `testing`); param data.task and tag pipeline.task (the task used); metrics
+        n_rows, n_features, n_categorical, n_train, n_test.
 """
 
 from __future__ import annotations
@@ -16,29 +19,42 @@ import pandas as pd
 from loguru import logger
 
 from pipeline.config import PipelineConfig
-from pipeline.data import (SKLEARN_PREFIX, check_features, check_target, derive_features, digest, load_source,
-                           split_frame)
-from pipeline.lineage import DATA_DIGEST_TAG
+from pipeline.data import SKLEARN_PREFIX, digest, load_source, split_frame
+from pipeline.features import derive_features
+from pipeline.lineage import DATA_DIGEST_TAG, TASK_TAG, read_parquet_artifact
 from pipeline.results import StepResult
+from pipeline.schema import (SCHEMA_ARTIFACT, Schema, build_schema, check_target, conform, report_columns,
+                             resolve_task, schema_document)
 from pipeline.tracking import RunContext, log_params, step_run
 
 TRAIN_ARTIFACT = "data/train.parquet"
 TEST_ARTIFACT = "data/test.parquet"
 
 
+def read_split(run, artifact: str, schema: Schema) -> pd.DataFrame:
+    """A split logged by a preprocess run, typed by its schema (categories exactly as in training)."""
+    frame = read_parquet_artifact(run, artifact)
+    return conform(frame, schema, f"{artifact} of preprocess run {run.info.run_id}", with_target=True)
+
+
 def dataset_name(source: str) -> str:
     return source.removeprefix(SKLEARN_PREFIX) if source.startswith(SKLEARN_PREFIX) else Path(source).stem
 
 
-def prepare(config: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Load, derive features, check the target and split: the step's work without any tracking."""
-    frame = load_source(config.data)
-    what = f"data source {config.data.source}"
-    check_target(frame[config.data.target], what)
-    check_features(frame.drop(columns=[config.data.target]), what)
+def prepare(config: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, Schema, dict[str, list[str]]]:
+    """Load, derive features, settle task and schema, split: the step's work without any tracking."""
+    data, what = config.data, f"data source {config.data.source}"
+    frame = load_source(data)
+    task = resolve_task(data.task, frame[data.target], what)
+    classes = check_target(frame[data.target], task, what)
     if config.features.derived:
         frame = derive_features(frame)
-    return split_frame(frame, config.data.target, config.split)
+    report = report_columns(frame, data.target, what)
+    frame = frame.drop(columns=report["all_missing"])
+    schema = build_schema(frame, data.target, task, classes, what)
+    train, test = split_frame(conform(frame, schema, what, with_target=True), data.target, config.split,
+                              classification=schema.is_classification)
+    return train, test, schema, report
 
 
 def _log_splits(train: pd.DataFrame, test: pd.DataFrame, config: PipelineConfig) -> dict[str, str]:
@@ -60,17 +76,18 @@ def _log_splits(train: pd.DataFrame, test: pd.DataFrame, config: PipelineConfig)
 def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepResult:
     started = time.monotonic()
     with step_run("preprocess", config, context) as active:
-        train, test = prepare(config)
-        n_features = train.shape[1] - 1
-        logger.info("{} rows, {} features -> train {} / test {}", len(train) + len(test), n_features,
-                    len(train), len(test))
-        log_params({"data.source": config.data.source, "data.target": config.data.target,
+        train, test, schema, report = prepare(config)
+        logger.info("{} task: {} rows, {} features ({} categorical) -> train {} / test {}", schema.task,
+                    len(train) + len(test), len(schema.features), len(schema.categories), len(train), len(test))
+        log_params({"data.source": config.data.source, "data.target": config.data.target, "data.task": schema.task,
                     "split.test_size": config.split.test_size, "split.seed": config.split.seed})
-        metrics = {"n_rows": len(train) + len(test), "n_features": n_features,
-                   "n_train": len(train), "n_test": len(test)}
+        metrics = {"n_rows": len(train) + len(test), "n_features": len(schema.features),
+                   "n_categorical": len(schema.categories), "n_train": len(train), "n_test": len(test)}
         mlflow.log_metrics(metrics)
+        mlflow.log_dict(schema_document(schema, report), SCHEMA_ARTIFACT)
         active.data_digest = digest(pd.concat([train, test]))
-        mlflow.set_tag(DATA_DIGEST_TAG, active.data_digest)  # names tune's study: same data, same study
+        # The digest names tune's study (same data, same study); the task tells downstream steps what to fit.
+        mlflow.set_tags({DATA_DIGEST_TAG: active.data_digest, TASK_TAG: schema.task})
         outputs = _log_splits(train, test, config)
     return StepResult("preprocess", active.run_id, active.experiment_id, outputs=outputs,
                       metrics={k: float(v) for k, v in metrics.items()}, duration_s=time.monotonic() - started)

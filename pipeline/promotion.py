@@ -10,7 +10,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import MetricThreshold
 from mlflow.models.evaluation.validation import ModelValidationFailedException
 
-from pipeline.config import EvaluateConfig
+from pipeline.config import EvaluateConfig, lower_is_better
 
 PROMOTED = "promoted"
 REJECTED = "rejected"
@@ -30,20 +30,23 @@ class Verdict:
         return self.decision == PROMOTED
 
 
-def build_thresholds(config: EvaluateConfig, with_baseline: bool) -> dict[str, MetricThreshold]:
-    """Absolute gates for every configured metric, plus 'must not be beaten' on compare_metric vs a baseline."""
-    gates = {name: {"threshold": gate.threshold, "greater_is_better": gate.greater_is_better}
-             for name, gate in config.thresholds.items()}
+def build_thresholds(config: EvaluateConfig, task: str, with_baseline: bool) -> dict[str, MetricThreshold]:
+    """The task's absolute gates, plus 'must not be beaten' on its compare_metric vs a baseline."""
+    task_gates = config.gates(task)
+    gates = {name: {"threshold": gate.threshold, "greater_is_better": gate.higher_is_better(name)}
+             for name, gate in task_gates.thresholds.items()}
     if with_baseline:
-        compare = gates.setdefault(config.compare_metric, {"greater_is_better": True})
+        metric = task_gates.compare_metric
+        compare = gates.setdefault(metric, {"greater_is_better": not lower_is_better(metric)})
         compare["min_relative_change"] = float(config.min_relative_improvement)
     return {name: MetricThreshold(**kwargs) for name, kwargs in gates.items()}
 
 
-def decide(config: EvaluateConfig, candidate: HasMetrics, baseline: HasMetrics | None, note: str = "") -> Verdict:
-    """Promote when every gate passes; the reason names what failed or what was checked (`note` overrides the
-    default remark on the champion, e.g. when the candidate already is the champion)."""
-    thresholds = build_thresholds(config, with_baseline=baseline is not None)
+def decide(config: EvaluateConfig, task: str, candidate: HasMetrics, baseline: HasMetrics | None,
+           note: str = "") -> Verdict:
+    """Promote when every gate of the task passes; the reason names what failed or what was checked (`note`
+    overrides the default remark on the champion, e.g. when the candidate already is the champion)."""
+    thresholds = build_thresholds(config, task, with_baseline=baseline is not None)
     try:
         mlflow.validate_evaluation_results(thresholds, candidate, baseline)
     except ModelValidationFailedException as exc:

@@ -25,7 +25,7 @@ from pipeline import interrupts
 from pipeline.config import PipelineConfig, TuneConfig, mask_url
 from pipeline.data import features_and_target
 from pipeline.errors import ConfigError, TrackingError, first_line
-from pipeline.model import build_classifier, suggest_params
+from pipeline.model import build_model, suggest_params
 
 BEST_ITERATION_ATTR = "best_iteration"
 GREATER_IS_BETTER = {"auc", "aucpr", "pre", "map", "ndcg"}
@@ -152,11 +152,25 @@ class _EveryRounds(TrainingCallback):
 
 
 _MULTICLASS_METRIC = {"logloss": "mlogloss", "error": "merror"}
+CLASSIFICATION_METRICS = ("logloss", "auc", "aucpr", "error")
+REGRESSION_METRICS = ("rmse", "mae", "mape", "rmsle")
 
 
-def eval_metric(metric: str, n_classes: int) -> str:
-    """XGBoost's name of the configured metric for this many classes (multiclass has its own log loss)."""
-    return _MULTICLASS_METRIC.get(metric, metric) if n_classes > 2 else metric
+def eval_metric(metric: str, task: str) -> str:
+    """XGBoost's name of the configured metric for the task (multiclass has its own log loss and error)."""
+    return _MULTICLASS_METRIC.get(metric, metric) if task == "multiclass" else metric
+
+
+def resolve_metric(config: PipelineConfig, task: str) -> PipelineConfig:
+    """The config with `tune.metric: auto` made concrete for the task (logloss, or rmse for regression); a metric
+    that does not fit the task is a ConfigError."""
+    allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    metric = config.tune.metric
+    if metric == "auto":
+        metric = allowed[0]
+    elif metric not in allowed:
+        raise ConfigError(f"tune.metric '{metric}' does not fit a {task} task: use auto or one of {', '.join(allowed)}")
+    return config.model_copy(update={"tune": config.tune.model_copy(update={"metric": metric})})
 
 
 # Below this many training rows a second XGBoost thread gains little (2 threads: 9% faster on 364 rows, measured)
@@ -180,25 +194,25 @@ def threads_per_trial(tune: TuneConfig, fit_rows: int) -> int:
     return threads - 1 if threads > 1 and fit_rows < SMALL_FIT_ROWS else threads
 
 
-def make_objective(train: pd.DataFrame, config: PipelineConfig):
+def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
     """The study's objective: fit on part of the train split, early-stop, prune and score on the rest."""
     from optuna_integration import XGBoostPruningCallback
 
     features, target = features_and_target(train, config.data.target)
-    stratify = target if config.split.stratify else None
+    stratify = target if config.split.stratify and task != "regression" else None
     x_fit, x_valid, y_fit, y_valid = train_test_split(
         features, target, test_size=config.split.validation_size, random_state=config.split.seed, stratify=stratify
     )
     tune, threads = config.tune, threads_per_trial(config.tune, len(x_fit))
-    metric = eval_metric(tune.metric, target.nunique())
+    metric = eval_metric(tune.metric, task)
 
     def objective(trial: optuna.Trial) -> float:
         callbacks: list[TrainingCallback] = [interrupts.StopOnSignal()]
         if tune.pruner.type != "none":
             pruning = XGBoostPruningCallback(trial, f"validation_0-{metric}")
             callbacks.append(_EveryRounds(pruning, tune.pruner.report_every))
-        model = build_classifier(
-            suggest_params(trial, tune.search_space), config.train.fixed_params, n_jobs=threads,
+        model = build_model(
+            task, suggest_params(trial, tune.search_space), config.train.fixed_params, n_jobs=threads,
             n_estimators=tune.max_boosting_rounds, early_stopping_rounds=tune.early_stopping_rounds,
             eval_metric=metric, callbacks=callbacks,
         )
@@ -234,7 +248,7 @@ class ProgressLog:
             logger.info("{}/{} trials finished; best valid {} {}", finished, self._n_trials, self._metric, best)
 
 
-def run_trials(study: optuna.Study, train: pd.DataFrame, config: PipelineConfig, callbacks: list) -> None:
+def run_trials(study: optuna.Study, train: pd.DataFrame, config: PipelineConfig, task: str, callbacks: list) -> None:
     """Run trials until the study holds `n_trials` finished ones, counting other workers' trials, or timeout_s."""
     tune = config.tune
     remaining = tune.n_trials - count_finished(study)
@@ -244,7 +258,7 @@ def run_trials(study: optuna.Study, train: pd.DataFrame, config: PipelineConfig,
     on_terminal = sys.stderr.isatty()
     progress = [] if on_terminal else [ProgressLog(tune.n_trials, tune.metric)]
     with interrupts.deferred():
-        study.optimize(make_objective(train, config), n_trials=remaining, timeout=tune.timeout_s, n_jobs=tune.n_jobs,
+        study.optimize(make_objective(train, config, task), n_trials=remaining, timeout=tune.timeout_s, n_jobs=tune.n_jobs,
                        callbacks=[*callbacks, *progress, MaxTrialsCallback(tune.n_trials, states=FINISHED_STATES)],
                        show_progress_bar=on_terminal)
 

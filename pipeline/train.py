@@ -1,10 +1,12 @@
 """train: fit the final XGBoost model with the tuned params, log it, register it as the challenger.
 
 Reads:  `best_params.json` of the tune run (pinned, else the newest finished one) and `data/train.parquet`,
-        `data/test.parquet` of the preprocess run *that tune run used*.
-Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss; the model (LoggedModel `model`: the pyfunc
-        of served_model.py, answering with `prediction` and `probability_<class>`, with signature and input
-        example, the XGBoost model inside as `artifacts/xgboost_model`) registered under `registry.model_name`,
+        `data/test.parquet`, `data/schema.json` of the preprocess run *that tune run used*.
+Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss (classification) or test_rmse, test_mae,
+        test_r2 (regression); the model (LoggedModel `model`: the pyfunc
+        of served_model.py, answering with `prediction` and `probability_<class>` (or `prediction` alone for
+        regression), with signature and input example, the XGBoost model inside as `artifacts/xgboost_model` and
+        the schema as `artifacts/schema.json`) registered under `registry.model_name`,
         alias `registry.challenger_alias` on the new version; tags pipeline.model.name / pipeline.model.version.
 """
 
@@ -16,15 +18,18 @@ import mlflow
 import numpy as np
 import pandas as pd
 from loguru import logger
-from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+from sklearn.metrics import (accuracy_score, f1_score, log_loss, mean_absolute_error, r2_score, roc_auc_score,
+                             root_mean_squared_error)
+from xgboost import XGBModel
 
 from pipeline import interrupts
 from pipeline.config import PipelineConfig
 from pipeline.data import features_and_target
-from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG, read_json_artifact, read_parquet_artifact
-from pipeline.model import build_classifier, log_served_model
-from pipeline.preprocess import TEST_ARTIFACT, TRAIN_ARTIFACT
+from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG, read_json_artifact
+from pipeline.model import build_model, log_served_model
+from pipeline.preprocess import TEST_ARTIFACT, TRAIN_ARTIFACT, read_split
 from pipeline.results import StepResult
+from pipeline.schema import Schema, schema_of_run
 from pipeline.registry import move_alias, register
 from pipeline.tracking import RunContext, StepRun, step_run
 from pipeline.tune import BEST_PARAMS_ARTIFACT
@@ -32,7 +37,20 @@ from pipeline.tune import BEST_PARAMS_ARTIFACT
 MODEL_NAME_IN_RUN = "model"
 
 
-def test_metrics(y_true: pd.Series, probabilities: np.ndarray) -> dict[str, float]:
+# The metric the chain's summary and the README quote for each task.
+HEADLINE_METRIC = {"binary": "test_roc_auc", "multiclass": "test_roc_auc", "regression": "test_rmse"}
+
+
+def test_metrics(model: XGBModel, x_test: pd.DataFrame, y_test: pd.Series, task: str) -> dict[str, float]:
+    """Held-out metrics of the task: regression RMSE, MAE, R2; classification ROC AUC, accuracy, F1, log loss."""
+    if task == "regression":
+        predicted = model.predict(x_test)
+        return {"test_rmse": float(root_mean_squared_error(y_test, predicted)),
+                "test_mae": float(mean_absolute_error(y_test, predicted)), "test_r2": float(r2_score(y_test, predicted))}
+    return classification_metrics(y_test, model.predict_proba(x_test))
+
+
+def classification_metrics(y_true: pd.Series, probabilities: np.ndarray) -> dict[str, float]:
     """Classification metrics on held-out data (binary: positive-class probability; multiclass: one-vs-rest)."""
     predicted = probabilities.argmax(axis=1)
     binary = probabilities.shape[1] == 2
@@ -45,9 +63,10 @@ def test_metrics(y_true: pd.Series, probabilities: np.ndarray) -> dict[str, floa
     }
 
 
-def _read_inputs(tune_run, preprocess_run) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    return (read_json_artifact(tune_run, BEST_PARAMS_ARTIFACT), read_parquet_artifact(preprocess_run, TRAIN_ARTIFACT),
-            read_parquet_artifact(preprocess_run, TEST_ARTIFACT))
+def _read_inputs(tune_run, preprocess_run) -> tuple[dict, Schema, pd.DataFrame, pd.DataFrame]:
+    schema = schema_of_run(preprocess_run)
+    return (read_json_artifact(tune_run, BEST_PARAMS_ARTIFACT), schema,
+            read_split(preprocess_run, TRAIN_ARTIFACT, schema), read_split(preprocess_run, TEST_ARTIFACT, schema))
 
 
 def _register(active: StepRun, model_uri: str, config: PipelineConfig) -> str:
@@ -64,20 +83,21 @@ def run(
     started = time.monotonic()
     with step_run("train", config, context) as active:
         tune_run = active.use_upstream(upstream_run_id)
-        params, train, test = _read_inputs(tune_run, active.follow(tune_run, "preprocess"))
+        params, schema, train, test = _read_inputs(tune_run, active.follow(tune_run, "preprocess"))
         x_train, y_train = features_and_target(train, config.data.target)
         x_test, y_test = features_and_target(test, config.data.target)
-        logger.info("training on {} rows with {}", len(train), params)
-        model = build_classifier(params, config.train.fixed_params, callbacks=[interrupts.StopOnSignal()])
+        logger.info("training a {} model on {} rows with {}", schema.task, len(train), params)
+        model = build_model(schema.task, params, config.train.fixed_params, callbacks=[interrupts.StopOnSignal()])
         with interrupts.deferred():
             model.fit(x_train, y_train, verbose=False)
-        metrics = test_metrics(y_test, model.predict_proba(x_test))
+        metrics = test_metrics(model, x_test, y_test, schema.task)
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
-        model_info = log_served_model(model, MODEL_NAME_IN_RUN, x_train.head(5))
+        model_info = log_served_model(model, schema, MODEL_NAME_IN_RUN, x_train.head(5))
         version = _register(active, model_info.model_uri, config)
         mlflow.set_tags({MODEL_NAME_TAG: config.registry.model_name, MODEL_VERSION_TAG: version})
-        logger.info("test ROC AUC {:.4f}; registered {} version {} as @{}", metrics["test_roc_auc"],
+        headline = HEADLINE_METRIC[schema.task]
+        logger.info("{} {:.4f}; registered {} version {} as @{}", headline, metrics[headline],
                     config.registry.model_name, version, config.registry.challenger_alias)
     return StepResult("train", active.run_id, active.experiment_id, upstream=dict(active.upstream),
                       outputs={"model_uri": model_info.model_uri}, metrics=metrics,

@@ -1,6 +1,7 @@
 """tune: Optuna search over XGBoost hyper-parameters, one nested MLflow run per trial.
 
-Reads:  `data/train.parquet` of the preprocess run (the pinned one, else the newest finished one).
+Reads:  `data/train.parquet` and `data/schema.json` (the task) of the preprocess run (the pinned one, else the
+        newest finished one).
 Writes: parent run: params = best hyper-parameters of the whole study (with `n_estimators` = the best trial's
         early-stopping round count), `optuna.study_name`, `optuna.storage` (password masked), `optuna.pruner`;
         metrics best_valid_<metric>, n_trials (any state) / n_finished / n_complete / n_pruned / n_failed (whole
@@ -21,10 +22,12 @@ from loguru import logger
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError
-from pipeline.lineage import DATA_DIGEST_TAG, read_parquet_artifact
-from pipeline.preprocess import TRAIN_ARTIFACT
+from pipeline.lineage import DATA_DIGEST_TAG
+from pipeline.preprocess import TRAIN_ARTIFACT, read_split
 from pipeline.results import StepResult
-from pipeline.study import best_params, describe_storage, open_study, run_trials, search_digest, study_name
+from pipeline.schema import schema_of_run
+from pipeline.study import (best_params, describe_storage, open_study, resolve_metric, run_trials, search_digest,
+                            study_name)
 from pipeline.tracking import RunContext, step_run
 from pipeline.trial_runs import TrialRunLogger
 from pipeline.trial_writer import TrialRunWriter
@@ -64,18 +67,21 @@ def run(
     started = time.monotonic()
     with step_run("tune", config, context) as active:
         preprocess_run = active.use_upstream(upstream_run_id)
-        train = read_parquet_artifact(preprocess_run, TRAIN_ARTIFACT)
+        schema = schema_of_run(preprocess_run)
+        config = resolve_metric(config, schema.task)
+        train = read_split(preprocess_run, TRAIN_ARTIFACT, schema)
         experiment_name = active.client.get_experiment(active.experiment_id).name
         data_identity = preprocess_run.data.tags.get(DATA_DIGEST_TAG, preprocess_run.info.run_id)
         name = study_name(config, experiment_name, data_identity)
         mlflow.log_params({"optuna.study_name": name, "optuna.storage": describe_storage(config.tune.storage),
                            "optuna.pruner": config.tune.pruner.type})
         study = open_study(config, name, search_digest(config, data_identity))
-        logger.info("study {} ({}): {} rows, until {} finished trials", name,
-                    describe_storage(config.tune.storage), len(train), config.tune.n_trials)
+        logger.info("study {} ({}): {} task, {} rows, {} until {} finished trials", name,
+                    describe_storage(config.tune.storage), schema.task, len(train), config.tune.metric,
+                    config.tune.n_trials)
         trial_runs = TrialRunLogger(active.client, active.experiment_id, active.run_id, config.tune.metric)
         with TrialRunWriter(trial_runs) as writer:
-            run_trials(study, train, config, callbacks=[writer])
+            run_trials(study, train, config, schema.task, callbacks=[writer])
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             raise PipelineError(f"tune: no trial of study {name} completed; see the trial runs' errors")
         params = best_params(study)

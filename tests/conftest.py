@@ -51,9 +51,14 @@ def client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri)
 
 
+def small_config_with(overrides: dict[str, object]) -> PipelineConfig:
+    """The small test config with more dotted overrides, e.g. {"evaluate.binary.thresholds.roc_auc.threshold": 1.01}."""
+    return load_config(DEFAULT_CONFIG, {**SMALL_OVERRIDES, **overrides})
+
+
 @pytest.fixture
 def small_config() -> PipelineConfig:
-    return load_config(DEFAULT_CONFIG, SMALL_OVERRIDES)
+    return small_config_with({})
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pipeline import cli, evaluate
 from pipeline.chain import run_chain
 from pipeline.lineage import (CHAIN_TAG, FINGERPRINT_TAG, MODEL_VERSION_TAG, STEP_TAG, VERDICT_TAG, upstream_tag)
 from pipeline.promotion import PROMOTED, REJECTED
+from tests.conftest import small_config_with
 
 
 def artifact_paths(client, run_id, path=None):
@@ -108,10 +109,7 @@ def test_a_second_equal_chain_ties_with_the_champion_and_is_promoted(client, cha
 
 
 def test_a_weaker_challenger_loses_to_the_champion(client, chain, small_config):
-    weak = small_config.model_copy(update={
-        "tune": small_config.tune.model_copy(update={"max_boosting_rounds": 1}),
-        "evaluate": small_config.evaluate.model_copy(update={"thresholds": {}}),
-    })
+    weak = small_config_with({"tune.max_boosting_rounds": 1, "evaluate.binary.thresholds": {}})
     second = run_chain(weak)
     evaluate_run = client.get_run(second.step("evaluate").run_id)
     assert evaluate_run.info.status == "FINISHED"
@@ -129,9 +127,7 @@ def test_reevaluating_the_champion_says_so(client, chain, small_config):
 
 
 def test_a_rejected_challenger_is_a_finished_run_and_keeps_the_champion(client, chain, small_config):
-    strict = small_config.model_copy(update={"evaluate": small_config.evaluate.model_copy(
-        update={"thresholds": {"roc_auc": small_config.evaluate.thresholds["roc_auc"].model_copy(
-            update={"threshold": 1.01})}})})
+    strict = small_config_with({"evaluate.binary.thresholds.roc_auc.threshold": 1.01})
     second = run_chain(strict)
     assert second.step("evaluate").verdict == REJECTED
     evaluate_run = client.get_run(second.step("evaluate").run_id)

@@ -72,7 +72,7 @@ def aliases(client, config):
 @pytest.mark.parametrize(
     ("spoil", "message"),
     [(lambda frame: frame.drop(columns=["mean radius", "worst area"]), "mean radius, worst area"),
-     (lambda frame: frame.assign(**{"mean radius": "big"}), "column(s) mean radius are not numeric"),
+     (lambda frame: frame.assign(**{"mean radius": "big"}), "column 'mean radius' must be numeric but holds"),
      (lambda frame: frame.assign(target=frame["target"].where(frame.index > 2)), "is empty in 3 of"),
      (lambda frame: frame.assign(target="malignant"), "must hold integer class labels")],
 )
@@ -104,7 +104,7 @@ def test_evaluation_on_a_user_file_works(client, small_config, tmp_path):
 
 def test_fail_on_reject_exits_5_and_keeps_the_champion(client, small_config):
     run_chain(small_config)
-    code = run_cli("evaluate", "--fail-on-reject", "true", "--set", "evaluate.thresholds.roc_auc.threshold=1.01")
+    code = run_cli("evaluate", "--fail-on-reject", "true", "--set", "evaluate.binary.thresholds.roc_auc.threshold=1.01")
     assert code == 5
     failed = client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'evaluate' and attributes.status = 'FAILED'")
     assert len(failed) == 1 and failed[0].data.tags["pipeline.verdict"] == "rejected"
@@ -121,19 +121,24 @@ def test_a_failing_step_fails_the_chain_run_too(client, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("frame", "message"),
-    [(pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "color": ["r", "g", "b", "r"], "target": [0, 1, 0, 1]}),
-      "column(s) color are not numeric"),
-     (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": ["B", "M", "B", "M"]}), "must hold integer class labels"),
-     (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [1, 1, 1, 1]}), "holds a single class"),
-     (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [1, 3, 1, 3]}), "must hold class labels 0..1, got 1, 3")],
+    ("frame", "options", "message"),
+    [(pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [0, 1, None, 1]}), [], "is empty in 1 of 4 rows"),
+     (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": ["B", "M", "B", "M"]}), [], "must hold integer class labels"),
+     (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [1, 1, 1, 1]}), [], "holds a single value (1)"),
+     (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [1, 3, 1, 3]}), ["--set", "data.task=binary"],
+      "must hold class labels 0..1, got 1, 3"),
+     (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [0, 1, 2, 1]}), ["--set", "data.task=binary"],
+      "data.task is binary but target column 'target' holds 3 classes"),
+     (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [0.5, 1.5, 2.5, 3.5]}), ["--set", "tune.metric=auc"],
+      "tune.metric 'auc' does not fit a regression task")],
 )
-def test_unusable_training_data_fails_preprocess(client, tmp_path, frame, message):
+def test_unusable_training_data_fails(client, tmp_path, frame, options, message):
     csv = tmp_path / "data.csv"
     frame.to_csv(csv, index=False)
-    assert run_cli("preprocess", "--set", f"data.source={csv}") == 2
-    run = only_run(client, "preprocess")
-    assert run.info.status == "FAILED" and message in run.data.tags[ERROR_TAG]
+    step = "main" if "tune.metric=auc" in options else "preprocess"
+    assert run_cli(step, "--set", f"data.source={csv}", *options) == 2
+    failed = client.search_runs(["0"], "attributes.status = 'FAILED'")
+    assert failed and all(message in run.data.tags[ERROR_TAG] for run in failed)
 
 
 def full_disk(*args, **kwargs):

@@ -8,7 +8,7 @@ from pipeline import cli, rollback, train
 from pipeline.chain import run_chain
 from pipeline.errors import UpstreamError
 from pipeline.lineage import STEP_TAG
-from tests.conftest import DEFAULT_CONFIG
+from tests.conftest import DEFAULT_CONFIG, small_config_with
 
 
 def aliases(client, config):
@@ -52,9 +52,7 @@ def test_rollback_restores_the_previous_champion_with_a_record(client, small_con
 
 def test_a_rejected_challenger_leaves_the_promotion_record_alone(client, small_config):
     run_chain(small_config)
-    strict = small_config.model_copy(update={"evaluate": small_config.evaluate.model_copy(
-        update={"thresholds": {"roc_auc": small_config.evaluate.thresholds["roc_auc"].model_copy(
-            update={"threshold": 1.01})}})})
+    strict = small_config_with({"evaluate.binary.thresholds.roc_auc.threshold": 1.01})
     train.run(strict)
     from pipeline import evaluate
 

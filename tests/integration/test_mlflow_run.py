@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from pipeline.lineage import CHAIN_TAG, ERROR_TAG, STEP_TAG, upstream_tag
@@ -19,10 +21,8 @@ pytestmark = pytest.mark.slow
 PROJECT_FILES = ("MLproject", "conda.yaml", "pyproject.toml", "configs", "pipeline")
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, template_store) -> tuple[Path, dict[str, str]]:
-    """A copy of the repository with its own tracking store, and the environment to launch it with."""
-    root = tmp_path_factory.mktemp("project")
+def copy_project(root: Path, template_store: Path) -> dict[str, str]:
+    """Copy the repository's project files to `root` with a fresh tracking store; the environment to launch with."""
     for name in PROJECT_FILES:
         source = REPO_ROOT / name
         copy = shutil.copytree if source.is_dir() else shutil.copyfile
@@ -31,7 +31,14 @@ def project(tmp_path_factory, template_store) -> tuple[Path, dict[str, str]]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     env.update(MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}", MLFLOW_DISABLE_TELEMETRY="true",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
-    return root, env
+    return env
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, template_store) -> tuple[Path, dict[str, str]]:
+    """A copy of the repository with its own tracking store, and the environment to launch it with."""
+    root = tmp_path_factory.mktemp("project")
+    return root, copy_project(root, template_store)
 
 
 def mlflow_run(project, *args: str) -> subprocess.CompletedProcess:
@@ -91,3 +98,32 @@ def test_a_bad_config_value_leaves_no_run_running(project, client):
     assert client.search_runs(["0"], "attributes.status = 'RUNNING'") == []
     (failed,) = client.search_runs(["0"], "params.`test-size` = '1.5'")
     assert failed.info.status == "FAILED" and "split.test_size" in failed.data.tags[ERROR_TAG]
+
+
+def test_the_template_switched_to_a_csv_by_editing_configs_only(tmp_path, template_store):
+    """What a user does with the template: put a table beside it, edit configs/pipeline.yaml, `mlflow run` it."""
+    from tests.integration.test_tasks import customers
+
+    root = tmp_path / "my-project"
+    root.mkdir()
+    env = copy_project(root, template_store)
+    (root / "data").mkdir()
+    customers(400, seed=5).to_csv(root / "data" / "customers.csv", index=False)
+    config_file = root / "configs" / "pipeline.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    config["data"].update(source="data/customers.csv", target="churned", id_columns=["customer_id"])
+    config["registry"]["model_name"] = "customers-xgb"
+    config["evaluate"]["binary"]["thresholds"] = {"roc_auc": {"threshold": 0.7}}
+    config["tune"].update(max_boosting_rounds=60, early_stopping_rounds=10)
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    done = mlflow_run((root, env), "-e", "main", "-P", "n-trials=3", "-P", "result-file=chain.json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    chain = json.loads((root / "chain.json").read_text())
+    assert chain["steps"][-1]["verdict"] == "promoted" and chain["steps"][-1]["model_name"] == "customers-xgb"
+    customers(25, seed=6).drop(columns=["churned"]).to_csv(root / "data" / "new.csv", index=False)
+    done = mlflow_run((root, env), "-e", "predict", "-P", f"input={root / 'data' / 'new.csv'}",
+                      "-P", f"output={root / 'scored.csv'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    scored = pd.read_csv(root / "scored.csv")
+    assert len(scored) == 25 and {"customer_id", "prediction", "probability_1"} <= set(scored.columns)

@@ -17,7 +17,7 @@ def scored_chain(client, small_config, tmp_path):
     raw = test_split.drop(columns=["target", "symmetry_texture_ratio"]).assign(customer_id=range(len(test_split)))
     # The XGBoost model inside the registered pyfunc: its own predict_proba is the reference.
     served = mlflow.pyfunc.load_model(f"models:/{small_config.registry.model_name}@champion")
-    return raw, served.unwrap_python_model().classifier
+    return raw, served.unwrap_python_model().model
 
 
 def predict_cli(*args: str) -> int:

@@ -38,7 +38,7 @@ def test_the_registered_model_answers_with_classes_and_probabilities(champion_an
     answer = served.predict(rows)
     assert list(answer.columns) == ["prediction", "probability_0", "probability_1"] and len(answer) == len(rows)
     assert answer[["probability_0", "probability_1"]].sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-5)
-    classifier = served.unwrap_python_model().classifier
+    classifier = served.unwrap_python_model().model
     assert answer["probability_1"].to_numpy() == pytest.approx(classifier.predict_proba(rows)[:, 1], abs=1e-6)
     assert answer["prediction"].tolist() == classifier.predict(rows).tolist()
     outputs = mlflow.models.get_model_info(model_uri).signature.outputs.input_names()

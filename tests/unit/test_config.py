@@ -63,3 +63,34 @@ def test_overrides_take_yaml_types_and_do_not_touch_the_input():
     merged = apply_overrides(raw, {"split.test_size": "0.3", "split.stratify": "false"})
     assert merged["split"] == {"test_size": 0.3, "stratify": False}
     assert raw["split"]["test_size"] == 0.2
+
+
+def test_a_variant_config_states_only_what_differs(tmp_path: Path):
+    (tmp_path / "base.yaml").write_text(DEFAULT_CONFIG.read_text())
+    (tmp_path / "variant.yaml").write_text("extends: base.yaml\ndata: {source: 'sklearn:wine', task: multiclass}\n"
+                                           "registry: {model_name: wine-xgb}\n")
+    config = load_config(tmp_path / "variant.yaml")
+    assert config.data.source == "sklearn:wine" and config.data.target == "target"  # sections merge key by key
+    assert config.registry.model_name == "wine-xgb" and config.registry.champion_alias == "champion"
+    assert config.tune == load_config(DEFAULT_CONFIG).tune
+
+
+def test_an_extends_loop_and_a_missing_base_are_errors(tmp_path: Path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="`extends` makes a loop"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: nope.yaml\n")
+    with pytest.raises(ConfigError, match="nope.yaml not found"):
+        load_config(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("name", ["wine", "diabetes", "churn"])
+def test_shipped_example_configs_are_valid(name):
+    config = load_config(DEFAULT_CONFIG.parent / f"{name}.yaml")
+    assert config.registry.model_name != load_config(DEFAULT_CONFIG).registry.model_name
+
+
+def test_the_target_cannot_be_a_feature():
+    with pytest.raises(ConfigError, match="`data`: the target 'target' cannot also be an id column"):
+        load_config(DEFAULT_CONFIG, {"data.id_columns": "[target]"})

@@ -2,7 +2,8 @@ import pandas as pd
 import pytest
 
 from pipeline.config import DataConfig, SplitConfig
-from pipeline.data import RATIO_FEATURE, derive_features, load_source, read_table, require_columns, split_frame
+from pipeline.data import load_source, read_table, require_columns, split_frame
+from pipeline.features import RATIO_FEATURE, derive_features
 from pipeline.errors import DataError
 
 
@@ -55,3 +56,32 @@ def test_split_is_seeded_and_stratified():
 def test_require_columns_names_every_missing_one():
     with pytest.raises(DataError, match="lacks 2 column\\(s\\) the model needs: b, c"):
         require_columns(pd.DataFrame({"a": [1]}), ["a", "b", "c"], "evaluation data")
+
+
+def test_id_columns_are_dropped_and_a_feature_list_selects(tmp_path):
+    path = tmp_path / "rows.csv"
+    pd.DataFrame({"id": [1, 2], "a": [1.0, 2.0], "b": ["x", "y"], "label": [0, 1]}).to_csv(path, index=False)
+    assert list(load_source(DataConfig(source=str(path), target="label", id_columns=["id"])).columns) == [
+        "a", "b", "label"]
+    assert list(load_source(DataConfig(source=str(path), target="label", features=["b"])).columns) == ["b", "label"]
+    with pytest.raises(DataError, match="has no column\\(s\\) nope"):
+        load_source(DataConfig(source=str(path), target="label", id_columns=["nope"]))
+
+
+def test_a_table_is_read_from_an_http_url(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    pd.DataFrame({"a": [1.0, 2.0], "label": [0, 1]}).to_csv(tmp_path / "rows.csv", index=False)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        frame = load_source(DataConfig(source=f"{url}/rows.csv", target="label"))
+        assert frame["a"].tolist() == [1.0, 2.0]
+        with pytest.raises(DataError, match="rows2.csv cannot be read: HTTP Error 404"):
+            read_table(f"{url}/rows2.csv")
+    finally:
+        server.shutdown()

@@ -2,8 +2,9 @@
 
 from dataclasses import dataclass
 
-from pipeline.config import EvaluateConfig, MetricGate
-from pipeline.promotion import PROMOTED, REJECTED, build_thresholds, decide
+from pipeline.config import EvaluateConfig, MetricGate, TaskGates
+from pipeline.promotion import PROMOTED, REJECTED, build_thresholds
+from pipeline.promotion import decide as decide_for_task
 
 
 @dataclass
@@ -11,8 +12,13 @@ class Metrics:
     metrics: dict
 
 
-GATES = EvaluateConfig(thresholds={"roc_auc": MetricGate(threshold=0.9),
-                                   "log_loss": MetricGate(threshold=0.5, greater_is_better=False)})
+GATES = EvaluateConfig(binary=TaskGates(thresholds={"roc_auc": MetricGate(threshold=0.9),
+                                                    "log_loss": MetricGate(threshold=0.5)}, compare_metric="roc_auc"))
+
+
+def decide(config, candidate, baseline):
+    """The binary task's decision (what most tests here check)."""
+    return decide_for_task(config, "binary", candidate, baseline)
 
 
 def test_first_model_passing_the_gates_is_promoted():
@@ -45,15 +51,32 @@ def test_required_improvement_over_the_champion():
 
 
 def test_a_gate_on_a_metric_the_evaluation_lacks_rejects():
-    config = EvaluateConfig(thresholds={"made_up_metric": MetricGate(threshold=0.5)})
+    config = EvaluateConfig(binary=TaskGates(thresholds={"made_up_metric": MetricGate(threshold=0.5)},
+                                             compare_metric="roc_auc"))
     verdict = decide(config, Metrics({"roc_auc": 0.99}), None)
     assert verdict.decision == REJECTED
     assert "made_up_metric" in verdict.reason
 
 
 def test_compare_metric_without_absolute_gate_still_compares():
-    config = EvaluateConfig(thresholds={}, compare_metric="f1_score")
-    thresholds = build_thresholds(config, with_baseline=True)
+    config = EvaluateConfig(binary=TaskGates(thresholds={}, compare_metric="f1_score"))
+    thresholds = build_thresholds(config, "binary", with_baseline=True)
     assert thresholds["f1_score"].min_relative_change == 0.0
     assert thresholds["f1_score"].threshold is None
-    assert build_thresholds(config, with_baseline=False) == {}
+    assert build_thresholds(config, "binary", with_baseline=False) == {}
+
+
+def test_regression_gates_know_that_errors_go_down():
+    config = EvaluateConfig(regression=TaskGates(thresholds={"r2_score": MetricGate(threshold=0.3),
+                                                             "mean_absolute_error": MetricGate(threshold=50.0)},
+                                                 compare_metric="root_mean_squared_error"))
+    thresholds = build_thresholds(config, "regression", with_baseline=True)
+    assert thresholds["r2_score"].greater_is_better and not thresholds["mean_absolute_error"].greater_is_better
+    assert not thresholds["root_mean_squared_error"].greater_is_better
+    good = Metrics({"r2_score": 0.5, "mean_absolute_error": 40.0, "root_mean_squared_error": 50.0})
+    champion = Metrics({"r2_score": 0.6, "mean_absolute_error": 35.0, "root_mean_squared_error": 45.0})
+    assert decide_for_task(config, "regression", good, None).decision == PROMOTED
+    assert decide_for_task(config, "regression", good, champion).decision == REJECTED
+    assert decide_for_task(config, "regression", champion, good).decision == PROMOTED
+    too_wrong = Metrics({"r2_score": 0.5, "mean_absolute_error": 60.0, "root_mean_squared_error": 50.0})
+    assert "mean_absolute_error" in decide_for_task(config, "regression", too_wrong, None).reason

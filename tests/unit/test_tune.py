@@ -11,13 +11,25 @@ from pipeline.model import suggest_params
 from pipeline.errors import TrackingError
 from pipeline.trial_runs import TrialRunLogger
 from pipeline.trial_writer import TrialRunWriter
-from pipeline.study import BEST_ITERATION_ATTR, best_params, metric_direction, open_study, run_trials
+from pipeline.errors import ConfigError
+from pipeline.study import (BEST_ITERATION_ATTR, best_params, eval_metric, metric_direction, open_study,
+                            resolve_metric, run_trials)
 
 
-def search(train, config):
+def search(train, config, task="binary"):
+    config = resolve_metric(config, task)
     study = open_study(config, "unit-test")
-    run_trials(study, train, config, callbacks=[])
+    run_trials(study, train, config, task, callbacks=[])
     return study
+
+
+def test_the_tuning_metric_follows_the_task(small_config):
+    assert resolve_metric(small_config, "binary").tune.metric == "logloss"
+    assert resolve_metric(small_config, "regression").tune.metric == "rmse"
+    assert eval_metric("logloss", "multiclass") == "mlogloss" and eval_metric("auc", "multiclass") == "auc"
+    with_auc = small_config.model_copy(update={"tune": small_config.tune.model_copy(update={"metric": "auc"})})
+    with pytest.raises(ConfigError, match="tune.metric 'auc' does not fit a regression task"):
+        resolve_metric(with_auc, "regression")
 
 
 @pytest.fixture
