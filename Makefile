@@ -12,11 +12,17 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 MLFLOW_RUN_ARGS ?=
 PYTEST_ARGS ?=
 PORT ?= 5001
+# `make server`: a tracking server for a team (deploy/tracking_server.py); artifacts go to a local folder unless
+# ARTIFACTS is an s3:// URL (then AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and MLFLOW_S3_ENDPOINT_URL apply).
+BACKEND_STORE_URI ?= postgresql://postgres@127.0.0.1:5432/mlflow
+ARTIFACTS ?= $(CURDIR)/mlartifacts
+SERVER_PORT ?= 5000
+SERVER_ARGS ?=
 # The champion of the configured registered model (read from configs/pipeline.yaml when `make serve` runs).
 MODEL_URI ?= $(shell $(BIN)/python -c 'from pipeline.config import load_config; r = load_config().registry; \
 	print(f"models:/{r.model_name}@{r.champion_alias}")')
 
-.PHONY: help install run test test-fast serve ui clean
+.PHONY: help install run test test-fast serve server ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +46,10 @@ test-fast: $(STAMP) ## run the tests not marked slow
 
 serve: $(STAMP) ## serve the champion over HTTP on 127.0.0.1:5001 (PORT=... for another)
 	$(BIN)/mlflow models serve -m "$(MODEL_URI)" --env-manager local --host 127.0.0.1 --port $(PORT)
+
+server: $(STAMP) ## start a tracking server on PostgreSQL (BACKEND_STORE_URI, ARTIFACTS; SERVER_ARGS=--auth)
+	$(BIN)/python deploy/tracking_server.py --backend-store-uri "$(BACKEND_STORE_URI)" \
+		--artifacts-destination "$(ARTIFACTS)" --port $(SERVER_PORT) $(SERVER_ARGS)
 
 ui: $(STAMP) ## open the MLflow UI on the tracking store
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)

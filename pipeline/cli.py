@@ -108,14 +108,19 @@ def _print_chain_summary(result) -> None:
     lines.append(f"  model      {train_result.model_name} version {train_result.model_version}, "
                  f"{headline.replace('_', ' ').replace('roc auc', 'ROC AUC')} {train_result.metrics[headline]:.4f}")
     lines.append(f"  verdict    {evaluate_result.verdict}: {evaluate_result.verdict_reason}")
-    lines.append(f"  look at it: mlflow ui --backend-store-uri {_tracking_uri()}")
+    lines.append(f"  look at it: {_where_to_look()}")
     logger.success("\n".join(lines))
 
 
-def _tracking_uri() -> str:
+def _where_to_look() -> str:
     import mlflow
 
-    return mlflow.get_tracking_uri()
+    from pipeline.config import mask_url
+
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return f"open {mask_url(uri)} in a browser"
+    return f"mlflow ui --backend-store-uri {mask_url(uri)}"
 
 
 def _fail_launcher_run(launcher_run_id: str | None, error: str) -> None:

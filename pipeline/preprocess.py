@@ -57,6 +57,23 @@ def prepare(config: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, Schema,
     return train, test, schema, report
 
 
+def dataset_source(artifact_uri: str):
+    """The source to record for a logged split. MLflow resolves local paths and s3:// URIs itself, but not the
+    `mlflow-artifacts:/` URIs of a server that proxies artifacts: those are files the tracking server serves over
+    HTTP, at the address recorded here (credentials never included)."""
+    if not artifact_uri.startswith("mlflow-artifacts:"):
+        return artifact_uri
+    from urllib.parse import urlsplit
+
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+    server = urlsplit(mlflow.get_tracking_uri())
+    host = f"{server.hostname}:{server.port}" if server.port else server.hostname
+    path = urlsplit(artifact_uri).path.lstrip("/")
+    return HTTPDatasetSource(f"{server.scheme}://{host}{server.path.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/"
+                             f"{path}")
+
+
 def _log_splits(train: pd.DataFrame, test: pd.DataFrame, config: PipelineConfig) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         for frame, artifact in ((train, TRAIN_ARTIFACT), (test, TEST_ARTIFACT)):
@@ -67,7 +84,7 @@ def _log_splits(train: pd.DataFrame, test: pd.DataFrame, config: PipelineConfig)
     for frame, artifact, split, context in ((train, TRAIN_ARTIFACT, "train", "training"),
                                             (test, TEST_ARTIFACT, "test", "testing")):
         outputs[split] = mlflow.get_artifact_uri(artifact)
-        dataset = mlflow.data.from_pandas(frame, source=outputs[split], targets=config.data.target,
+        dataset = mlflow.data.from_pandas(frame, source=dataset_source(outputs[split]), targets=config.data.target,
                                           name=f"{name}-{split}")
         mlflow.log_input(dataset, context=context)
     return outputs

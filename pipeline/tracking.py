@@ -46,7 +46,12 @@ def check_tracking_store() -> None:
     try:
         MlflowClient().search_experiments(max_results=1)
     except (MlflowException, OSError) as exc:
-        raise TrackingError(f"cannot reach the tracking store {mask_url(uri)}: {first_line(exc, 300)}") from exc
+        message = first_line(exc, 300)
+        if "error code 401" in message or "error code 403" in message:
+            code = "401" if "error code 401" in message else "403"
+            raise TrackingError(f"the tracking server {mask_url(uri)} refused the credentials (HTTP {code}): set "
+                                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to a user it knows") from exc
+        raise TrackingError(f"cannot reach the tracking store {mask_url(uri)}: {message}") from exc
 
 
 def take_launcher_run_id() -> str | None:

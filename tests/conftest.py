@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -61,9 +63,9 @@ def small_config() -> PipelineConfig:
     return small_config_with({})
 
 
-@pytest.fixture
-def postgres_url() -> str:
-    """A fresh database on the local PostgreSQL, dropped afterwards. Skipped when no server answers, unless
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new database on the local PostgreSQL, dropped afterwards. Skips the test when no server answers, unless
     PIPELINE_REQUIRE_POSTGRES=1 (CI sets it, so a missing server fails there instead of passing silently)."""
     import os
     import uuid
@@ -84,3 +86,9 @@ def postgres_url() -> str:
             yield f"postgresql://postgres@127.0.0.1:5432/{name}"
         finally:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with fresh_postgres_database() as url:
+        yield url
