@@ -1,25 +1,31 @@
 """main: the four steps in one process, each its own top-level run, pinned to the run made just before it.
 
-Reads:  what each step reads (see their modules); nothing from runs made by other chains.
-Writes: one run per step tagged `pipeline.chain_id`, plus the chain's own run (tag `pipeline.step` = `main`) whose
-        id is the chain id and whose artifact `chain.json` lists every step's result.
+Reads:  what each step reads (see their modules); of runs made by other chains, only finished runs with the same
+        fingerprint (reused instead of computing the step again, see cache.py).
+Writes: one run per computed step tagged `pipeline.chain_id`, plus the chain's own run (tag `pipeline.step` =
+        `main`) whose id is the chain id and whose artifact `chain.json` lists every step's result (`reused` says
+        which steps were taken from earlier runs).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from loguru import logger
-from mlflow.entities import RunStatus
+from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from pipeline import evaluate, interrupts, preprocess, train, tune
+from pipeline.cache import Superseded, file_digest, find_reusable, source_digest, step_fingerprint
 from pipeline.config import PipelineConfig, loggable_config
-from pipeline.errors import first_line
-from pipeline.lineage import CHAIN_TAG, ERROR_TAG, STEP_TAG
+from pipeline.errors import ConfigError, first_line
+from pipeline.lineage import (CHAIN_TAG, ERROR_TAG, MODEL_NAME_TAG, MODEL_VERSION_TAG, STEP_TAG, STEPS,
+                              UPSTREAM_TAG_PREFIX, VERDICT_REASON_TAG, VERDICT_TAG)
+from pipeline.registry import fill_model_aliases
 from pipeline.results import StepResult
 from pipeline.tracking import RunContext, resolve_experiment_id
 
@@ -57,19 +63,70 @@ def _open_chain_run(client: MlflowClient, config: PipelineConfig, launcher_run_i
     return run_id, run.info.experiment_id, chain_id or run_id
 
 
-def _run_steps(config: PipelineConfig, context: RunContext, eval_data: str | None, result: ChainResult) -> None:
-    result.steps.append(preprocess.run(config, context=context))
-    result.steps.append(tune.run(config, upstream_run_id=result.steps[-1].run_id, context=context))
-    result.steps.append(train.run(config, upstream_run_id=result.steps[-1].run_id, context=context))
-    result.steps.append(evaluate.run(config, upstream_run_id=result.steps[-1].run_id, eval_data=eval_data,
-                                     context=context))
+def _reused_result(client: MlflowClient, run: Run) -> StepResult:
+    """A finished run's result, as if the step had just run (read back from its tags, params and metrics)."""
+    tags, step = run.data.tags, run.data.tags[STEP_TAG]
+    outputs = {"preprocess": {"train": f"{run.info.artifact_uri}/{preprocess.TRAIN_ARTIFACT}",
+                              "test": f"{run.info.artifact_uri}/{preprocess.TEST_ARTIFACT}"},
+               "tune": {"best_params": f"runs:/{run.info.run_id}/{tune.BEST_PARAMS_ARTIFACT}"}}.get(step, {})
+    name, version = tags.get(MODEL_NAME_TAG), tags.get(MODEL_VERSION_TAG)
+    if step == "train" and name and version:
+        outputs = {"model_uri": client.get_model_version(name, version).source}
+    upstream = {key.removeprefix(UPSTREAM_TAG_PREFIX): value for key, value in tags.items()
+                if key.startswith(UPSTREAM_TAG_PREFIX)}
+    return StepResult(step, run.info.run_id, run.info.experiment_id, upstream=upstream, outputs=outputs,
+                      metrics=dict(run.data.metrics), model_name=name, model_version=version,
+                      verdict=tags.get(VERDICT_TAG), verdict_reason=tags.get(VERDICT_REASON_TAG), reused=True)
+
+
+def _cached(step: str, config: PipelineConfig, context: RunContext, force: frozenset[str], upstream: dict[str, str],
+            data_digest: str | None, compute: Callable[[RunContext], StepResult]) -> StepResult:
+    """Reuse a finished run with the step's fingerprint, or wait for another chain computing it, or compute it."""
+    if not config.cache.enabled or data_digest is None:
+        return compute(context)
+    fingerprint = step_fingerprint(step, config, upstream, data_digest)
+    client = MlflowClient()
+    while True:
+        if step not in force and (found := find_reusable(client, context.experiment_id, step, fingerprint,
+                                                         config.cache.claim_wait_s)):
+            logger.info("{}: reusing run {} (same fingerprint {}; --force {} recomputes it)", step,
+                        found.info.run_id, fingerprint, step)
+            return _reused_result(client, found)
+        try:
+            return compute(replace(context, fingerprint=fingerprint))
+        except Superseded as claim:
+            logger.info("{}: run {} of another chain started the same step first; waiting for it", step,
+                        claim.winner_run_id)
+            force = force - {step}
+
+
+def _run_steps(config: PipelineConfig, context: RunContext, eval_data: str | None, result: ChainResult,
+               force: frozenset[str]) -> None:
+    def run(step: str, upstream: dict[str, str], data_digest: str | None, compute) -> StepResult:
+        step_result = _cached(step, config, context, force, upstream, data_digest, compute)
+        result.steps.append(step_result)
+        return step_result
+
+    prepared = run("preprocess", {}, source_digest(config.data),
+                   lambda ctx: preprocess.run(config, context=ctx))
+    tuned = run("tune", {"preprocess": prepared.run_id}, "",
+                lambda ctx: tune.run(config, upstream_run_id=prepared.run_id, context=ctx))
+    trained = run("train", {"tune": tuned.run_id, "preprocess": prepared.run_id}, "",
+                  lambda ctx: train.run(config, upstream_run_id=tuned.run_id, context=ctx))
+    run("evaluate", {"train": trained.run_id, "preprocess": prepared.run_id}, file_digest(eval_data) if eval_data
+        else "", lambda ctx: evaluate.run(config, upstream_run_id=trained.run_id, eval_data=eval_data, context=ctx))
 
 
 def run_chain(config: PipelineConfig, *, eval_data: str | None = None, launcher_run_id: str | None = None,
-              chain_id: str | None = None) -> ChainResult:
+              chain_id: str | None = None, force: Iterable[str] = ()) -> ChainResult:
     """Run preprocess -> tune -> train -> evaluate; the chain run ends FAILED if any step fails.
 
+    A step whose fingerprint matches a finished run is reused (config `cache`), unless named in `force` ("all"
+    for every step); a recomputed step changes its run id, so every step after it is recomputed too.
     `chain_id` (default: the chain run's id) is what an orchestrator passes to tag the runs with its own id."""
+    force = frozenset(STEPS if "all" in force else force)
+    if unknown := force - set(STEPS):
+        raise ConfigError(f"--force: unknown step(s) {', '.join(sorted(unknown))} (use {', '.join(STEPS)} or all)")
     client = MlflowClient()
     run_id, experiment_id, chain_id = _open_chain_run(client, config, launcher_run_id, chain_id)
     logger.info("chain {} (run {}) in experiment {}", chain_id, run_id, experiment_id)
@@ -77,7 +134,8 @@ def run_chain(config: PipelineConfig, *, eval_data: str | None = None, launcher_
     context = RunContext(chain_id=chain_id, experiment_id=experiment_id)
     try:
         client.log_dict(run_id, loggable_config(config), "config/resolved.yaml")
-        _run_steps(config, context, eval_data, result)
+        _run_steps(config, context, eval_data, result, force)
+        fill_model_aliases(client, result.steps)
     except BaseException as exc:
         result.status = RunStatus.to_string(RunStatus.KILLED if interrupts.was_interrupted(exc) else RunStatus.FAILED)
         exc.pipeline_run_id = run_id  # type: ignore[attr-defined] - read by the CLI's result file

@@ -8,6 +8,7 @@ Exit codes: 0 ok, 2 bad config or data, 3 missing or wrong upstream run, 4 track
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -19,7 +20,7 @@ from loguru import logger
 from pipeline import interrupts
 from pipeline.errors import ConfigError, PipelineError
 
-STEPS = ("preprocess", "tune", "train", "evaluate", "main", "rollback", "predict")
+STEPS = ("preprocess", "tune", "train", "evaluate", "main", "rollback", "predict", "lineage")
 # CLI option -> dotted config key it overrides.
 OVERRIDES = {"test_size": "split.test_size", "n_trials": "tune.n_trials", "n_jobs": "tune.n_jobs",
              "timeout": "tune.timeout_s", "storage": "tune.storage", "fail_on_reject": "evaluate.fail_on_reject"}
@@ -42,11 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--result-file", default="", help="write the step's result as JSON to this path")
     parser.add_argument("--input", default="", help="predict: CSV/Parquet file to score")
     parser.add_argument("--output", default="", help="predict: where to write the predictions (.csv/.parquet)")
-    parser.add_argument("--alias", default="", help="predict: model alias to use (default: the champion alias)")
-    parser.add_argument("--version", default="", help="predict: model version to use instead of an alias")
+    parser.add_argument("--alias", default="", help="predict, lineage: model alias (default: the champion alias)")
+    parser.add_argument("--version", default="", help="predict, lineage: model version instead of an alias")
     parser.add_argument("--chunk-rows", default="", help="predict: rows scored at a time (default 100000)")
+    parser.add_argument("--run-id", default="", help="lineage: show the chain behind this run")
     parser.add_argument("--reason", default="", help="rollback: why the champion is moved back (recorded)")
     parser.add_argument("--chain-id", default="", help="tag the run(s) with this pipeline.chain_id (orchestrators)")
+    parser.add_argument("--force", default="", help="main: recompute these steps (comma-separated, or all) instead "
+                        "of reusing finished runs with the same fingerprint")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON, as the last line of output")
     return parser
 
 
@@ -71,9 +76,12 @@ def _dispatch(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str
     check_tracking_store()
     context = RunContext(launcher_run_id=launcher_run_id, chain_id=args.chain_id or None)
     upstream = args.upstream_run_id or None
+    if args.step == "lineage":
+        return _lineage(config, args)
     if args.step == "main":
+        force = [step.strip() for step in args.force.split(",") if step.strip()]
         result = chain.run_chain(config, eval_data=args.eval_data or None, launcher_run_id=launcher_run_id,
-                                 chain_id=args.chain_id or None)
+                                 chain_id=args.chain_id or None, force=force)
         _print_chain_summary(result)
         return result.to_dict()
     if args.step == "preprocess":
@@ -94,8 +102,34 @@ def _dispatch(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str
                                   context=context)
     else:
         step_result = evaluate.run(config, upstream_run_id=upstream, eval_data=args.eval_data or None, context=context)
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.registry import fill_model_aliases
+
+    fill_model_aliases(MlflowClient(), [step_result])
     logger.success("{} run {} finished", step_result.step, step_result.run_id)
     return step_result.to_dict()
+
+
+def _lineage(config, args: argparse.Namespace) -> dict[str, Any]:
+    """Print the chain behind a run (--run-id) or a model version (--version, --alias, default the champion)."""
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.errors import UpstreamError
+    from pipeline.lineage_view import describe
+    from pipeline.registry import alias_version
+
+    client, name = MlflowClient(), config.registry.model_name
+    version = args.version or None
+    if not args.run_id and not version:
+        alias = args.alias or config.registry.champion_alias
+        if not (version := alias_version(client, name, alias)):
+            raise UpstreamError(f"lineage: model '{name}' has no version with alias @{alias} (pass --run-id or "
+                                "--version)")
+    view = describe(client, args.run_id or None, name, version)
+    print(view.pop("text"), flush=True)
+    view.pop("markdown")
+    return {"step": "lineage", "status": "FINISHED", **view}
 
 
 def _print_chain_summary(result) -> None:
@@ -103,7 +137,8 @@ def _print_chain_summary(result) -> None:
 
     train_result, evaluate_result = result.step("train"), result.step("evaluate")
     lines = [f"chain {result.chain_id} finished in experiment {result.experiment_id}:"]
-    lines += [f"  {step.step:<10} run {step.run_id}  ({step.duration_s:.1f} s)" for step in result.steps]
+    lines += [f"  {step.step:<10} run {step.run_id}  " + ("(reused)" if step.reused else f"({step.duration_s:.1f} s)")
+              for step in result.steps]
     headline = next(name for name in HEADLINE_METRIC.values() if name in train_result.metrics)
     lines.append(f"  model      {train_result.model_name} version {train_result.model_version}, "
                  f"{headline.replace('_', ' ').replace('roc auc', 'ROC AUC')} {train_result.metrics[headline]:.4f}")
@@ -196,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             logger.error("cannot write the result file {}: {}", args.result_file, exc)
             code = code or 2
+    if args.json:
+        print(json.dumps(result, sort_keys=True), flush=True)
     return code
 
 

@@ -130,6 +130,11 @@ class EvaluateConfig(_Strict):
         return getattr(self, task)
 
 
+class CacheConfig(_Strict):
+    enabled: bool = True
+    claim_wait_s: float = Field(default=600, ge=0)
+
+
 class PipelineConfig(_Strict):
     experiment: str = Field(min_length=1)
     data: DataConfig
@@ -139,6 +144,7 @@ class PipelineConfig(_Strict):
     train: TrainConfig = TrainConfig()
     registry: RegistryConfig
     evaluate: EvaluateConfig = EvaluateConfig()
+    cache: CacheConfig = CacheConfig()
 
 
 def _describe(error: ValidationError) -> str:

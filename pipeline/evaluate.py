@@ -7,7 +7,8 @@ Writes: the default evaluator's metrics and artifacts for the task (classifier o
         the XGBoost model inside the registered pyfunc so that probabilities, ROC AUC and its curves are there
         (metrics linked to the LoggedModel too); the champion's metrics as `champion_<metric>` (from a nested run
         `champion-baseline`); tags pipeline.verdict and pipeline.verdict_reason (also on the model version);
-        alias `registry.champion_alias` moved to the challenger on a pass, gated by `evaluate.<task>`.
+        alias `registry.champion_alias` moved to the challenger on a pass, gated by `evaluate.<task>`; `lineage.md`,
+        the chain behind the version (run ids, key params and metrics, the verdict).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import pandas as pd
 from loguru import logger
 
 from pipeline.config import PipelineConfig
-from pipeline.data import digest, read_table
+from pipeline.cache import file_digest
+from pipeline.data import read_table
 from pipeline.errors import DataError, GateRejected, UpstreamError
 from pipeline.lineage import (MODEL_NAME_TAG, MODEL_VERSION_TAG, VERDICT_REASON_TAG, VERDICT_TAG,
                               read_parquet_artifact)
 from pipeline.features import derive_features
+from pipeline.lineage_view import chain_of_run, render_markdown
 from pipeline.model import evaluation_model
 from pipeline.preprocess import TEST_ARTIFACT
 from pipeline.promotion import REJECTED, Verdict, decide
@@ -35,6 +38,7 @@ from pipeline.schema import Schema, conform
 from pipeline.tracking import RunContext, StepRun, step_run
 
 
+LINEAGE_CARD = "lineage.md"
 # mlflow.models.evaluate's model type for each task.
 MODEL_TYPE = {"binary": "classifier", "multiclass": "classifier", "regression": "regressor"}
 
@@ -113,14 +117,16 @@ def run(config: PipelineConfig, *, upstream_run_id: str | None = None, eval_data
         if not name or not version:
             raise UpstreamError(f"evaluate: train run {train_run.info.run_id} registered no model version")
         frame, what = _load_eval_data(config, eval_data, preprocess_run)
+        active.data_digest = file_digest(eval_data) if eval_data else ""  # the test split: known by its run id
         with _evaluable(name, version, frame, what) as (model, schema, data):
-            active.data_digest = digest(data)
             mlflow.log_input(mlflow.data.from_pandas(data, targets=schema.target, name="evaluation"),
                              context="evaluation")
             logger.info("evaluating {} version {} ({}) on {} rows", name, version, schema.task, len(data))
             candidate = _evaluate(active.client, name, version, model, schema, data)
         verdict = _judge(active, config, schema.task, version, frame, what, candidate)
         _record(active, verdict, config, version)
+        card = {**chain_of_run(active.client, train_run), "evaluate": active.client.get_run(active.run_id)}
+        mlflow.log_text(render_markdown(f"{name} version {version}", card, verdict.reason), LINEAGE_CARD)
         logger.info("verdict for {} version {}: {} ({})", name, version, verdict.decision, verdict.reason)
         if not verdict.promoted and config.evaluate.fail_on_reject:
             raise GateRejected(f"evaluate: {name} version {version} rejected: {verdict.reason}")

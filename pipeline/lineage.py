@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -112,15 +111,3 @@ def read_json_artifact(run: Run, artifact_path: str) -> Any:
     """A JSON artifact of an upstream run."""
     with tempfile.TemporaryDirectory() as tmp:
         return json.loads(download_artifact(run, artifact_path, Path(tmp)).read_text())
-
-
-def fingerprint(step: str, config_section: dict[str, Any], upstream: dict[str, str], data_digest: str = "") -> str:
-    """Hash of what determines a step's output: its code, its config, its upstream runs and its input data."""
-    code = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        code.update(source.read_bytes())
-    payload = json.dumps(
-        {"step": step, "code": code.hexdigest(), "config": config_section, "upstream": upstream, "data": data_digest},
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]

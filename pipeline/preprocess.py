@@ -18,6 +18,7 @@ import mlflow
 import pandas as pd
 from loguru import logger
 
+from pipeline.cache import source_digest
 from pipeline.config import PipelineConfig
 from pipeline.data import SKLEARN_PREFIX, digest, load_source, split_frame
 from pipeline.features import derive_features
@@ -102,9 +103,10 @@ def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepRe
                    "n_categorical": len(schema.categories), "n_train": len(train), "n_test": len(test)}
         mlflow.log_metrics(metrics)
         mlflow.log_dict(schema_document(schema, report), SCHEMA_ARTIFACT)
-        active.data_digest = digest(pd.concat([train, test]))
-        # The digest names tune's study (same data, same study); the task tells downstream steps what to fit.
-        mlflow.set_tags({DATA_DIGEST_TAG: active.data_digest, TASK_TAG: schema.task})
+        # The source's digest goes into the fingerprint (skip-if-done); the prepared data's digest names tune's
+        # study (same data, same study); the task tells downstream steps what to fit.
+        active.data_digest = source_digest(config.data) or f"not-cached:{active.run_id}"
+        mlflow.set_tags({DATA_DIGEST_TAG: digest(pd.concat([train, test])), TASK_TAG: schema.task})
         outputs = _log_splits(train, test, config)
     return StepResult("preprocess", active.run_id, active.experiment_id, outputs=outputs,
                       metrics={k: float(v) for k, v in metrics.items()}, duration_s=time.monotonic() - started)

@@ -19,6 +19,16 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
+def fill_model_aliases(client: MlflowClient, results) -> None:
+    """Set each result's `model_aliases`: the aliases its model version holds now (for result files)."""
+    for result in results:
+        if result.model_name and result.model_version:
+            try:
+                result.model_aliases = sorted(client.get_model_version(result.model_name, result.model_version).aliases)
+            except MlflowException:
+                result.model_aliases = []
+
+
 def move_alias(active: StepRun, name: str, alias: str, version: str) -> None:
     """Point `alias` at `version`; if the step fails afterwards the alias goes back where it was."""
     client = active.client

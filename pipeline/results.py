@@ -22,6 +22,8 @@ class StepResult:
     verdict: str | None = None
     verdict_reason: str | None = None
     duration_s: float = 0.0
+    reused: bool = False  # an earlier run with the same fingerprint, not computed again
+    model_aliases: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

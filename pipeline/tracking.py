@@ -22,21 +22,10 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from pipeline import interrupts
-from pipeline.config import PipelineConfig, config_as_dict, loggable_config, mask_url
+from pipeline.config import PipelineConfig, loggable_config, mask_url
 from pipeline.errors import TrackingError, first_line
-from pipeline.lineage import (CHAIN_TAG, ERROR_TAG, FINGERPRINT_TAG, STEP_TAG, fingerprint, follow_lineage,
-                              resolve_upstream, upstream_tag)
-
-# Which config sections decide each step's output (for its fingerprint).
-STEP_CONFIG_SECTIONS = {
-    "preprocess": ("data", "features", "split"),
-    "tune": ("data", "split", "tune", "train"),
-    "train": ("data", "train", "registry"),
-    "evaluate": ("data", "registry", "evaluate"),
-    "rollback": ("registry",),
-    "predict": ("features", "registry"),
-}
-
+from pipeline.lineage import (CHAIN_TAG, ERROR_TAG, FINGERPRINT_TAG, STEP_TAG, follow_lineage, resolve_upstream,
+                              upstream_tag)
 
 def check_tracking_store() -> None:
     """Fail fast, with the URI in the message, when the tracking store cannot be reached."""
@@ -75,6 +64,7 @@ class RunContext:
     launcher_run_id: str | None = None
     chain_id: str | None = None
     experiment_id: str | None = None
+    fingerprint: str | None = None  # known before the step runs (main): tagged at once, as a claim on the work
 
 
 @dataclass
@@ -111,9 +101,9 @@ class StepRun:
         return earlier
 
     def fingerprint(self) -> str:
-        resolved = config_as_dict(self.config)
-        sections = {name: resolved[name] for name in STEP_CONFIG_SECTIONS[self.step]}
-        return fingerprint(self.step, sections, self.upstream, self.data_digest)
+        from pipeline.cache import step_fingerprint
+
+        return step_fingerprint(self.step, self.config, self.upstream, self.data_digest)
 
 
 @contextmanager
@@ -146,20 +136,34 @@ def step_run(step: str, config: PipelineConfig, context: RunContext) -> Iterator
     FINISHED only after every artifact, the log file last, is logged; on any exception the step's registered undo
     actions run (a registry change of a failed run is taken back), and the run ends FAILED (KILLED if interrupted).
     """
-    tags = {STEP_TAG: step, **({CHAIN_TAG: context.chain_id} if context.chain_id else {})}
+    tags = {STEP_TAG: step, **({CHAIN_TAG: context.chain_id} if context.chain_id else {}),
+            **({FINGERPRINT_TAG: context.fingerprint} if context.fingerprint else {})}
     with _log_file(step) as log_path:
         active = _open_run(step, config, context, tags)
+        if context.fingerprint:
+            _step_aside_if_claimed(active, context.fingerprint)
         logger.info("{} run {} in experiment {}", step, active.run_id, active.experiment_id)
         try:
             mlflow.log_dict(loggable_config(config), "config/resolved.yaml")
             yield active
-            mlflow.set_tag(FINGERPRINT_TAG, active.fingerprint())
+            mlflow.set_tag(FINGERPRINT_TAG, context.fingerprint or active.fingerprint())
             logger.info("{} run {} finished", step, active.run_id)
             mlflow.log_artifact(str(log_path), "logs")
         except BaseException as exc:
             _fail(active, exc, log_path)
             raise
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _step_aside_if_claimed(active: StepRun, fingerprint: str) -> None:
+    """If another chain opened the same step first, delete this still empty run and raise Superseded."""
+    from pipeline.cache import Superseded, earlier_claim
+
+    winner = earlier_claim(active.client, active.experiment_id, active.step, fingerprint, active.run_id)
+    if winner:
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        active.client.delete_run(active.run_id)
+        raise Superseded(winner)
 
 
 def _fail(active: StepRun, exc: BaseException, log_path: Path) -> None:

@@ -1,5 +1,7 @@
 """The whole chain in-process on a private store: the run tree, tags, artifacts, registry and aliases."""
 
+import json
+
 import mlflow
 import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -98,7 +100,7 @@ def test_train_registers_a_challenger_and_evaluate_promotes_it(client, chain, sm
 
 
 def test_a_second_equal_chain_ties_with_the_champion_and_is_promoted(client, chain, small_config):
-    second = run_chain(small_config)  # same seeds: the same model, a tie is not a defeat
+    second = run_chain(small_config, force=["all"])  # same seeds: the same model, a tie is not a defeat
     name = small_config.registry.model_name
     evaluate_run = client.get_run(second.step("evaluate").run_id)
     assert evaluate_run.data.metrics["champion_roc_auc"] == evaluate_run.data.metrics["roc_auc"]
@@ -145,3 +147,19 @@ def test_step_alone_after_the_chain_follows_the_lineage(client, chain, tracking_
                                       order_by=["attributes.start_time DESC"], max_results=1)[0]
     assert newest_train.data.tags[upstream_tag("tune")] == chain.step("tune").run_id
     assert newest_train.data.tags[upstream_tag("preprocess")] == chain.step("preprocess").run_id
+
+
+def test_the_lineage_of_the_champion_is_printed_and_carded(client, chain, capsys):
+    from tests.conftest import DEFAULT_CONFIG
+
+    ids = {result.step: result.run_id for result in chain.steps}
+    assert cli.main(["lineage", "--config", str(DEFAULT_CONFIG), "--json"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    result = json.loads(printed[-1])
+    assert result["runs"] == ids and result["title"] == "lineage of breast-cancer-xgb version 1"
+    text = "\n".join(printed[:-1])
+    assert all(run_id in text for run_id in ids.values()) and "verdict=promoted" in text and "test_roc_auc=" in text
+    assert cli.main(["lineage", "--config", str(DEFAULT_CONFIG), "--run-id", ids["train"], "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out.splitlines()[-1])["runs"]) == {"preprocess", "tune", "train"}
+    card = mlflow.artifacts.load_text(f"runs:/{ids['evaluate']}/lineage.md")
+    assert all(f"`{run_id}`" in card for run_id in ids.values()) and "Verdict: passed" in card

@@ -104,3 +104,24 @@ def test_a_deleted_run_is_never_used(client):
         resolve_upstream(client, EXPERIMENT, "train", pinned_run_id=deleted)
     with pytest.raises(UpstreamError, match="no finished 'tune' run"):
         resolve_upstream(client, EXPERIMENT, "train")
+
+
+def test_a_code_change_invalidates_only_the_steps_that_run_that_code(tmp_path, monkeypatch):
+    import shutil
+
+    from pipeline import cache
+
+    package = tmp_path / "pipeline"
+    shutil.copytree(cache.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cache, "PACKAGE", package)
+    cache.code_digest.cache_clear()
+    before = {step: cache.code_digest(step) for step in ("preprocess", "tune", "train", "evaluate")}
+    (package / "train.py").write_text((package / "train.py").read_text() + "\n# changed\n")
+    cache.code_digest.cache_clear()
+    after = {step: cache.code_digest(step) for step in before}
+    cache.code_digest.cache_clear()
+    assert {step for step in before if before[step] != after[step]} == {"train"}
+    (package / "features.py").write_text((package / "features.py").read_text() + "\n# changed\n")
+    changed = {step for step in before if cache.code_digest(step) != after[step]}
+    cache.code_digest.cache_clear()
+    assert "preprocess" in changed  # the feature hook is preprocess's code
