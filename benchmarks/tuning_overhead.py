@@ -20,12 +20,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+TASK = "binary"  # the default dataset's
 
 
 def _config(overrides: dict):
     from pipeline.config import load_config
+    from pipeline.study import resolve_metric
 
-    return load_config(ROOT / "configs" / "pipeline.yaml", overrides)
+    return resolve_metric(load_config(ROOT / "configs" / "pipeline.yaml", overrides), TASK)
 
 
 def _train_split():
@@ -53,9 +55,9 @@ def _study_seconds(trials: int, with_mlflow: bool, threads: int | None = None) -
             with mlflow.start_run() as parent:
                 runs = TrialRunLogger(client, "0", parent.info.run_id, "logloss")
                 with TrialRunWriter(runs) as writer:
-                    run_trials(study, train, config, [writer])
+                    run_trials(study, train, config, TASK, [writer])
         else:
-            run_trials(study, train, config, [])
+            run_trials(study, train, config, TASK, [])
         return time.perf_counter() - started
 
 
@@ -71,7 +73,7 @@ def _worker(storage: str, name: str, trials: int, threads: int, tracking_uri: st
     train = _train_split()
     study = open_study(config, name)
     with mlflow.start_run() as parent:
-        run_trials(study, train, config, [TrialRunLogger(MlflowClient(), "0", parent.info.run_id, "logloss")])
+        run_trials(study, train, config, TASK, [TrialRunLogger(MlflowClient(), "0", parent.info.run_id, "logloss")])
 
 
 def _trials_per_second(workers: int, trials: int) -> float:

@@ -1,0 +1,77 @@
+"""The orchestrator examples, run for real on this test's tracking store: the Prefect flow under Prefect's test
+harness (a temporary Prefect server), the Airflow DAG with `airflow dags test` from its own environment; each task
+a step process pinned to the run of the task before."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline.lineage import CHAIN_TAG, STEP_TAG, upstream_tag
+from tests.conftest import REPO_ROOT, SMALL_OVERRIDES
+
+pytestmark = pytest.mark.slow
+sys.path.insert(0, str(REPO_ROOT / "examples" / "orchestrators"))
+SMALL = tuple(arg for key, value in SMALL_OVERRIDES.items() for arg in ("--set", f"{key}={value}"))
+
+
+def test_the_prefect_flow_runs_the_chain_with_lineage_through_task_results(tracking_uri, tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.setenv("PIPELINE_PROJECT_DIR", str(REPO_ROOT))
+    from prefect.testing.utilities import prefect_test_harness
+    from prefect_flow import mlflow_pipeline
+
+    with prefect_test_harness(server_startup_timeout=120):
+        results = mlflow_pipeline(chain_id="prefect-test-chain", options=SMALL)
+    client = MlflowClient(tracking_uri)
+    runs = {step: client.get_run(result["run_id"]) for step, result in results.items()}
+    assert all(run.info.status == "FINISHED" for run in runs.values())
+    assert {run.data.tags[CHAIN_TAG] for run in runs.values()} == {"prefect-test-chain"}
+    assert runs["tune"].data.tags[upstream_tag("preprocess")] == results["preprocess"]["run_id"]
+    assert runs["train"].data.tags[upstream_tag("tune")] == results["tune"]["run_id"]
+    assert runs["evaluate"].data.tags[upstream_tag("train")] == results["train"]["run_id"]
+    assert results["evaluate"]["verdict"] == "promoted" and results["train"]["model_version"] == "1"
+
+
+def test_a_failed_step_raises_with_its_exit_code_and_error(tracking_uri, monkeypatch):
+    monkeypatch.setenv("PIPELINE_PROJECT_DIR", str(REPO_ROOT))
+    from steps import StepFailed, run_step
+
+    with pytest.raises(StepFailed, match=r"tune failed \(no usable upstream run, exit 3\): .*does not exist") as error:
+        run_step("tune", "0123456789abcdef", None, *SMALL)
+    assert error.value.result["status"] == "FAILED" and error.value.result["run_id"]
+
+
+def _airflow_python() -> str:
+    """The Airflow environment's Python (`make test` builds .venv-airflow and passes AIRFLOW_PYTHON)."""
+    path = os.environ.get("AIRFLOW_PYTHON") or str(REPO_ROOT / ".venv-airflow" / "bin" / "python")
+    if not Path(path).is_file():
+        if os.environ.get("PIPELINE_REQUIRE_AIRFLOW") == "1":
+            raise AssertionError(f"no Airflow environment at {path} (make test builds it)")
+        pytest.skip(f"no Airflow environment at {path}: run `make test`, which builds it")
+    return path
+
+
+def test_the_airflow_dag_runs_the_chain_with_lineage_through_xcom(tracking_uri, tmp_path):
+    airflow = [_airflow_python(), "-m", "airflow"]
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+           "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "examples" / "orchestrators"),
+           "PIPELINE_PYTHON": sys.executable, "PIPELINE_PROJECT_DIR": str(REPO_ROOT),
+           "PIPELINE_STEP_OPTIONS": " ".join(SMALL)}
+    subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    done = subprocess.run([*airflow, "dags", "test", "mlflow_pipeline", "-c", json.dumps({"chain_id": "airflow-chain"})],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    client = MlflowClient(tracking_uri)
+    runs = {run.data.tags[STEP_TAG]: run for run in client.search_runs(["0"], f"tags.`{CHAIN_TAG}` = 'airflow-chain'")}
+    assert set(runs) == {"preprocess", "tune", "train", "evaluate"}
+    assert all(run.info.status == "FINISHED" for run in runs.values())
+    assert runs["tune"].data.tags[upstream_tag("preprocess")] == runs["preprocess"].info.run_id
+    assert runs["train"].data.tags[upstream_tag("tune")] == runs["tune"].info.run_id
+    assert runs["evaluate"].data.tags[upstream_tag("train")] == runs["train"].info.run_id
