@@ -31,6 +31,7 @@ def read_table(source: str | Path) -> pd.DataFrame:
             frame = pd.read_parquet(text)
         elif suffix == ".csv":
             frame = pd.read_csv(text)
+            _check_csv_header(text)
         else:
             raise DataError(f"data file {text}: unsupported type '{suffix}' (use .csv or .parquet)")
     except ImportError as exc:
@@ -40,6 +41,21 @@ def read_table(source: str | Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"data file {text} holds no rows")
     return frame
+
+
+def _check_csv_header(source: str) -> None:
+    """pandas renames repeated CSV column names (`a`, `a.1`) without a word: refuse them instead."""
+    header = pd.read_csv(source, nrows=1, header=None).iloc[0].astype(str).tolist()
+    if duplicated := sorted({name for name in header if header.count(name) > 1}):
+        raise DataError(f"data file {source} has duplicate column names: {', '.join(duplicated)}")
+
+
+def _delimiter_hint(frame: pd.DataFrame) -> str:
+    if len(frame.columns) == 1:
+        for delimiter in (";", "\t", "|"):
+            if delimiter in str(frame.columns[0]):
+                return f"; the file seems to use {delimiter!r} between columns, but CSV input must use ','"
+    return ""
 
 
 def load_source(data: DataConfig) -> pd.DataFrame:
@@ -52,7 +68,8 @@ def load_source(data: DataConfig) -> pd.DataFrame:
     if duplicated := sorted({str(c) for c in frame.columns[frame.columns.duplicated()]}):
         raise DataError(f"{data.source} has duplicate column names: {', '.join(duplicated)}")
     if data.target not in frame.columns:
-        raise DataError(f"target column '{data.target}' not in {data.source} (columns: {_preview(frame.columns)})")
+        raise DataError(f"target column '{data.target}' not in {data.source} (columns: {_preview(frame.columns)})"
+                        f"{_delimiter_hint(frame)}")
     named = [*data.id_columns, *(data.features or [])]
     if missing := [c for c in named if c not in frame.columns]:
         raise DataError(f"{data.source} has no column(s) {', '.join(missing)} (named in data.id_columns / "
