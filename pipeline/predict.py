@@ -22,7 +22,7 @@ from loguru import logger
 from mlflow.exceptions import MlflowException
 
 from pipeline.config import PipelineConfig
-from pipeline.errors import DataError, UpstreamError
+from pipeline.errors import DataError, UpstreamError, first_line
 from pipeline.features import derive_features
 from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG
 from pipeline.model import raw_values
@@ -122,6 +122,21 @@ def _score_file(config: PipelineConfig, model, schema: Schema, input_path: Path,
     return rows
 
 
+def _write_predictions(config: PipelineConfig, model, schema: Schema, source: Path, target: Path,
+                       chunk_rows: int) -> int:
+    """Score into a hidden folder beside the target and rename when complete: a full disk or an unwritable folder
+    is a one-line error, and the target is never left half-written (the hidden folder is removed)."""
+    try:
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".predict-") as tmp:
+            partial = Path(tmp) / target.name
+            rows = _score_file(config, model, schema, source, partial, chunk_rows)
+            mlflow.log_artifact(str(partial), "predictions")
+            partial.replace(target)
+    except OSError as exc:
+        raise DataError(f"predict: cannot write {target}: {exc.strerror or first_line(exc)}") from exc
+    return rows
+
+
 def run(config: PipelineConfig, *, input_path: str, output_path: str, alias: str | None = None,
         version: str | None = None, chunk_rows: int | None = None, context: RunContext = RunContext()) -> StepResult:
     started = time.monotonic()
@@ -134,11 +149,7 @@ def run(config: PipelineConfig, *, input_path: str, output_path: str, alias: str
         mlflow.set_tags({MODEL_NAME_TAG: name, MODEL_VERSION_TAG: version})
         model = mlflow.pyfunc.load_model(model_uri)
         schema = served_schema(model, name, version)
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".predict-") as tmp:
-            partial = Path(tmp) / target.name
-            rows = _score_file(config, model, schema, source, partial, chunk_rows or DEFAULT_CHUNK_ROWS)
-            mlflow.log_artifact(str(partial), "predictions")
-            partial.replace(target)
+        rows = _write_predictions(config, model, schema, source, target, chunk_rows or DEFAULT_CHUNK_ROWS)
         mlflow.log_metric("n_rows", rows)
         logger.info("scored {} rows of {} with {} version {} -> {}", rows, source, name, version, target)
     return StepResult("predict", active.run_id, active.experiment_id, outputs={"predictions": str(target)},
