@@ -40,7 +40,22 @@ def _write_trial_runs(writer: TrialRunLogger, trials: multiprocessing.Queue, err
                       parent_pid: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _forget_inherited_connections()
+    code = 0
+    try:
+        _forget_inherited_connections()
+        _drain(writer, trials, parent_pid)
+    except Exception as exc:  # noqa: BLE001 - reported to the tuning process, which fails the run
+        errors.put(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        code = 1
+    finally:
+        errors.close()
+        errors.join_thread()  # the error message is in the pipe before this process ends
+        # Skip the interpreter's shutdown: atexit hooks and thread state inherited through fork from other
+        # libraries in the tuning process (a Prefect task runner, seen here) made a clean writer exit with 1.
+        os._exit(code)
+
+
+def _drain(writer: TrialRunLogger, trials: multiprocessing.Queue, parent_pid: int) -> None:
     while True:
         try:
             item = trials.get(timeout=1.0)
@@ -50,11 +65,7 @@ def _write_trial_runs(writer: TrialRunLogger, trials: multiprocessing.Queue, err
             continue
         if item == _STOP:
             return
-        try:
-            writer.write(*item)
-        except Exception as exc:  # noqa: BLE001 - reported to the tuning process, which fails the run
-            errors.put(f"{type(exc).__name__}: {exc}".splitlines()[0])
-            return
+        writer.write(*item)
 
 
 class TrialRunWriter:

@@ -5,7 +5,6 @@ MLFLOW_TRACKING_URI and the credentials."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -21,6 +20,7 @@ from pipeline import cli
 from pipeline.chain import run_chain
 from pipeline.lineage import STEP_TAG
 from tests.conftest import DEFAULT_CONFIG, SMALL_OVERRIDES, fresh_postgres_database, small_config_with
+from tests.integration.helpers import free_port
 
 pytestmark = pytest.mark.slow
 ADMIN_PASSWORD = "admin-Pw-7f3k9q"
@@ -29,17 +29,11 @@ STORAGE_PASSWORD = "optuna-Pw-5j2h"  # written into the Optuna storage URL: must
 BUCKET = "mlflow"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Stack:
     """PostgreSQL database + S3 endpoint + tracking server; the server can be restarted on the same port."""
 
     def __init__(self, database: str, s3_url: str, state_dir: Path) -> None:
-        self.database, self.s3_url, self.state_dir, self.port = database, s3_url, state_dir, _free_port()
+        self.database, self.s3_url, self.state_dir, self.port = database, s3_url, state_dir, free_port()
         self.server = None
 
     def start(self):

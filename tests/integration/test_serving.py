@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -19,7 +18,7 @@ import pytest
 from pipeline import cli
 from pipeline.chain import run_chain
 from tests.conftest import DEFAULT_CONFIG
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import free_port, wait_for
 
 CHAMPION = "models:/{}@champion"
 
@@ -45,12 +44,6 @@ def test_the_registered_model_answers_with_classes_and_probabilities(champion_an
     assert outputs == ["prediction", "probability_0", "probability_1"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -74,7 +67,7 @@ def test_the_served_champion_answers_like_batch_prediction(champion_and_rows, tr
                      "--output", str(tmp_path / "scored.csv")]) == 0
     batch = pd.read_csv(tmp_path / "scored.csv")
 
-    port = _free_port()
+    port = free_port()
     command = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri,
                "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     with open(tmp_path / "serve.log", "wb") as log:

@@ -1,0 +1,70 @@
+"""Run every benchmark and write their figures into docs/benchmarks.md (between the results markers; the notes
+around them are kept). Usage: .venv/bin/python benchmarks/run_all.py [--quick]
+
+--quick: smaller sizes (100,000 rows for scale, 1,000 runs for lookup, 2 seeds), to check the scripts work.
+Run it on a quiet machine: the figures are wall times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DOC = HERE.parent / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def benchmarks(quick: bool) -> list[tuple[str, list[str], str]]:
+    """(what, script + arguments, target)"""
+    return [
+        ("end to end, breast cancer, 50 trials", ["chain.py"], "< 22 s through `mlflow run -e main`"),
+        ("test ROC AUC over split seeds", ["auc_over_seeds.py", *(["--seeds", "1", "2"] if quick else [])],
+         "mean >= 0.99"),
+        ("tracking overhead of tuning (100 trials) and PostgreSQL workers",
+         ["tuning_overhead.py", "--repeats", "1" if quick else "2"], "ratio <= 1.25; 2 workers >= 1.7x"),
+        ("upstream lookup", ["lookup.py", *(["--sizes", "10", "1000"] if quick else [])], "< 50 ms at 10,000 runs"),
+        ("scale, make_classification x 30 features, 10 trials",
+         ["scale.py", *(["--rows", "100000"] if quick else [])], "peak < 4 GB"),
+    ]
+
+
+def run(script: list[str]) -> tuple[str, float]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(HERE / script[0]), *script[1:]], capture_output=True, text=True,
+                          env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    figures = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    if done.returncode != 0:
+        figures.append(f"FAILED (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
+    return "<br>".join(figures), time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    rows = ["| what | command | figures | target |", "|---|---|---|---|"]
+    for what, script, target in benchmarks(args.quick):
+        print(f"running {' '.join(script)} ...", flush=True)
+        figures, seconds = run(script)
+        print(figures.replace("<br>", "\n"), flush=True)
+        rows.append(f"| {what} | `.venv/bin/python benchmarks/{' '.join(script)}` | {figures} | {target} |")
+    stamp = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()} ({os.cpu_count()} cores, Python "
+             f"{platform.python_version()}){' with --quick sizes' if args.quick else ''}, by "
+             "`.venv/bin/python benchmarks/run_all.py`:")
+    block = "\n".join([BEGIN, stamp, "", *rows, END])
+    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text:
+        text = text.replace("\n", f"\n\n{BEGIN}\n{END}\n", 1)
+    head, rest = text.split(BEGIN, 1)
+    DOC.write_text(head + block + rest.split(END, 1)[1])
+    print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    main()
