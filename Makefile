@@ -26,7 +26,7 @@ SERVER_ARGS ?=
 MODEL_URI ?= $(shell $(BIN)/python -c 'from pipeline.config import load_config; r = load_config().registry; \
 	print(f"models:/{r.model_name}@{r.champion_alias}")')
 
-.PHONY: help install run test test-fast serve server ui clean
+.PHONY: help install run test test-fast bench serve server ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ test: $(STAMP) $(AIRFLOW_STAMP) ## run all tests, the slow end-to-end ones inclu
 
 test-fast: $(STAMP) ## run the tests not marked slow
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP) ## run every benchmark and write the figures into docs/benchmarks.md (minutes; quiet machine)
+	$(BIN)/python benchmarks/run_all.py
 
 serve: $(STAMP) ## serve the champion over HTTP on 127.0.0.1:5001 (PORT=... for another)
 	$(BIN)/mlflow models serve -m "$(MODEL_URI)" --env-manager local --host 127.0.0.1 --port $(PORT)
