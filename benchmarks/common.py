@@ -35,8 +35,10 @@ def run_measured(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> M
     """Run a command to its end: its wall time, the peak RSS of its largest process, its standard output."""
     with tempfile.NamedTemporaryFile(suffix=".peak") as peak:
         started = time.perf_counter()
+        # The environment's own bin folder first, as `make` does: `mlflow run` starts `python -m pipeline`.
+        path = f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         done = subprocess.run([PYTHON, "-c", _PEAK_WRAPPER, peak.name, *command], cwd=cwd,
-                              env={**os.environ, **QUIET_ENV, **env}, capture_output=True, text=True)
+                              env={**os.environ, **QUIET_ENV, "PATH": path, **env}, capture_output=True, text=True)
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")

@@ -23,7 +23,7 @@ from loguru import logger
 
 from pipeline.config import PipelineConfig
 from pipeline.cache import file_digest
-from pipeline.data import read_table
+from pipeline.data import read_table, tracked_dataset
 from pipeline.errors import DataError, GateRejected, UpstreamError
 from pipeline.lineage import (MODEL_NAME_TAG, MODEL_VERSION_TAG, VERDICT_REASON_TAG, VERDICT_TAG,
                               read_parquet_artifact)
@@ -119,7 +119,7 @@ def run(config: PipelineConfig, *, upstream_run_id: str | None = None, eval_data
         frame, what = _load_eval_data(config, eval_data, preprocess_run)
         active.data_digest = file_digest(eval_data) if eval_data else ""  # the test split: known by its run id
         with _evaluable(name, version, frame, what) as (model, schema, data):
-            mlflow.log_input(mlflow.data.from_pandas(data, targets=schema.target, name="evaluation"),
+            mlflow.log_input(tracked_dataset(data, source=None, targets=schema.target, name="evaluation"),
                              context="evaluation")
             logger.info("evaluating {} version {} ({}) on {} rows", name, version, schema.task, len(data))
             candidate = _evaluate(active.client, name, version, model, schema, data)

@@ -20,7 +20,7 @@ from loguru import logger
 
 from pipeline.cache import source_digest
 from pipeline.config import PipelineConfig
-from pipeline.data import SKLEARN_PREFIX, digest, load_source, split_frame
+from pipeline.data import SKLEARN_PREFIX, digest, load_source, split_frame, tracked_dataset
 from pipeline.features import derive_features
 from pipeline.lineage import DATA_DIGEST_TAG, TASK_TAG, read_parquet_artifact
 from pipeline.results import StepResult
@@ -85,8 +85,8 @@ def _log_splits(train: pd.DataFrame, test: pd.DataFrame, config: PipelineConfig)
     for frame, artifact, split, context in ((train, TRAIN_ARTIFACT, "train", "training"),
                                             (test, TEST_ARTIFACT, "test", "testing")):
         outputs[split] = mlflow.get_artifact_uri(artifact)
-        dataset = mlflow.data.from_pandas(frame, source=dataset_source(outputs[split]), targets=config.data.target,
-                                          name=f"{name}-{split}")
+        dataset = tracked_dataset(frame, source=dataset_source(outputs[split]), targets=config.data.target,
+                                  name=f"{name}-{split}")
         mlflow.log_input(dataset, context=context)
     return outputs
 
