@@ -21,9 +21,11 @@ def _is_url(source: str) -> bool:
 
 
 def read_table(source: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file, by local path or by http(s):// or s3:// URL (pandas reads them; s3 needs
-    s3fs installed); errors name the source and what is wrong with it."""
+    """Read a CSV or Parquet file, by local path, http(s):// URL (pandas reads it) or s3:// URI (boto3 fetches
+    it); errors name the source and what is wrong with it."""
     text = str(source)
+    if text.startswith("s3://"):
+        return _read_s3(text)
     url = _is_url(text)
     if not url and not Path(text).is_file():
         raise DataError(f"data file {text} not found")
@@ -43,6 +45,27 @@ def read_table(source: str | Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"data file {text} holds no rows")
     return frame
+
+
+def _read_s3(uri: str) -> pd.DataFrame:
+    """An s3:// table, downloaded with boto3 (credentials and endpoint as for MLflow's S3 artifacts:
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, MLFLOW_S3_ENDPOINT_URL or AWS_ENDPOINT_URL for MinIO and the like)."""
+    import os
+    import tempfile
+    from urllib.parse import urlsplit
+
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parts = urlsplit(uri)
+    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
+    with tempfile.TemporaryDirectory(prefix="s3-source-") as tmp:
+        local = Path(tmp) / Path(parts.path).name
+        try:
+            boto3.client("s3", endpoint_url=endpoint).download_file(parts.netloc, parts.path.lstrip("/"), str(local))
+        except (BotoCoreError, ClientError) as exc:
+            raise DataError(f"data file {uri} cannot be downloaded: {first_line(exc)}") from exc
+        return read_table(local)
 
 
 def _check_csv_header(source: str) -> None:

@@ -85,3 +85,26 @@ def test_a_table_is_read_from_an_http_url(tmp_path):
             read_table(f"{url}/rows2.csv")
     finally:
         server.shutdown()
+
+
+def test_a_table_is_read_from_an_s3_bucket(tmp_path, monkeypatch):
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for key, value in {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret",
+                           "AWS_DEFAULT_REGION": "us-east-1", "MLFLOW_S3_ENDPOINT_URL": f"http://{host}:{port}"}.items():
+            monkeypatch.setenv(key, value)
+        pd.DataFrame({"a": [1.0, 2.0], "label": [0, 1]}).to_parquet(tmp_path / "rows.parquet", index=False)
+        s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
+        s3.create_bucket(Bucket="tables")
+        s3.upload_file(str(tmp_path / "rows.parquet"), "tables", "in/rows.parquet")
+        frame = load_source(DataConfig(source="s3://tables/in/rows.parquet", target="label"))
+        assert frame["a"].tolist() == [1.0, 2.0]
+        with pytest.raises(DataError, match="s3://tables/missing.csv cannot be downloaded"):
+            read_table("s3://tables/missing.csv")
+    finally:
+        server.stop()
