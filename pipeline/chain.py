@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -113,8 +114,10 @@ def _run_steps(config: PipelineConfig, context: RunContext, eval_data: str | Non
                 lambda ctx: tune.run(config, upstream_run_id=prepared.run_id, context=ctx))
     trained = run("train", {"tune": tuned.run_id, "preprocess": prepared.run_id}, "",
                   lambda ctx: train.run(config, upstream_run_id=tuned.run_id, context=ctx))
-    run("evaluate", {"train": trained.run_id, "preprocess": prepared.run_id}, file_digest(eval_data) if eval_data
-        else "", lambda ctx: evaluate.run(config, upstream_run_id=trained.run_id, eval_data=eval_data, context=ctx))
+    # A missing eval-data file is not cached: evaluate runs and fails with its own one-line error.
+    eval_digest = "" if not eval_data else file_digest(eval_data) if Path(eval_data).is_file() else None
+    run("evaluate", {"train": trained.run_id, "preprocess": prepared.run_id}, eval_digest,
+        lambda ctx: evaluate.run(config, upstream_run_id=trained.run_id, eval_data=eval_data, context=ctx))
 
 
 def run_chain(config: PipelineConfig, *, eval_data: str | None = None, launcher_run_id: str | None = None,

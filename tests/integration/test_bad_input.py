@@ -110,3 +110,11 @@ def test_bad_rows_for_evaluate_and_predict(client, champion, tmp_path, capfd, ca
     assert {a: str(v) for a, v in client.get_registered_model(champion.name).aliases.items()}["champion"] == "1"
     failed = client.search_runs(["0"], "attributes.status = 'FAILED'")
     assert len(failed) == 2 and all(words in run.data.tags[ERROR_TAG] for run in failed)
+
+
+def test_a_missing_evaluation_file_fails_the_chain_in_one_line(client, tmp_path, capfd):
+    assert cli.main(["main", "--config", str(DEFAULT_CONFIG), *SMALL, "--eval-data", str(tmp_path / "nope.csv")]) == 2
+    errors = error_lines(capfd)
+    assert len(errors) == 1 and "nope.csv not found" in errors[0]
+    assert client.search_runs(["0"], "attributes.status = 'RUNNING'") == []
+    assert {alias for alias in client.get_registered_model("breast-cancer-xgb").aliases} == {"challenger"}
