@@ -29,6 +29,8 @@ def benchmarks(quick: bool) -> list[tuple[str, list[str], str]]:
         ("tracking overhead of tuning (100 trials) and PostgreSQL workers",
          ["tuning_overhead.py", "--repeats", "1" if quick else "2"], "ratio <= 1.25; 2 workers >= 1.7x"),
         ("upstream lookup", ["lookup.py", *(["--sizes", "10", "1000"] if quick else [])], "< 50 ms at 10,000 runs"),
+        ("serving latency, single raw rows over HTTP (hook, dates and labels inside the model)",
+         ["serving_latency.py", *(["--requests", "200"] if quick else [])], "measured and reported"),
         ("scale, make_classification x 30 features, 10 trials",
          ["scale.py", *(["--rows", "100000"] if quick else [])], "peak < 4 GB"),
     ]

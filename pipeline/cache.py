@@ -2,8 +2,9 @@
 
 A step's fingerprint hashes what decides its output: the step, the source of the modules it runs (its import
 closure inside this package, so editing train.py leaves preprocess and tune cached), its config sections, its
-upstream run ids and the digest of its own input data (preprocess: the source file; evaluate: an `eval-data`
-file). Everything lives in MLflow tags, so the cache works from any machine against a shared tracking server.
+upstream run ids and the digest of its own input data (preprocess: the source file, or a database query's rows;
+evaluate: an `eval-data` file). Everything lives in MLflow tags, so the cache works from any machine against a
+shared tracking server.
 
 Claims: a chain opens a step's run with the fingerprint tag before doing any work. A chain that finds a RUNNING run
 with its fingerprint waits for it (up to `cache.claim_wait_s`) and reuses it if it finishes; two chains that open
@@ -75,9 +76,18 @@ def code_digest(step: str) -> str:
     return code.hexdigest()
 
 
+def hook_digest(step: str, config: PipelineConfig) -> str:
+    """preprocess runs the feature hook file, which lies outside this package: its content counts as code."""
+    from pipeline.feature_hook import hook_path
+
+    path = hook_path(config) if step == "preprocess" else None
+    return file_digest(path) if path is not None and path.is_file() else ""
+
+
 def step_fingerprint(step: str, config: PipelineConfig, upstream: dict[str, str], data_digest: str = "") -> str:
     resolved = config_as_dict(config)
-    payload = json.dumps({"step": step, "code": code_digest(step), "upstream": upstream, "data": data_digest,
+    payload = json.dumps({"step": step, "code": code_digest(step), "hook": hook_digest(step, config),
+                          "upstream": upstream, "data": data_digest,
                           "config": {name: resolved[name] for name in STEP_CONFIG_SECTIONS[step]}}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -91,12 +101,16 @@ def file_digest(path: str | Path) -> str:
 
 
 def source_digest(data: DataConfig) -> str | None:
-    """What identifies the content of the data source: a bundled dataset's name, a local file's hash; None for a
-    URL, whose content may change behind it (preprocess then always runs)."""
+    """What identifies the content of the data source: a bundled dataset's name, a local file's hash, a database
+    query's or table's rows hashed (read once per process: sql_source hands the frame on to preprocess); None for
+    a file URL, whose content may change behind it (preprocess then always runs)."""
     from pipeline.data import SKLEARN_PREFIX
+    from pipeline.sql_source import is_sql_url, sql_digest
 
     if data.source.startswith(SKLEARN_PREFIX):
         return data.source
+    if is_sql_url(data.source):
+        return f"sql:{sql_digest(data)}"
     if "://" in data.source or not Path(data.source).is_file():
         return None
     return file_digest(data.source)

@@ -20,7 +20,7 @@ from loguru import logger
 from pipeline import interrupts
 from pipeline.errors import ConfigError, PipelineError
 
-STEPS = ("preprocess", "tune", "train", "evaluate", "main", "rollback", "predict", "lineage")
+STEPS = ("preprocess", "tune", "train", "evaluate", "main", "rollback", "predict", "lineage", "init-config")
 # CLI option -> dotted config key it overrides.
 OVERRIDES = {"test_size": "split.test_size", "n_trials": "tune.n_trials", "n_jobs": "tune.n_jobs",
              "timeout": "tune.timeout_s", "storage": "tune.storage", "fail_on_reject": "evaluate.fail_on_reject"}
@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chain-id", default="", help="tag the run(s) with this pipeline.chain_id (orchestrators)")
     parser.add_argument("--force", default="", help="main: recompute these steps (comma-separated, or all) instead "
                         "of reusing finished runs with the same fingerprint")
+    # init-config (a local command, no MLproject entry point): write configs/<name>.yaml for a table.
+    parser.add_argument("--source", default="", help="init-config: the table (CSV/Parquet, URL, s3://, SQL)")
+    parser.add_argument("--target", default="", help="init-config: the column to predict")
+    parser.add_argument("--name", default="", help="init-config: config name (default: the source file's stem)")
+    parser.add_argument("--query", default="", help="init-config: SQL source: the SELECT to run")
+    parser.add_argument("--table", default="", help="init-config: SQL source: the table to read")
+    parser.add_argument("--overwrite", action="store_true", help="init-config: replace an existing config file")
     parser.add_argument("--json", action="store_true", help="print the result as JSON, as the last line of output")
     return parser
 
@@ -68,6 +75,8 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _dispatch(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, Any]:
+    if args.step == "init-config":  # it writes a config: no config to load, no tracking store to check
+        return _init_config(args)
     from pipeline import chain, evaluate, predict, preprocess, rollback, train, tune
     from pipeline.config import load_config
     from pipeline.tracking import RunContext, check_tracking_store
@@ -109,6 +118,19 @@ def _dispatch(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str
     fill_model_aliases(MlflowClient(), [step_result])
     logger.success("{} run {} finished", step_result.step, step_result.run_id)
     return step_result.to_dict()
+
+
+def _init_config(args: argparse.Namespace) -> dict[str, Any]:
+    from pipeline import init_config
+
+    if not args.source or not args.target:
+        raise ConfigError("init-config needs --source and --target")
+    if args.force:
+        raise ConfigError("init-config: --force is main's; pass --overwrite to replace an existing config file")
+    decided = init_config.run(args.source, args.target, name=args.name or None, force=args.overwrite,
+                              query=args.query or None, table=args.table or None)
+    print(init_config.summary(decided), flush=True)
+    return {"step": "init-config", "status": "FINISHED", **decided}
 
 
 def _lineage(config, args: argparse.Namespace) -> dict[str, Any]:
@@ -194,6 +216,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
     warnings.filterwarnings("ignore", message=".* is experimental .*supported from v")
     warnings.filterwarnings("ignore", message=".* is an experimental feature")
+    # The evaluator hands scikit-learn's log_loss the binary labels as [negative, positive] with probabilities in
+    # sorted-label order, which is what log_loss uses (it sorts labels itself); its warning about the order is noise.
+    warnings.filterwarnings("ignore", message="Labels passed were .* assumes labels are ordered lexicographically")
     # MLflow's classifier evaluator guesses the model type from the labels and warns about every integer-labelled
     # evaluation it cannot place ("looks like None"); the pipeline always states the type itself.
     logging.getLogger("mlflow.models.evaluation.evaluators.classifier").addFilter(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -9,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.sql_source import is_sql_url
 
 DEFAULT_CONFIG_PATH = Path("configs/pipeline.yaml")
 
@@ -19,20 +21,44 @@ class _Strict(BaseModel):
 
 class DataConfig(_Strict):
     source: str = Field(min_length=1)
+    # A SQL source (`source` a SQLAlchemy URL): the SELECT to run, or a table to read whole (one of the two).
+    query: str | None = Field(default=None, min_length=1)
+    table: str | None = Field(default=None, min_length=1)
     target: str = Field(min_length=1)
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
+    positive_class: str | bool | int | float | None = None
     id_columns: list[str] = Field(default_factory=list)
     features: list[str] | None = Field(default=None, min_length=1)
+    datetime_columns: list[str] = Field(default_factory=list)
+    categorical_columns: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _target_is_no_feature(self) -> DataConfig:
-        if self.target in self.id_columns or (self.features and self.target in self.features):
-            raise ValueError(f"the target '{self.target}' cannot also be an id column or a feature")
+        named = [*self.id_columns, *(self.features or []), *self.datetime_columns, *self.categorical_columns]
+        if self.target in named:
+            raise ValueError(f"the target '{self.target}' cannot also be an id, feature, datetime or categorical "
+                             "column")
+        if both := sorted(set(self.datetime_columns) & set(self.categorical_columns)):
+            raise ValueError(f"column(s) {', '.join(both)} cannot be both datetime and categorical columns")
+        return self
+
+    @model_validator(mode="after")
+    def _query_or_table_for_sql(self) -> DataConfig:
+        given = [f"data.{key}" for key in ("query", "table") if getattr(self, key) is not None]
+        if is_sql_url(self.source) and len(given) != 1:
+            raise ValueError("a database source (data.source is a SQLAlchemy URL) needs exactly one of `data.query` "
+                             f"and `data.table`{' (both are set)' if given else ''}")
+        if not is_sql_url(self.source) and given:
+            raise ValueError(f"`{given[0]}` applies only when data.source is a database URL (postgresql://, "
+                             "sqlite:///, ...)")
         return self
 
 
 class FeaturesConfig(_Strict):
     derived: bool = True
+    # The feature hook: a Python file defining `derive_features(frame) -> frame`, relative to the project folder
+    # (or absolute). It runs in preprocess and travels inside the registered model.
+    hook: str = Field(default="pipeline/features.py", min_length=1)
 
 
 class SplitConfig(_Strict):
@@ -236,14 +262,31 @@ def mask_url(url: str | None) -> str | None:
         return url
     from sqlalchemy.engine import make_url
 
+    scheme, rest = url.split("://", 1)
+    if rest.split("/", 1)[0].count("@") > 1:  # an unescaped @ in the password: make_url would show its tail
+        return f"{scheme}://***@{rest.split('/', 1)[0].rsplit('@', 1)[1]}"
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        shown = make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - unparsable: show the scheme only, never the raw text
-        return url.split("://")[0] + "://***"
+        return scheme + "://***"
+    return re.sub(r"%24%7B(\w+)%7D", r"${\1}", shown)  # a user or host `${VAR}` stays readable, unexpanded
+
+
+def mask_source(source: str) -> str:
+    """`data.source` as it may be logged: a database URL, or another URL holding a password, masked by mask_url;
+    anything else as written (mask_url would re-encode a plain URL's path and query)."""
+    from urllib.parse import urlsplit
+
+    try:
+        secret = "://" in source and urlsplit(source).password is not None
+    except ValueError:  # a netloc urlsplit cannot read: mask_url shows the scheme only
+        secret = True
+    return str(mask_url(source)) if is_sql_url(source) or secret else source
 
 
 def loggable_config(config: PipelineConfig) -> dict[str, Any]:
     """The resolved config with secrets masked, for run artifacts."""
     resolved = config_as_dict(config)
     resolved["tune"]["storage"] = mask_url(resolved["tune"]["storage"])
+    resolved["data"]["source"] = mask_source(resolved["data"]["source"])
     return resolved

@@ -1,4 +1,5 @@
-"""Tabular data I/O: loading the configured source (sklearn, CSV, Parquet; path or URL), the split, digests."""
+"""Tabular data I/O: loading the configured source (sklearn, CSV, Parquet; path or URL; a SQL database through
+pipeline.sql_source), what of it may be logged, the split, digests."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from pipeline.config import DataConfig, SplitConfig
+from pipeline.config import DataConfig, SplitConfig, mask_source
 from pipeline.errors import DataError, first_line
 
 SKLEARN_PREFIX = "sklearn:"
@@ -83,25 +84,51 @@ def _delimiter_hint(frame: pd.DataFrame) -> str:
     return ""
 
 
-def load_source(data: DataConfig) -> pd.DataFrame:
+def load_source(data: DataConfig, keep_ids: bool = False) -> pd.DataFrame:
     """Load the configured dataset as one frame holding the feature columns and the target column: id columns
-    dropped, and only `data.features` kept when that list is given."""
+    dropped (unless `keep_ids`), and only `data.features` kept when that list is given."""
+    from pipeline.sql_source import is_sql_url
+
     if data.source.startswith(SKLEARN_PREFIX):
         frame = _load_sklearn(data.source.removeprefix(SKLEARN_PREFIX), data.target)
+    elif is_sql_url(data.source):
+        from pipeline.sql_source import read_sql
+
+        frame = read_sql(data)
     else:
         frame = read_table(data.source)
+    shown = loggable_source(data)
     if duplicated := sorted({str(c) for c in frame.columns[frame.columns.duplicated()]}):
-        raise DataError(f"{data.source} has duplicate column names: {', '.join(duplicated)}")
+        raise DataError(f"{shown} has duplicate column names: {', '.join(duplicated)}")
     if data.target not in frame.columns:
-        raise DataError(f"target column '{data.target}' not in {data.source} (columns: {_preview(frame.columns)})"
+        raise DataError(f"target column '{data.target}' not in {shown} (columns: {_preview(frame.columns)})"
                         f"{_delimiter_hint(frame)}")
     named = [*data.id_columns, *(data.features or [])]
     if missing := [c for c in named if c not in frame.columns]:
-        raise DataError(f"{data.source} has no column(s) {', '.join(missing)} (named in data.id_columns / "
+        raise DataError(f"{shown} has no column(s) {', '.join(missing)} (named in data.id_columns / "
                         f"data.features; columns: {_preview(frame.columns)})")
     if data.features:
-        return frame[[*data.features, data.target]]
-    return frame.drop(columns=data.id_columns)
+        return frame[[*(data.id_columns if keep_ids else []), *data.features, data.target]]
+    return frame if keep_ids else frame.drop(columns=data.id_columns)
+
+
+def loggable_source(data: DataConfig) -> str:
+    """`data.source` as params, tags and messages may show it: a database as its masked URL with the table or the
+    query's start (pipeline.sql_source.describe_sql_source), a URL's password masked, anything else as written."""
+    from pipeline.sql_source import describe_sql_source, is_sql_url
+
+    return describe_sql_source(data) if is_sql_url(data.source) else mask_source(data.source)
+
+
+def dataset_name(data: DataConfig) -> str:
+    """The name of the logged datasets (`<name>-train`, `<name>-test`): a scikit-learn dataset's name, a file's
+    stem, a database table's name, or `sql-query` for a query."""
+    from pipeline.sql_source import is_sql_url
+
+    if is_sql_url(data.source):
+        return data.table or "sql-query"
+    source = data.source
+    return source.removeprefix(SKLEARN_PREFIX) if source.startswith(SKLEARN_PREFIX) else Path(source).stem
 
 
 def _load_sklearn(name: str, target: str) -> pd.DataFrame:

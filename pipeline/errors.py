@@ -38,6 +38,12 @@ class TrackingError(PipelineError):
     exit_code = 4
 
 
+class SourceUnreachable(PipelineError):
+    """The data source's server cannot be reached, refused the login or lacks the database (`data.source`)."""
+
+    exit_code = 4
+
+
 class GateRejected(PipelineError):
     """The challenger failed evaluation and the user asked a rejection to fail the step."""
 

@@ -21,13 +21,13 @@ import mlflow
 import pandas as pd
 from loguru import logger
 
+from pipeline import feature_hook
 from pipeline.config import PipelineConfig
 from pipeline.cache import file_digest
 from pipeline.data import read_table, tracked_dataset
 from pipeline.errors import DataError, GateRejected, UpstreamError
 from pipeline.lineage import (MODEL_NAME_TAG, MODEL_VERSION_TAG, VERDICT_REASON_TAG, VERDICT_TAG,
                               read_parquet_artifact)
-from pipeline.features import derive_features
 from pipeline.lineage_view import chain_of_run, render_markdown
 from pipeline.model import evaluation_model
 from pipeline.preprocess import TEST_ARTIFACT
@@ -44,37 +44,44 @@ MODEL_TYPE = {"binary": "classifier", "multiclass": "classifier", "regression": 
 
 
 @contextmanager
-def _evaluable(name: str, version: str, frame: pd.DataFrame, what: str) -> Iterator[tuple[str, Schema, pd.DataFrame]]:
-    """A registered version's evaluation model and schema, and `frame` put in the shape of that schema (missing or
-    mistyped columns are a DataError naming them)."""
-    with evaluation_model(f"models:/{name}/{version}") as (model, schema):
+def _evaluable(name: str, version: str, frame: pd.DataFrame, raw: bool,
+               what: str) -> Iterator[tuple[object, Schema, pd.DataFrame]]:
+    """A registered version's evaluation model and schema, and `frame` put in the shape of that schema: raw rows
+    (an eval-data file) through the version's own feature hook and date parts, a test split as it is. Missing or
+    mistyped columns are a DataError naming them."""
+    with evaluation_model(f"models:/{name}/{version}") as (model, schema, hook):
         if schema is None:
             raise DataError(f"{name} version {version} carries no schema (logged by an older version of this "
                             "pipeline): retrain it")
-        yield model, schema, conform(frame, schema, what, with_target=True)
+        rows = feature_hook.apply(frame, hook, what) if raw else frame
+        yield model, schema, conform(rows, schema, what, with_target=True, dates=raw)
 
 
-def _evaluate(client: mlflow.MlflowClient, name: str, version: str, model: str, schema: Schema, data: pd.DataFrame):
-    """The default evaluation of the task, its metrics also linked to the version's LoggedModel."""
+def _evaluate(client: mlflow.MlflowClient, name: str, version: str, model, schema: Schema, data: pd.DataFrame):
+    """The default evaluation of the task in the target's labels, its metrics also linked to the version's
+    LoggedModel."""
     evaluator_config = {"log_model_explainability": False}
     if schema.is_classification:
-        evaluator_config["label_list"] = schema.classes  # every class, even one missing from these rows
+        evaluator_config["label_list"] = sorted(schema.classes)  # every class, even one missing from these rows
+    if schema.positive_class is not None:
+        evaluator_config["pos_label"] = schema.positive_class
     return mlflow.models.evaluate(model, data, targets=schema.target, model_type=MODEL_TYPE[schema.task],
                                   evaluators="default", evaluator_config=evaluator_config,
                                   model_id=client.get_model_version(name, version).model_id)
 
 
-def _load_eval_data(config: PipelineConfig, eval_data: str | None, preprocess_run) -> tuple[pd.DataFrame, str]:
+def _load_eval_data(eval_data: str | None, preprocess_run) -> tuple[pd.DataFrame, bool, str]:
+    """The rows to evaluate on, whether they are raw (an eval-data file) or a prepared test split, and their name."""
     if eval_data:
-        frame = read_table(eval_data)
-        return (derive_features(frame) if config.features.derived else frame), f"evaluation data {eval_data}"
-    return read_parquet_artifact(preprocess_run, TEST_ARTIFACT), f"test split of preprocess run {preprocess_run.info.run_id}"
+        return read_table(eval_data), True, f"evaluation data {eval_data}"
+    return (read_parquet_artifact(preprocess_run, TEST_ARTIFACT), False,
+            f"test split of preprocess run {preprocess_run.info.run_id}")
 
 
-def _evaluate_champion(client: mlflow.MlflowClient, name: str, version: str, frame: pd.DataFrame, what: str):
+def _evaluate_champion(client: mlflow.MlflowClient, name: str, version: str, rows: tuple[pd.DataFrame, bool, str]):
     """The champion on the same rows, in a nested run; None with a reason when its columns are not there."""
     try:
-        with _evaluable(name, version, frame, what) as (model, schema, data):
+        with _evaluable(name, version, *rows) as (model, schema, data):
             with mlflow.start_run(run_name="champion-baseline", nested=True):
                 mlflow.set_tag(MODEL_VERSION_TAG, version)
                 result = _evaluate(client, name, version, model, schema, data)
@@ -85,7 +92,7 @@ def _evaluate_champion(client: mlflow.MlflowClient, name: str, version: str, fra
     return result, ""
 
 
-def _judge(active: StepRun, config: PipelineConfig, task: str, version: str, frame: pd.DataFrame, what: str,
+def _judge(active: StepRun, config: PipelineConfig, task: str, version: str, rows: tuple[pd.DataFrame, bool, str],
            candidate) -> Verdict:
     name = config.registry.model_name
     champion = alias_version(active.client, name, config.registry.champion_alias)
@@ -94,7 +101,7 @@ def _judge(active: StepRun, config: PipelineConfig, task: str, version: str, fra
     if champion is None:
         return decide(config.evaluate, task, candidate, None)
     logger.info("comparing with champion version {}", champion)
-    baseline, problem = _evaluate_champion(active.client, name, champion, frame, what)
+    baseline, problem = _evaluate_champion(active.client, name, champion, rows)
     return decide(config.evaluate, task, candidate, baseline) if baseline is not None else Verdict(REJECTED, problem)
 
 
@@ -116,14 +123,14 @@ def run(config: PipelineConfig, *, upstream_run_id: str | None = None, eval_data
         name, version = train_run.data.tags.get(MODEL_NAME_TAG), train_run.data.tags.get(MODEL_VERSION_TAG)
         if not name or not version:
             raise UpstreamError(f"evaluate: train run {train_run.info.run_id} registered no model version")
-        frame, what = _load_eval_data(config, eval_data, preprocess_run)
+        rows = _load_eval_data(eval_data, preprocess_run)
         active.data_digest = file_digest(eval_data) if eval_data else ""  # the test split: known by its run id
-        with _evaluable(name, version, frame, what) as (model, schema, data):
+        with _evaluable(name, version, *rows) as (model, schema, data):
             mlflow.log_input(tracked_dataset(data, source=None, targets=schema.target, name="evaluation"),
                              context="evaluation")
             logger.info("evaluating {} version {} ({}) on {} rows", name, version, schema.task, len(data))
             candidate = _evaluate(active.client, name, version, model, schema, data)
-        verdict = _judge(active, config, schema.task, version, frame, what, candidate)
+        verdict = _judge(active, config, schema.task, version, rows, candidate)
         _record(active, verdict, config, version)
         card = {**chain_of_run(active.client, train_run), "evaluate": active.client.get_run(active.run_id)}
         mlflow.log_text(render_markdown(f"{name} version {version}", card, verdict.reason), LINEAGE_CARD)

@@ -1,9 +1,19 @@
-"""The feature hook: derived columns computed from the raw ones, the same way in preprocess, evaluate and predict.
+"""The feature hook: columns derived from the raw ones. Replace the body of `derive_features` for your data.
 
-This is the one function to replace when the template is used for other data. It receives the raw table (features,
-and the target where there is one) and returns it with the derived columns added. It must work on any chunk of
-rows on its own (predict scores files in chunks), and it should return the frame unchanged when the columns it
-needs are absent, so that other datasets pass through it untouched. Turn it off with `features.derived: false`.
+    def derive_features(frame):
+        return frame                                              # no derived features
+        return frame.assign(tenure_years=frame["tenure_months"] / 12)   # or your own
+
+How it is used (the contract your replacement must keep):
+- It receives raw rows as the source table has them: in preprocess with the target column, in the registered
+  model (predict, `mlflow models serve`) without it. Return the frame with your columns added, one row per row.
+- It runs on any chunk of rows on its own (predict scores files in chunks; a served request may be one row).
+- It travels inside the registered model (preprocess logs this file, train packs it into the model), so it may
+  import libraries the model has (pandas, numpy) but nothing from the `pipeline` package.
+- `features.hook` in the config names the file (this one by default); `features.derived: false` turns it off.
+
+The example below is the original guide's feature for the breast-cancer table; on a table without its input
+columns it returns the frame unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ _RATIO_INPUTS = ("mean symmetry", "mean texture")
 
 
 def derive_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """The original guide's feature for the breast-cancer data: `mean symmetry / mean texture`."""
+    """Example: `mean symmetry / mean texture` (missing where the texture is 0)."""
     if RATIO_FEATURE in frame.columns or not all(c in frame.columns for c in _RATIO_INPUTS):
         return frame
     symmetry, texture = (frame[c] for c in _RATIO_INPUTS)

@@ -11,19 +11,22 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 from xgboost import XGBClassifier, XGBModel, XGBRegressor
 
 from pipeline.config import SearchDimension
 from pipeline.schema import Schema
+from pipeline.transform import load_hook, probability_column
 
 # Packages a logged model needs to load; pinned to what this environment runs, so MLflow skips inference.
 _MODEL_PACKAGES = ("mlflow", "xgboost", "scikit-learn", "pandas", "numpy", "pyarrow", "loguru")
 # The registered model's code (models from code) and the name of the XGBoost model inside it (the same
 # constant is in served_model.py, which must not import this package).
 SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
-XGBOOST_ARTIFACT = "xgboost_model"
+TRANSFORM_CODE = Path(__file__).with_name("transform.py")
+XGBOOST_ARTIFACT, TRANSFORM_KEY, HOOK_KEY = "xgboost_model", "transform", "feature_hook"
 SCHEMA_KEY, SCHEMA_FILE = "schema", "schema.json"
 
 
@@ -51,36 +54,82 @@ def model_requirements() -> list[str]:
     return [f"{package}=={version(package)}" for package in _MODEL_PACKAGES]
 
 
-def log_served_model(model: XGBModel, schema: Schema, name: str, input_example: pd.DataFrame) -> Any:
-    """Log `model` as the pyfunc of served_model.py (class + probability columns, or the predicted value), with
-    the fitted model inside it as an xgboost-flavour model (native UBJ format, no pickle) and the schema (so the
-    served model types columns and maps categories as in training). Returns MLflow's ModelInfo."""
+def log_served_model(model: XGBModel, schema: Schema, name: str, raw_sample: pd.DataFrame,
+                     hook_file: Path | None) -> Any:
+    """Log `model` as the pyfunc of served_model.py, taking raw rows and answering in the target's labels, with the
+    fitted model inside it as an xgboost-flavour model (native UBJ format, no pickle), the schema, the pipeline's
+    transform code and the feature hook that made the training data. Returns MLflow's ModelInfo."""
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix="xgboost-model-") as tmp:
         native, schema_file = Path(tmp) / XGBOOST_ARTIFACT, Path(tmp) / SCHEMA_FILE
         mlflow.xgboost.save_model(model, native, model_format="ubj", pip_requirements=model_requirements())
         schema_file.write_text(json.dumps(schema.to_dict(), indent=2))
-        # The signature (inputs and the answer's columns) is inferred by running the model on the example, given
-        # as raw values (text for categorical columns), the way clients send them.
-        return mlflow.pyfunc.log_model(name=name, python_model=str(SERVED_MODEL_CODE),
-                                       artifacts={XGBOOST_ARTIFACT: str(native), SCHEMA_KEY: str(schema_file)},
-                                       input_example=raw_values(input_example),
+        artifacts = {XGBOOST_ARTIFACT: str(native), SCHEMA_KEY: str(schema_file), TRANSFORM_KEY: str(TRANSFORM_CODE)}
+        if hook_file is not None:
+            artifacts[HOOK_KEY] = str(hook_file)
+        return mlflow.pyfunc.log_model(name=name, python_model=str(SERVED_MODEL_CODE), artifacts=artifacts,
+                                       signature=served_signature(schema), input_example=input_example(raw_sample,
+                                                                                                       schema),
                                        pip_requirements=model_requirements())
 
 
-def raw_values(frame: pd.DataFrame) -> pd.DataFrame:
-    """A conformed frame as a client would send it: categorical columns as plain text (missing as None)."""
-    categorical = frame.select_dtypes("category").columns
-    return frame.astype({name: object for name in categorical})
+# Numeric raw columns are declared `Any`: MLflow's schema enforcement refuses int64 values for a `double` column and
+# missing values (float64) for a `long` one, so either type would turn away rows the model scores well (a count
+# sent as integers, a gap in an integer column). The model types numbers itself, naming a bad value's column.
+_SIGNATURE_TYPES = {"boolean": "boolean", "text": "string", "datetime": "datetime"}
+
+
+def _label_type(classes: list[Any]) -> str:
+    if all(isinstance(label, bool) for label in classes):
+        return "boolean"
+    if all(isinstance(label, int) and not isinstance(label, bool) for label in classes):
+        return "long"
+    return "double" if all(isinstance(label, (int, float)) for label in classes) else "string"
+
+
+def served_signature(schema: Schema):
+    """Inputs: the raw columns (optional when the model ignores them). Outputs: `prediction` in the labels' type
+    and `probability_<label>` per class."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec
+    from mlflow.types import Schema as ColumnSchema
+    from mlflow.types.schema import AnyType
+
+    inputs = [ColSpec(_SIGNATURE_TYPES.get(kind) or AnyType(), name, required=name not in schema.ignored_inputs)
+              for name, kind in schema.inputs.items()]
+    outputs = [ColSpec("double" if schema.task == "regression" else _label_type(schema.classes), "prediction")]
+    outputs += [ColSpec("double", probability_column(label)) for label in schema.classes]
+    return ModelSignature(inputs=ColumnSchema(inputs), outputs=ColumnSchema(outputs))
+
+
+def input_example(raw_sample: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Raw training rows as a client sends them (the columns the signature lists)."""
+    return raw_sample[[name for name in schema.inputs if name in raw_sample.columns]]
+
+
+class LabelledClassifier:
+    """The XGBoost classifier as `mlflow.models.evaluate` sees it: predictions in the target's labels and
+    probabilities in sorted-label order (the order of the evaluator's label list), so that its metrics, confusion
+    matrix and curves speak the labels rather than class indexes."""
+
+    def __init__(self, model: XGBModel, classes: list[Any]) -> None:
+        self.model, self.labels = model, np.asarray(classes)
+        self.order = [classes.index(label) for label in sorted(classes)]
+
+    def predict(self, data: pd.DataFrame, **_: Any) -> np.ndarray:
+        return self.labels[self.model.predict(data)]
+
+    def predict_proba(self, data: pd.DataFrame, **_: Any) -> np.ndarray:
+        return self.model.predict_proba(data)[:, self.order]
 
 
 @contextmanager
-def evaluation_model(model_uri: str) -> Iterator[tuple[str, Schema | None]]:
+def evaluation_model(model_uri: str) -> Iterator[tuple[Any, Schema | None, Any]]:
     """What `mlflow.models.evaluate` should score for a registered model, and the schema the model was trained
     with: the xgboost-flavour model inside it (MLflow gets class probabilities, hence ROC AUC and its curves, only
-    from such flavours), or the model itself when it has none (versions logged with the xgboost flavour
-    directly, which carry no schema either)."""
+    from such flavours) answering in the target's labels, or the model itself when it has none (versions logged
+    with the xgboost flavour directly, which carry no schema either), and the feature hook packed in the model."""
     import mlflow
     from mlflow.models import Model
 
@@ -88,7 +137,14 @@ def evaluation_model(model_uri: str) -> Iterator[tuple[str, Schema | None]]:
         local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=tmp))
         artifacts = Model.load(local).flavors.get("python_function", {}).get("artifacts") or {}
         if XGBOOST_ARTIFACT not in artifacts:
-            yield model_uri, None
+            yield model_uri, None, None
             return
-        schema = json.loads((local / artifacts[SCHEMA_KEY]["path"]).read_text()) if SCHEMA_KEY in artifacts else None
-        yield str(local / artifacts[XGBOOST_ARTIFACT]["path"]), schema and Schema.from_dict(schema)
+        document = json.loads((local / artifacts[SCHEMA_KEY]["path"]).read_text())
+        schema = Schema.from_dict(document)
+        scored = mlflow.pyfunc.load_model(str(local / artifacts[XGBOOST_ARTIFACT]["path"]))
+        if schema.is_classification:
+            # The evaluator takes predict/predict_proba from the flavour's raw model (default_evaluator.
+            # _extract_raw_model); MLflow offers no hook to map class indexes to labels, so the raw model is wrapped.
+            scored._model_impl.xgb_model = LabelledClassifier(scored._model_impl.xgb_model, schema.classes)
+        hook = load_hook(local / artifacts[HOOK_KEY]["path"]) if HOOK_KEY in artifacts else None
+        yield scored, schema, hook

@@ -1,9 +1,10 @@
 """predict: score a CSV or Parquet file with a registered model version, in chunks.
 
-Reads:  the input file; the model `registry.model_name` at `--alias` (default the champion) or `--version`, and the
-        schema inside it (columns missing or mistyped are named; unseen categories are scored as missing).
+Reads:  the input file (raw rows as the source table has them, without the target); the model
+        `registry.model_name` at `--alias` (default the champion) or `--version`, whose own code derives the
+        features (columns missing or mistyped are named; unseen categories are scored as missing).
 Writes: the output file (.csv or .parquet): the input columns plus the model's answer as the served model gives
-        it (`prediction` and `probability_<class>` per class, or `prediction` for regression), written to a temporary file and renamed only
+        it (`prediction` in the target's labels and `probability_<label>` per class, or `prediction` for regression), written to a temporary file and renamed only
         when complete (no partial file on failure); the same file as artifact `predictions/<name>`; tags pipeline.model.name / pipeline.model.version; metric n_rows.
 """
 
@@ -23,12 +24,9 @@ from mlflow.exceptions import MlflowException
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import DataError, UpstreamError, first_line
-from pipeline.features import derive_features
 from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG
-from pipeline.model import raw_values
 from pipeline.registry import alias_version
 from pipeline.results import StepResult
-from pipeline.schema import Schema, conform
 from pipeline.tracking import RunContext, step_run
 
 SUFFIXES = (".csv", ".parquet")
@@ -44,21 +42,31 @@ def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         yield from pd.read_csv(path, chunksize=chunk_rows)
 
 
-def score(model: mlflow.pyfunc.PyFuncModel, frame: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
-    """The frame followed by the model's answer, as the served model gives it: `prediction` and one
-    `probability_<class>` column per class (classification) or `prediction` (regression). `features` are the
-    frame's feature columns conformed to the schema; they reach the model as a client sends them."""
-    answer = model.predict(raw_values(features))
-    return pd.concat([frame.reset_index(drop=True), answer.reset_index(drop=True)], axis=1)
-
-
-def served_schema(model: mlflow.pyfunc.PyFuncModel, name: str, version: str) -> Schema:
-    """The schema inside a registered model (see served_model.py)."""
+def score(served, chunk: pd.DataFrame, what: str) -> pd.DataFrame:
+    """The chunk followed by the model's answer (`prediction` and one `probability_<label>` column per class, or
+    `prediction`), computed by the registered model's own code on the raw rows. MLflow's signature enforcement is
+    left to clients sending JSON: here the model's transform types the columns itself, with errors that name the
+    column and the value."""
     try:
-        return Schema.from_dict(model.unwrap_python_model().schema)
-    except (MlflowException, AttributeError) as exc:
-        raise UpstreamError(f"predict: {name} version {version} carries no schema (logged by an older version of "
-                            "this pipeline): retrain it") from exc
+        answer, features = served.score(chunk)
+    except served.input_error as exc:
+        raise DataError(f"{what} {exc}" if str(exc).startswith("lacks") else f"{what}: {exc}") from exc
+    for name, examples in served.transform.unseen_categories(chunk, features, served.schema).items():
+        logger.warning("{}: column '{}' has value(s) not seen in training (e.g. {}), scored as missing", what, name,
+                       ", ".join(map(repr, examples)))
+    return pd.concat([chunk.reset_index(drop=True), answer.reset_index(drop=True)], axis=1)
+
+
+def served_model(model: mlflow.pyfunc.PyFuncModel, name: str, version: str):
+    """The registered model's Python object (served_model.ServedXGBoostModel), which carries its schema."""
+    try:
+        served = model.unwrap_python_model()
+    except MlflowException as exc:
+        raise UpstreamError(f"predict: {name} version {version} is not a model of this pipeline") from exc
+    if not hasattr(served, "score"):
+        raise UpstreamError(f"predict: {name} version {version} was logged by an older version of this pipeline "
+                            "(it takes model inputs, not raw rows): retrain it")
+    return served
 
 
 class _ChunkWriter:
@@ -104,16 +112,14 @@ def _check_paths(input_path: Path, output_path: Path) -> None:
         raise DataError(f"predict: output folder {output_path.parent} does not exist")
 
 
-def _score_file(config: PipelineConfig, model, schema: Schema, input_path: Path, partial: Path,
-                chunk_rows: int) -> int:
+def _score_file(served, input_path: Path, partial: Path, chunk_rows: int) -> int:
     writer, rows, what = _ChunkWriter(partial), 0, f"predict input {input_path}"
+    known = set(served.schema.get("inputs") or {})
     try:
         for chunk in read_chunks(input_path, chunk_rows):
-            chunk = derive_features(chunk) if config.features.derived else chunk
-            features = conform(chunk, schema, what)
-            if rows == 0 and (extra := [str(c) for c in chunk.columns if c not in schema.columns]):
+            if rows == 0 and (extra := [str(c) for c in chunk.columns if c not in known]):
                 logger.warning("{}: columns the model does not use are passed through: {}", what, ", ".join(extra))
-            writer.write(score(model, chunk, features))
+            writer.write(score(served, chunk, what))
             rows += len(chunk)
     finally:
         writer.close()
@@ -122,14 +128,13 @@ def _score_file(config: PipelineConfig, model, schema: Schema, input_path: Path,
     return rows
 
 
-def _write_predictions(config: PipelineConfig, model, schema: Schema, source: Path, target: Path,
-                       chunk_rows: int) -> int:
+def _write_predictions(served, source: Path, target: Path, chunk_rows: int) -> int:
     """Score into a hidden folder beside the target and rename when complete: a full disk or an unwritable folder
     is a one-line error, and the target is never left half-written (the hidden folder is removed)."""
     try:
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".predict-") as tmp:
             partial = Path(tmp) / target.name
-            rows = _score_file(config, model, schema, source, partial, chunk_rows)
+            rows = _score_file(served, source, partial, chunk_rows)
             mlflow.log_artifact(str(partial), "predictions")
             partial.replace(target)
     except OSError as exc:
@@ -147,9 +152,8 @@ def run(config: PipelineConfig, *, input_path: str, output_path: str, alias: str
         version = _resolve_version(config, alias, version)
         model_uri = f"models:/{name}/{version}"
         mlflow.set_tags({MODEL_NAME_TAG: name, MODEL_VERSION_TAG: version})
-        model = mlflow.pyfunc.load_model(model_uri)
-        schema = served_schema(model, name, version)
-        rows = _write_predictions(config, model, schema, source, target, chunk_rows or DEFAULT_CHUNK_ROWS)
+        served = served_model(mlflow.pyfunc.load_model(model_uri), name, version)
+        rows = _write_predictions(served, source, target, chunk_rows or DEFAULT_CHUNK_ROWS)
         mlflow.log_metric("n_rows", rows)
         logger.info("scored {} rows of {} with {} version {} -> {}", rows, source, name, version, target)
     return StepResult("predict", active.run_id, active.experiment_id, outputs={"predictions": str(target)},

@@ -1,18 +1,26 @@
-"""preprocess: load the configured dataset, derive features, settle the task and schema, split train and test.
+"""preprocess: load the configured dataset, settle the task and labels, split, run the feature hook, type the columns.
 
-Reads:  the source named by `data.source` in the config (scikit-learn dataset, CSV or Parquet file or URL).
-Writes: artifacts `data/train.parquet`, `data/test.parquet` (features typed by the schema, then the target),
-        `data/schema.json` (task, feature columns and kinds, category sets, class labels, and the all-missing
-        columns dropped / constant columns found); dataset inputs `<dataset>-train` (context `training`) and
-        `<dataset>-test` (context `testing`); param data.task and tag pipeline.task (the task used); metrics
-        n_rows, n_features, n_categorical, n_train, n_test.
+Reads:  the source named by `data.source` in the config (scikit-learn dataset, CSV or Parquet file or URL, SQL);
+        the feature hook file `features.hook`.
+Writes: artifacts `data/train.parquet`, `data/test.parquet` (the model inputs typed by the schema, then the target
+        with its original labels), `data/schema.json` (raw input columns, date columns and their parts, model input
+        columns and kinds, category sets, class labels in model order and the positive class, and the columns
+        dropped: all missing, constant, id-like), `data/raw_sample.parquet` (5 raw training rows without the
+        target: the registered model's input example), `data/feature_hook.py` (the hook that ran); dataset inputs
+        `<dataset>-train` (context `training`) and `<dataset>-test` (context `testing`); param data.task and tag
+        pipeline.task (the task used); params data.classes (JSON list: class index i is the i-th
+        label), data.positive_class, data.datetime_columns; metrics n_rows, n_features, n_categorical, n_train,
+        n_test.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import mlflow
 import pandas as pd
@@ -20,42 +28,50 @@ from loguru import logger
 
 from pipeline.cache import source_digest
 from pipeline.config import PipelineConfig
-from pipeline.data import SKLEARN_PREFIX, digest, load_source, split_frame, tracked_dataset
-from pipeline.features import derive_features
+from pipeline.data import dataset_name, digest, load_source, loggable_source, split_frame, tracked_dataset
+from pipeline import feature_hook
 from pipeline.lineage import DATA_DIGEST_TAG, TASK_TAG, read_parquet_artifact
 from pipeline.results import StepResult
-from pipeline.schema import (SCHEMA_ARTIFACT, Schema, build_schema, check_target, conform, report_columns,
-                             resolve_task, schema_document)
+from pipeline.labels import settle_labels
+from pipeline.schema import SCHEMA_ARTIFACT, Schema, build_schema, conform, raw_kind, schema_document
 from pipeline.tracking import RunContext, log_params, step_run
 
 TRAIN_ARTIFACT = "data/train.parquet"
 TEST_ARTIFACT = "data/test.parquet"
+RAW_SAMPLE_ARTIFACT = "data/raw_sample.parquet"
+RAW_SAMPLE_ROWS = 5
+
+
+class Prepared(NamedTuple):
+    train: pd.DataFrame
+    test: pd.DataFrame
+    schema: Schema
+    report: dict[str, list[str]]
+    raw_sample: pd.DataFrame
 
 
 def read_split(run, artifact: str, schema: Schema) -> pd.DataFrame:
-    """A split logged by a preprocess run, typed by its schema (categories exactly as in training)."""
+    """A split logged by a preprocess run, typed by its schema (categories exactly as in training), with the
+    target as class indexes 0..k-1 for classification (what XGBoost learns)."""
     frame = read_parquet_artifact(run, artifact)
-    return conform(frame, schema, f"{artifact} of preprocess run {run.info.run_id}", with_target=True)
+    return conform(frame, schema, f"{artifact} of preprocess run {run.info.run_id}", with_target=True, encoded=True)
 
 
-def dataset_name(source: str) -> str:
-    return source.removeprefix(SKLEARN_PREFIX) if source.startswith(SKLEARN_PREFIX) else Path(source).stem
-
-
-def prepare(config: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, Schema, dict[str, list[str]]]:
-    """Load, derive features, settle task and schema, split: the step's work without any tracking."""
-    data, what = config.data, f"data source {config.data.source}"
-    frame = load_source(data)
-    task = resolve_task(data.task, frame[data.target], what)
-    classes = check_target(frame[data.target], task, what)
-    if config.features.derived:
-        frame = derive_features(frame)
-    report = report_columns(frame, data.target, what)
-    frame = frame.drop(columns=report["all_missing"])
-    schema = build_schema(frame, data.target, task, classes, what)
-    train, test = split_frame(conform(frame, schema, what, with_target=True), data.target, config.split,
-                              classification=schema.is_classification)
-    return train, test, schema, report
+def prepare(config: PipelineConfig) -> Prepared:
+    """Load, settle the labels, split, run the hook, build the schema on the training split and type both splits:
+    the step's work without any tracking."""
+    data, what = config.data, f"data source {loggable_source(config.data)}"
+    table = load_source(data, keep_ids=True)
+    frame = table.drop(columns=data.id_columns)
+    labels = settle_labels(frame[data.target], data, config.split, what)
+    hook = feature_hook.load(feature_hook.hook_path(config))
+    raw_train, raw_test = split_frame(frame, data.target, config.split, classification=labels[0] != "regression")
+    hooked_train = feature_hook.apply(raw_train, hook, what)
+    schema, report = build_schema(raw_train, hooked_train, data, labels, hook is not None, what,
+                                  id_inputs={str(c): raw_kind(table[c]) for c in data.id_columns})
+    train = conform(hooked_train, schema, what, with_target=True, dates=True)
+    test = conform(feature_hook.apply(raw_test, hook, what), schema, what, with_target=True, dates=True)
+    return Prepared(train, test, schema, report, raw_train.drop(columns=[data.target]).head(RAW_SAMPLE_ROWS))
 
 
 def dataset_source(artifact_uri: str):
@@ -75,12 +91,16 @@ def dataset_source(artifact_uri: str):
                              f"{path}")
 
 
-def _log_splits(train: pd.DataFrame, test: pd.DataFrame, config: PipelineConfig) -> dict[str, str]:
+def _log_splits(prepared: Prepared, config: PipelineConfig) -> dict[str, str]:
+    train, test = prepared.train, prepared.test
     with tempfile.TemporaryDirectory() as tmp:
-        for frame, artifact in ((train, TRAIN_ARTIFACT), (test, TEST_ARTIFACT)):
+        for frame, artifact in ((train, TRAIN_ARTIFACT), (test, TEST_ARTIFACT), (prepared.raw_sample,
+                                                                               RAW_SAMPLE_ARTIFACT)):
             frame.to_parquet(Path(tmp) / Path(artifact).name, index=False)
+        if hook := feature_hook.hook_path(config):
+            shutil.copyfile(hook, Path(tmp) / Path(feature_hook.HOOK_ARTIFACT).name)
         mlflow.log_artifacts(tmp, "data")
-    name = dataset_name(config.data.source)
+    name = dataset_name(config.data)
     outputs = {}
     for frame, artifact, split, context in ((train, TRAIN_ARTIFACT, "train", "training"),
                                             (test, TEST_ARTIFACT, "test", "testing")):
@@ -94,19 +114,24 @@ def _log_splits(train: pd.DataFrame, test: pd.DataFrame, config: PipelineConfig)
 def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepResult:
     started = time.monotonic()
     with step_run("preprocess", config, context) as active:
-        train, test, schema, report = prepare(config)
+        prepared = prepare(config)
+        train, test, schema = prepared.train, prepared.test, prepared.schema
         logger.info("{} task: {} rows, {} features ({} categorical) -> train {} / test {}", schema.task,
                     len(train) + len(test), len(schema.features), len(schema.categories), len(train), len(test))
-        log_params({"data.source": config.data.source, "data.target": config.data.target, "data.task": schema.task,
+        # The label mapping: class index i of the model is the i-th label (also in data/schema.json).
+        classes = json.dumps(schema.classes)[:6000] if schema.classes else None
+        log_params({"data.source": loggable_source(config.data), "data.target": config.data.target, "data.task": schema.task,
+                    "data.classes": classes, "data.positive_class": schema.positive_class,
+                    "data.datetime_columns": ", ".join(schema.datetime_columns) or None,
                     "split.test_size": config.split.test_size, "split.seed": config.split.seed})
         metrics = {"n_rows": len(train) + len(test), "n_features": len(schema.features),
                    "n_categorical": len(schema.categories), "n_train": len(train), "n_test": len(test)}
         mlflow.log_metrics(metrics)
-        mlflow.log_dict(schema_document(schema, report), SCHEMA_ARTIFACT)
+        mlflow.log_dict(schema_document(schema, prepared.report), SCHEMA_ARTIFACT)
         # The source's digest goes into the fingerprint (skip-if-done); the prepared data's digest names tune's
         # study (same data, same study); the task tells downstream steps what to fit.
         active.data_digest = source_digest(config.data) or f"not-cached:{active.run_id}"
         mlflow.set_tags({DATA_DIGEST_TAG: digest(pd.concat([train, test])), TASK_TAG: schema.task})
-        outputs = _log_splits(train, test, config)
+        outputs = _log_splits(prepared, config)
     return StepResult("preprocess", active.run_id, active.experiment_id, outputs=outputs,
                       metrics={k: float(v) for k, v in metrics.items()}, duration_s=time.monotonic() - started)

@@ -1,8 +1,9 @@
-"""What the model is trained on: the task, the feature columns and their kinds, categories, and the class labels.
+"""What the model is trained on: the raw input columns, date parts, the feature columns and their kinds, category
+sets, and the class labels. Columns are judged on the training split only.
 
-preprocess builds it from the data and logs it as `data/schema.json`; tune, train and evaluate read it from the
-preprocess run and put every frame in its shape (`conform`); the registered model carries a copy, so predict and
-the served model apply the same columns, types and category sets.
+preprocess builds it and logs it as `data/schema.json`; tune, train and evaluate read it from the preprocess run and
+put every frame in its shape (`conform`); the registered model carries a copy and applies it to raw rows with
+pipeline/transform.py, so predict, `mlflow.pyfunc.load_model` and `mlflow models serve` answer alike.
 """
 
 from __future__ import annotations
@@ -13,24 +14,30 @@ from typing import Any
 import pandas as pd
 from loguru import logger
 
-from pipeline.data import require_columns
+from pipeline import transform
+from pipeline.config import DataConfig
 from pipeline.errors import DataError, UpstreamError
 
 SCHEMA_ARTIFACT = "data/schema.json"
-TASKS = ("binary", "multiclass", "regression")
-NUMERIC, CATEGORICAL = "numeric", "categorical"
-# An integer target with labels 0..k-1 and at most this many classes is taken for a class label when data.task is
-# auto; anything else numeric is a regression target.
-MAX_INFERRED_CLASSES = 20
+NUMERIC, CATEGORICAL = transform.NUMERIC, transform.CATEGORICAL
+# A text column with at least this share of distinct values among its values (and ID_MIN_ROWS values or more) is
+# an id or free text, not a category: dropped unless listed in data.features.
+ID_DISTINCT_SHARE, ID_MIN_ROWS = 0.9, 20
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}"
 
 
 @dataclass(frozen=True)
 class Schema:
     task: str
     target: str
-    columns: dict[str, str]  # feature name -> numeric | categorical, in training order
+    columns: dict[str, str]  # model input -> numeric | categorical, in training order
     categories: dict[str, list[str]] = field(default_factory=dict)
-    classes: list[int] = field(default_factory=list)
+    classes: list[Any] = field(default_factory=list)  # labels in the model's class order
+    positive_class: Any = None
+    inputs: dict[str, str] = field(default_factory=dict)  # raw column -> numeric | boolean | text | datetime
+    ignored_inputs: list[str] = field(default_factory=list)  # raw columns the model drops
+    datetime_columns: dict[str, list[str]] = field(default_factory=dict)  # raw date column -> its parts
+    hook: bool = False  # whether the feature hook runs before the columns are typed
 
     @property
     def features(self) -> list[str]:
@@ -48,131 +55,152 @@ class Schema:
         return cls(**data)
 
 
-def infer_task(target: pd.Series) -> tuple[str, str]:
-    """The task a target column suggests, with the reason (logged, so the user knows what to set)."""
-    if pd.api.types.is_bool_dtype(target):
-        return "binary", "the target is boolean"
-    if not pd.api.types.is_numeric_dtype(target):
-        return "binary" if target.nunique() == 2 else "multiclass", "the target is not numeric"
-    values = target.dropna()
-    labels = sorted(values.unique().tolist())
-    integral = bool((values == values.round()).all())
-    if integral and labels == list(range(len(labels))) and 2 <= len(labels) <= MAX_INFERRED_CLASSES:
-        task = "binary" if len(labels) == 2 else "multiclass"
-        return task, f"the target holds the integer class labels 0..{len(labels) - 1}"
-    return "regression", f"the target is numeric with {len(labels)} distinct values"
+def raw_kind(column: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(column):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return "datetime"
+    return "numeric" if pd.api.types.is_numeric_dtype(column) else "text"
 
 
-def resolve_task(configured: str, target: pd.Series, what: str) -> str:
-    """`data.task`, or the inferred one when it is `auto` (with a log line saying why)."""
-    if configured != "auto":
-        return configured
-    task, reason = infer_task(target)
-    logger.info("{}: task inferred as {} ({}); set data.task to choose", what, task, reason)
-    return task
+def _is_text(column: pd.Series) -> bool:
+    return raw_kind(column) == "text"
 
 
-def check_target(target: pd.Series, task: str, what: str) -> list[int]:
-    """A usable target for the task: no missing values; classification: integer labels 0..k-1 (k=2 for binary).
-    Returns the class labels (empty for regression)."""
+def _looks_like_dates(column: pd.Series) -> bool:
+    values = column.dropna()
+    # The first values settle most text columns (categories, names) before the whole column is matched.
+    if values.empty or not all(values.head(100).astype(str).str.match(_ISO_DATE)):
+        return False
+    if not values.astype(str).str.match(_ISO_DATE).all():
+        return False
+    try:
+        transform.parse_dates(values, str(column.name))
+    except transform.InputError:
+        return False
+    return True
+
+
+def detect_datetime_columns(frame: pd.DataFrame, named: list[str], what: str) -> dict[str, list[str]]:
+    """Date columns and their parts: the named ones (every value must parse) and, among the others, datetime
+    columns and text columns whose every value is an ISO 8601 date."""
+    found = {}
+    for name in frame.columns:
+        column = frame[name]
+        if name in named or raw_kind(column) == "datetime" or (_is_text(column) and _looks_like_dates(column)):
+            try:
+                found[str(name)] = transform.date_parts(transform.parse_dates(column, str(name)))
+            except transform.InputError as exc:
+                raise DataError(f"{what}: data.datetime_columns: {exc}") from exc
+    if missing := [name for name in named if name not in frame.columns]:
+        raise DataError(f"{what}: data.datetime_columns names column(s) the data lacks: {', '.join(missing)}")
+    for name, parts in found.items():
+        logger.info("{}: date column '{}' becomes {}", what, name, ", ".join(f"{name}_{part}" for part in parts))
+    return found
+
+
+def detect_id_like(frame: pd.DataFrame, keep: list[str]) -> list[str]:
+    """Text columns with about one distinct value per row (ids, names, free text), except those in `keep`."""
+    found = []
+    for name in frame.columns:
+        values = frame[name].dropna()
+        if (name not in keep and _is_text(frame[name]) and len(values) >= ID_MIN_ROWS
+                and values.nunique() >= ID_DISTINCT_SHARE * len(values)):
+            found.append(str(name))
+    return found
+
+
+def report_columns(frame: pd.DataFrame, data: DataConfig, what: str) -> dict[str, list[str]]:
+    """Columns of the (hooked, date-expanded) training split the model does without: all missing, constant, and
+    id-like text. Each group is logged as a warning."""
+    keep = list(data.features or [])
+    empty = [str(c) for c in frame.columns if frame[c].isna().all()]
+    constant = [str(c) for c in frame.columns if c not in empty and frame[c].nunique(dropna=False) == 1]
+    id_like = [c for c in detect_id_like(frame, keep) if c not in empty]
+    for columns, why in ((empty, "without any value"), (constant, "holding a single value"),
+                         (id_like, "with about one distinct text per row (ids or free text; list them in "
+                                   "data.features to keep them)")):
+        if columns:
+            logger.warning("{}: dropping {} column(s) {}: {}", what, len(columns), why, ", ".join(columns))
+    return {"all_missing": empty, "constant": constant, "id_like": id_like}
+
+
+def build_schema(raw_train: pd.DataFrame, hooked_train: pd.DataFrame, data: DataConfig, labels: tuple, hook: bool,
+                 what: str, id_inputs: dict[str, str] | None = None) -> tuple[Schema, dict[str, list[str]]]:
+    """The schema from the training split: raw columns as given (less the target), the hooked columns with dates
+    expanded, then without the columns `report_columns` drops; text and data.categorical_columns are categorical.
+    `id_inputs` (data.id_columns and their kinds) are inputs the model accepts and ignores."""
+    task, classes, positive = labels
+    raw = raw_train.drop(columns=[data.target])
+    features = hooked_train.drop(columns=[data.target])
+    dates = detect_datetime_columns(features, data.datetime_columns, what)
+    expanded = transform.expand_dates(features, dates)
+    report = report_columns(expanded, data, what)
+    dropped = {name for group in report.values() for name in group}
+    if missing := [name for name in data.categorical_columns if name not in expanded.columns]:
+        raise DataError(f"{what}: data.categorical_columns names column(s) the data lacks: {', '.join(missing)}")
+    columns, categories = {}, {}
+    for name in (c for c in expanded.columns if c not in dropped):
+        if _is_text(expanded[name]) or name in data.categorical_columns:
+            columns[name] = CATEGORICAL
+            categories[name] = sorted(set(transform.category_text(expanded[name]).dropna()))
+        else:
+            columns[name] = NUMERIC
+    if not columns:
+        raise DataError(f"{what}: no feature column is left besides the target '{data.target}'")
+    schema = Schema(task=task, target=data.target, columns=columns, categories=categories, classes=classes,
+                    positive_class=positive,
+                    inputs={**(id_inputs or {}), **{str(c): raw_kind(raw[c]) for c in raw.columns}},
+                    ignored_inputs=sorted((dropped & set(map(str, raw.columns))) | set(id_inputs or {})),
+                    datetime_columns=dates, hook=hook)
+    return schema, report
+
+
+def check_target(target: pd.Series, schema: Schema, what: str) -> pd.Series:
+    """Rows to score against a target: no missing values; labels the model knows (classification), numbers
+    (regression). Returns the target as the model learns it: class indexes 0..k-1, or the numbers."""
     name = target.name
     if missing := int(target.isna().sum()):
         raise DataError(f"{what}: target column '{name}' is empty in {missing} of {len(target)} rows; drop or fill "
                         "those rows")
-    numeric = pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target)
-    first = target.head(1).tolist()[0]
-    single = f"{what}: target column '{name}' holds a single value ({first!r}); nothing to learn"
-    if task == "regression":
-        if not numeric:
-            raise DataError(f"{what}: target column '{name}' must be numeric for regression, not {target.dtype} "
-                            f"values such as {target.iloc[0]!r}")
-        if target.nunique() < 2:
-            raise DataError(single)
-        return []
-    if not numeric:
-        raise DataError(f"{what}: target column '{name}' must hold integer class labels 0..k-1, not {target.dtype} "
-                        f"values such as {target.iloc[0]!r}; encode it first")
-    labels = sorted(target.unique().tolist())
-    if len(labels) < 2:
-        raise DataError(single)
-    if labels != list(range(len(labels))):
-        shown = ", ".join(str(label) for label in labels[:6]) + (", ..." if len(labels) > 6 else "")
-        raise DataError(f"{what}: target column '{name}' must hold class labels 0..{len(labels) - 1}, got {shown} "
-                        "(for a numeric target to predict, set data.task: regression)")
-    if (task == "binary") != (len(labels) == 2):
-        raise DataError(f"{what}: data.task is {task} but target column '{name}' holds {len(labels)} classes; "
-                        f"set data.task to {'binary' if len(labels) == 2 else 'multiclass'} (or auto)")
-    return [int(label) for label in labels]
+    if schema.is_classification:
+        return encode_target(target, schema, what)
+    if pd.api.types.is_bool_dtype(target) or not pd.api.types.is_numeric_dtype(target):
+        raise DataError(f"{what}: target column '{name}' must be numeric for regression, not {target.dtype}")
+    return target
 
 
-def _is_categorical(column: pd.Series) -> bool:
-    return not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
+def encode_target(target: pd.Series, schema: Schema, what: str):
+    """Class indexes 0..k-1 of the labels (classification); the target as it is (regression)."""
+    if not schema.is_classification:
+        return target
+    try:
+        return pd.Series(transform.encode_labels(target, schema.classes), index=target.index, name=target.name)
+    except transform.InputError as exc:
+        raise DataError(f"{what}: {exc}") from exc
 
 
-def build_schema(frame: pd.DataFrame, target: str, task: str, classes: list[int], what: str) -> Schema:
-    """The schema of a prepared frame: numeric or boolean columns are numeric, anything else is categorical
-    (XGBoost's native categorical support), with its categories sorted as strings."""
-    columns, categories = {}, {}
-    for name in frame.columns.drop(target):
-        if _is_categorical(frame[name]):
-            columns[name] = CATEGORICAL
-            categories[name] = sorted(frame[name].dropna().astype(str).unique().tolist())
-        else:
-            columns[name] = NUMERIC
-    if not columns:
-        raise DataError(f"{what}: no feature column is left besides the target '{target}'")
-    return Schema(task=task, target=target, columns=columns, categories=categories, classes=classes)
-
-
-def report_columns(frame: pd.DataFrame, target: str, what: str) -> dict[str, list[str]]:
-    """Columns that carry no information: all-missing ones (dropped by preprocess) and constant ones (kept)."""
-    features = frame.drop(columns=[target])
-    empty = [str(c) for c in features.columns if features[c].isna().all()]
-    constant = [str(c) for c in features.columns if c not in empty and features[c].nunique(dropna=False) == 1]
-    if empty:
-        logger.warning("{}: dropping {} column(s) without any value: {}", what, len(empty), ", ".join(empty))
-    if constant:
-        logger.warning("{}: {} column(s) hold a single value (kept, but useless to the model): {}", what,
-                       len(constant), ", ".join(constant))
-    return {"all_missing": empty, "constant": constant}
-
-
-def _conform_numeric(column: pd.Series, name: str, what: str) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-        return column.astype("float64")
-    converted = pd.to_numeric(column, errors="coerce")
-    bad = column[converted.isna() & column.notna()]
-    if len(bad):
-        raise DataError(f"{what}: column '{name}' must be numeric but holds {len(bad)} value(s) such as "
-                        f"{bad.iloc[0]!r}")
-    return converted.astype("float64")
-
-
-def _conform_categorical(column: pd.Series, name: str, categories: list[str], what: str) -> pd.Series:
-    as_text = column.astype("string").astype(object).where(column.notna(), None)
-    conformed = pd.Series(pd.Categorical(as_text, categories=categories), index=column.index, name=name)
-    if unseen := int((conformed.isna() & column.notna()).sum()):
-        examples = sorted(set(as_text[conformed.isna() & column.notna()]))[:3]
-        logger.warning("{}: column '{}' has {} value(s) not seen in training (e.g. {}), scored as missing", what,
-                       name, unseen, ", ".join(map(repr, examples)))
+def conform(frame: pd.DataFrame, schema: Schema, what: str, with_target: bool = False,
+            dates: bool = False, encoded: bool = False) -> pd.DataFrame:
+    """The schema's model inputs (plus the target if asked: as labels, or as class indexes with `encoded`):
+    numeric as float64, categorical with the training category set; with `dates`, date columns of hooked rows are
+    first turned into their parts. Missing or mistyped columns are a DataError naming them; a category never seen
+    in training becomes missing (warned)."""
+    document = schema.to_dict()
+    try:
+        expanded = transform.expand_dates(frame, schema.datetime_columns) if dates else frame
+        conformed = transform.conform(expanded, document)
+    except transform.InputError as exc:
+        raise DataError(f"{what} {exc}" if str(exc).startswith("lacks") else f"{what}: {exc}") from exc
+    for name, examples in transform.unseen_categories(expanded, conformed, document).items():
+        logger.warning("{}: column '{}' has value(s) not seen in training (e.g. {}), scored as missing", what, name,
+                       ", ".join(map(repr, examples)))
+    if with_target:
+        if schema.target not in frame.columns:
+            raise DataError(f"{what} lacks the target column '{schema.target}'")
+        learnt = check_target(frame[schema.target], schema, what)
+        conformed[schema.target] = learnt if encoded else frame[schema.target]
     return conformed
-
-
-def conform(frame: pd.DataFrame, schema: Schema, what: str, with_target: bool = False) -> pd.DataFrame:
-    """The schema's feature columns (plus the target if asked), typed as in training: numeric as float64,
-    categorical as pandas categories with the training category set. Missing or mistyped columns are a DataError
-    naming them; values of a category never seen in training become missing, with a warning."""
-    require_columns(frame, [*schema.features, *([schema.target] if with_target else [])], what)
-    if with_target:
-        check_target(frame[schema.target], schema.task, what)
-    conformed = {}
-    for name, kind in schema.columns.items():
-        column = frame[name]
-        conformed[name] = (_conform_numeric(column, name, what) if kind == NUMERIC
-                           else _conform_categorical(column, name, schema.categories[name], what))
-    if with_target:
-        conformed[schema.target] = frame[schema.target]
-    return pd.DataFrame(conformed, index=frame.index)
 
 
 def schema_document(schema: Schema, report: dict[str, list[str]]) -> dict[str, Any]:
@@ -190,5 +218,5 @@ def schema_of_run(run) -> Schema:
 
     try:
         return read_schema(read_json_artifact(run, SCHEMA_ARTIFACT))
-    except UpstreamError as exc:
+    except (UpstreamError, TypeError) as exc:
         raise UpstreamError(f"{exc} (made by an older version of this pipeline: rerun preprocess)") from exc

@@ -1,18 +1,25 @@
 """The registered model's Python code ("models from code"): MLflow copies this file into every logged model and
-runs it when the model is loaded, so a served or loaded model needs mlflow, xgboost, pandas and loguru, not this
-project. The pipeline itself never imports it.
+runs it when the model is loaded, so a served or loaded model needs mlflow, xgboost, pandas, numpy and loguru, not
+this project. The pipeline itself never imports it.
 
 Loaded model (`mlflow.pyfunc.load_model("models:/<name>@champion")`, `mlflow models serve`):
-    input:  a frame with the signature's feature columns (text for categorical ones; missing values allowed);
-    output: classification: a frame with `prediction` (the class label) and `probability_<class>` per class;
-            regression: a frame with `prediction`.
-Inside the model: `artifacts/xgboost_model`, the fitted XGBoost model as an MLflow xgboost-flavour model (what
-`mlflow.models.evaluate` scores: MLflow gets probabilities only from sklearn/xgboost-flavour models), and
-`artifacts/schema.json`, the preprocess schema: feature kinds and the category sets seen in training.
+    input:  raw rows as the source table has them, without the target (the signature lists those columns; the
+            ones the model ignores are optional; text, numbers, dates, missing values allowed);
+    output: classification: a frame with `prediction` (the label, as the target column held it) and
+            `probability_<label>` per class; regression: a frame with `prediction`.
+Inside the model, as artifacts: `xgboost_model`, the fitted XGBoost model as an xgboost-flavour model (what
+`mlflow.models.evaluate` scores); `schema.json`, the preprocess schema; `transform.py`, the pipeline's own code
+from raw rows to model inputs; `feature_hook.py`, the feature hook preprocess ran (when it ran one).
+The two code files are loaded by path under names unique to their content, rather than put on sys.path through
+`code_paths`: MLflow prepends code paths to sys.path, so a module name shared by two models (or by a model and the
+project that loads it) would resolve to whichever was imported first.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import importlib.util
 import json
 import time
 
@@ -22,42 +29,52 @@ from loguru import logger
 from mlflow.pyfunc import PythonModel
 
 # The same names as in pipeline/model.py (this file must not import the pipeline).
-XGBOOST_ARTIFACT, SCHEMA_KEY = "xgboost_model", "schema"
+XGBOOST_ARTIFACT, SCHEMA_KEY, TRANSFORM_KEY, HOOK_KEY = "xgboost_model", "schema", "transform", "feature_hook"
+# Requests up to this many rows are scored on one thread: starting XGBoost's thread pool costs more than a small
+# batch (one row: 1.6 ms on one thread against 5.8-10 ms on all cores, 2-core machine, benchmarks/serving_latency).
+SMALL_BATCH_ROWS = 1000
+
+
+def _load_module(path: str, prefix: str):
+    with open(path, "rb") as source:
+        name = f"{prefix}_{hashlib.sha256(source.read()).hexdigest()[:16]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class ServedXGBoostModel(PythonModel):
-    """Types the columns as in training, answers with the class and the probability of every class (or the
-    predicted value), and logs each request's size and latency (loguru, DEBUG)."""
+    """Raw rows -> the feature hook, date parts and column types of training -> XGBoost -> the answer in the
+    target's own labels; logs each request's size and latency (loguru, DEBUG)."""
 
     def load_context(self, context) -> None:
         self.model = mlflow.xgboost.load_model(context.artifacts[XGBOOST_ARTIFACT])
+        self.single_thread_model = copy.deepcopy(self.model).set_params(n_jobs=1)
         with open(context.artifacts[SCHEMA_KEY]) as schema_file:
             self.schema = json.load(schema_file)
+        self.transform = _load_module(context.artifacts[TRANSFORM_KEY], "_served_transform")
+        self.input_error = self.transform.InputError
+        hook = context.artifacts.get(HOOK_KEY)
+        self.hook = self.transform.load_hook(hook) if hook else None
 
     def features(self, model_input: pd.DataFrame) -> pd.DataFrame:
-        """The feature columns in training order: numbers as float64, text as the training categories (a value
-        never seen in training counts as missing, as XGBoost treats missing values)."""
-        columns = {}
-        for name, kind in self.schema["columns"].items():
-            column = model_input[name]
-            if kind == "categorical":
-                text = column.astype("string").astype(object).where(column.notna(), None)
-                columns[name] = pd.Categorical(text, categories=self.schema["categories"][name])
-            else:
-                columns[name] = pd.to_numeric(column).astype("float64")
-        return pd.DataFrame(columns, index=model_input.index)
+        """The model inputs of raw rows (a category never seen in training counts as missing)."""
+        return self.transform.model_inputs(model_input, self.schema, self.hook)
+
+    def score(self, model_input: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The answer for raw rows, and the model inputs it was computed from."""
+        features = self.features(model_input)
+        model = self.single_thread_model if len(features) <= SMALL_BATCH_ROWS else self.model
+        if self.schema["task"] == "regression":
+            answer = pd.DataFrame({"prediction": model.predict(features)}, index=model_input.index)
+        else:
+            answer = self.transform.answer(model.predict_proba(features), self.schema["classes"], model_input.index)
+        return answer, features
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         started = time.perf_counter()
-        features = self.features(model_input)
-        if self.schema["task"] == "regression":
-            answer = pd.DataFrame({"prediction": self.model.predict(features)}, index=model_input.index)
-        else:
-            probabilities = self.model.predict_proba(features)
-            classes = self.model.classes_
-            answer = pd.DataFrame({f"probability_{label}": probabilities[:, i] for i, label in enumerate(classes)},
-                                  index=model_input.index)
-            answer.insert(0, "prediction", classes[probabilities.argmax(axis=1)])
+        answer, _ = self.score(model_input)
         logger.debug("scored {} rows in {:.1f} ms", len(model_input), (time.perf_counter() - started) * 1000)
         return answer
 

@@ -6,6 +6,7 @@ the same preprocess data, and shared by concurrent workers; `n_trials` counts fi
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -73,7 +74,7 @@ def _rdb_storage(url: str, heartbeat_s: int, attempts: int = 3) -> optuna.storag
 
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(
+            return _HeartbeatStorage(
                 url, heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
@@ -83,6 +84,31 @@ def _rdb_storage(url: str, heartbeat_s: int, attempts: int = 3) -> optuna.storag
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+class _HeartbeatStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, also failing trials a worker died with before their first heartbeat.
+
+    Optuna only fails a RUNNING trial whose heartbeat went stale; a worker killed between creating a trial and
+    recording its first heartbeat (milliseconds) leaves a trial RUNNING for ever. Such a trial is stale once it
+    started more than the grace period ago (start times are the workers' clocks, in UTC)."""
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        stale = super()._get_stale_trial_ids(study_id)
+        grace_s = self.grace_period or 2 * (self.heartbeat_interval or 0)
+        started_before = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(
+            seconds=grace_s)
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session) as session:
+            unheard = (session.query(models.TrialModel.trial_id)
+                       .filter(models.TrialModel.study_id == study_id,
+                               models.TrialModel.state == TrialState.RUNNING,
+                               models.TrialModel._datetime_start_utc < started_before,
+                               ~models.TrialModel.heartbeats.any())
+                       .all())
+        return stale + [trial_id for (trial_id,) in unheard if trial_id not in stale]
 
 
 def search_digest(config: PipelineConfig, data_identity: str) -> str:

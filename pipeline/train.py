@@ -12,7 +12,9 @@ Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss (classificat
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -25,9 +27,11 @@ from xgboost import XGBModel
 from pipeline import interrupts
 from pipeline.config import PipelineConfig
 from pipeline.data import features_and_target
-from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG, read_json_artifact
+from pipeline.feature_hook import HOOK_ARTIFACT
+from pipeline.lineage import (MODEL_NAME_TAG, MODEL_VERSION_TAG, download_artifact, read_json_artifact,
+                              read_parquet_artifact)
 from pipeline.model import build_model, log_served_model
-from pipeline.preprocess import TEST_ARTIFACT, TRAIN_ARTIFACT, read_split
+from pipeline.preprocess import RAW_SAMPLE_ARTIFACT, TEST_ARTIFACT, TRAIN_ARTIFACT, read_split
 from pipeline.results import StepResult
 from pipeline.schema import Schema, schema_of_run
 from pipeline.registry import move_alias, register
@@ -69,6 +73,14 @@ def _read_inputs(tune_run, preprocess_run) -> tuple[dict, Schema, pd.DataFrame, 
             read_split(preprocess_run, TRAIN_ARTIFACT, schema), read_split(preprocess_run, TEST_ARTIFACT, schema))
 
 
+def _log_model(model: XGBModel, schema: Schema, preprocess_run):
+    """The model, with the raw sample and the feature hook of the preprocess run that made its training data."""
+    raw_sample = read_parquet_artifact(preprocess_run, RAW_SAMPLE_ARTIFACT)
+    with tempfile.TemporaryDirectory(prefix="feature-hook-") as tmp:
+        hook_file = download_artifact(preprocess_run, HOOK_ARTIFACT, Path(tmp)) if schema.hook else None
+        return log_served_model(model, schema, MODEL_NAME_IN_RUN, raw_sample, hook_file)
+
+
 def _register(active: StepRun, model_uri: str, config: PipelineConfig) -> str:
     """Register the logged model and point the challenger alias at the new version (both undone on failure)."""
     lineage = {f"pipeline.{step}_run": run_id for step, run_id in {"train": active.run_id, **active.upstream}.items()}
@@ -83,7 +95,8 @@ def run(
     started = time.monotonic()
     with step_run("train", config, context) as active:
         tune_run = active.use_upstream(upstream_run_id)
-        params, schema, train, test = _read_inputs(tune_run, active.follow(tune_run, "preprocess"))
+        preprocess_run = active.follow(tune_run, "preprocess")
+        params, schema, train, test = _read_inputs(tune_run, preprocess_run)
         x_train, y_train = features_and_target(train, config.data.target)
         x_test, y_test = features_and_target(test, config.data.target)
         logger.info("training a {} model on {} rows with {}", schema.task, len(train), params)
@@ -93,7 +106,7 @@ def run(
         metrics = test_metrics(model, x_test, y_test, schema.task)
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
-        model_info = log_served_model(model, schema, MODEL_NAME_IN_RUN, x_train.head(5))
+        model_info = _log_model(model, schema, preprocess_run)
         version = _register(active, model_info.model_uri, config)
         mlflow.set_tags({MODEL_NAME_TAG: config.registry.model_name, MODEL_VERSION_TAG: version})
         headline = HEADLINE_METRIC[schema.task]

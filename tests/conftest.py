@@ -15,7 +15,15 @@ from mlflow.tracking import MlflowClient
 from pipeline.config import PipelineConfig, load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "pipeline.yaml"
+# The tests' own configs and feature hook: configs/ and pipeline/features.py are the user's to edit (this is a
+# template), so no test reads them. tests/configs/pipeline.yaml is what configs/pipeline.yaml shipped with
+# (breast cancer, breast-cancer-xgb) with `features.hook` on tests/hooks/breast_cancer_ratio.py; wine, diabetes and
+# churn there extend it.
+TEST_CONFIGS = REPO_ROOT / "tests" / "configs"
+TEST_CONFIG = TEST_CONFIGS / "pipeline.yaml"
+DEFAULT_CONFIG = TEST_CONFIG  # the name the test modules import
+TEST_HOOK = REPO_ROOT / "tests" / "hooks" / "breast_cancer_ratio.py"
+CHURN_CSV = REPO_ROOT / "examples" / "churn.csv"  # tests/configs/churn.yaml's table, as an absolute path
 # Few, short trials: the structure of the run tree is what the tests check, not the model's quality.
 SMALL_OVERRIDES = {"tune.n_trials": 3, "tune.max_boosting_rounds": 60, "tune.early_stopping_rounds": 10}
 

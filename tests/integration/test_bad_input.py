@@ -12,7 +12,7 @@ from pipeline.lineage import ERROR_TAG
 from tests.conftest import DEFAULT_CONFIG, SMALL_OVERRIDES
 
 SMALL = [arg for key, value in SMALL_OVERRIDES.items() for arg in ("--set", f"{key}={value}")]
-GOOD_ROWS = "a,b,target\n1.0,2.0,0\n2.0,1.0,1\n3.0,0.5,0\n4.0,0.1,1\n5.0,0.2,0\n6.0,0.3,1\n"
+GOOD_ROWS = "a,b,target\n" + "".join(f"{i}.0,{10 - i}.5,{i % 2}\n" for i in range(10))  # 5 rows a class
 
 # (case, file content or None, extra CLI arguments, exit code, words the error line must hold)
 SOURCE_CASES = [
@@ -20,12 +20,18 @@ SOURCE_CASES = [
     ("header only", "a,b,target\n", [], 2, "holds no rows"),
     ("wrong delimiter", GOOD_ROWS.replace(",", ";"), [], 2, "seems to use ';' between columns"),
     ("missing target", "a,b\n1,2\n3,4\n", [], 2, "target column 'target' not in"),
-    ("non-numeric target", "a,target\n1,yes\n2,no\n3,yes\n4,no\n", ["--set", "data.task=binary"], 2,
-     "must hold integer class labels 0..k-1"),
-    ("single class", "a,target\n1,0\n2,0\n3,0\n", ["--set", "data.task=binary"], 2, "holds a single value (0)"),
+    ("tiny class", "a,target\n1,yes\n2,no\n3,yes\n4,no\n5,no\n6,no\n7,no\n", [], 2,
+     "class 'yes' of target column 'target' has 2 row(s); the split (test_size=0.2) needs at least 5 per class"),
+    ("single class", "a,target\n1,0\n2,0\n3,0\n", ["--set", "data.task=binary"], 2,
+     "holds one class (0, 3 rows); a classifier needs at least two"),
+    ("unknown positive class", GOOD_ROWS, ["--set", "data.positive_class=maybe"], 2,
+     "data.positive_class 'maybe' is not a label of target column 'target' (labels: 0, 1)"),
+    ("unparseable date", "a,signed,target\n" + "".join(f"{i},2024-01-0{i % 9 + 1},{i % 2}\n" for i in range(12))
+     + "5,someday,1\n", ["--set", "data.datetime_columns=[signed]"], 2,
+     "column 'signed' holds 1 value(s) that are not ISO 8601 dates, such as 'someday'"),
     ("NaN-only target", "a,target\n1,\n2,\n3,\n", [], 2, "is empty in 3 of 3 rows"),
     ("duplicate columns", "a,a,target\n1,2,0\n3,4,1\n", [], 2, "duplicate column names: a"),
-    ("no feature left", "target\n0\n1\n0\n1\n", [], 2, "no feature column is left"),
+    ("no feature left", "target\n" + "0\n1\n" * 5, [], 2, "no feature column is left"),
     ("bad config value", GOOD_ROWS, ["--set", "split.test_size=1.5"], 2, "`split.test_size`"),
     ("unknown config key", GOOD_ROWS, ["--set", "tune.bogus=1"], 2, "`tune.bogus`: unknown key"),
     ("metric unfit for the task", GOOD_ROWS, ["--set", "tune.metric=rmse"], 2,

@@ -11,6 +11,7 @@ from pipeline.chain import run_chain
 from pipeline.lineage import (CHAIN_TAG, FINGERPRINT_TAG, MODEL_VERSION_TAG, STEP_TAG, VERDICT_TAG, upstream_tag)
 from pipeline.promotion import PROMOTED, REJECTED
 from tests.conftest import small_config_with
+from tests.hooks.breast_cancer_ratio import RATIO_FEATURE
 
 
 def artifact_paths(client, run_id, path=None):
@@ -95,7 +96,9 @@ def test_train_registers_a_challenger_and_evaluate_promotes_it(client, chain, sm
     assert {key: registered.tags[f"pipeline.{key}_run"] for key in ids} == ids  # lineage from the model page
     assert ids["train"] in registered.description and ids["preprocess"] in registered.description
     info = mlflow.models.get_model_info(f"models:/{name}@champion")
-    assert info.signature is not None and "symmetry_texture_ratio" in info.signature.inputs.input_names()
+    # The signature describes the raw columns a client sends: the hook's derived column is computed inside.
+    inputs = info.signature.inputs.input_names()
+    assert "mean radius" in inputs and RATIO_FEATURE not in inputs
     assert info.saved_input_example_info is not None
 
 

@@ -9,6 +9,7 @@ from pipeline import cli, evaluate, preprocess, train
 from pipeline.chain import run_chain
 from pipeline.lineage import ERROR_TAG, STEP_TAG
 from tests.conftest import DEFAULT_CONFIG, SMALL_OVERRIDES
+from tests.hooks.breast_cancer_ratio import RATIO_FEATURE
 
 SMALL = [arg for key, value in SMALL_OVERRIDES.items() for arg in ("--set", f"{key}={value}")]
 
@@ -74,7 +75,7 @@ def aliases(client, config):
     [(lambda frame: frame.drop(columns=["mean radius", "worst area"]), "mean radius, worst area"),
      (lambda frame: frame.assign(**{"mean radius": "big"}), "column 'mean radius' must be numeric but holds"),
      (lambda frame: frame.assign(target=frame["target"].where(frame.index > 2)), "is empty in 3 of"),
-     (lambda frame: frame.assign(target="malignant"), "must hold integer class labels")],
+     (lambda frame: frame.assign(target="malignant"), "label(s) the model does not know, such as 'malignant'")],
 )
 def test_bad_evaluation_file_fails_and_promotes_nothing(client, small_config, tmp_path, spoil, message):
     run_chain(small_config)
@@ -94,7 +95,7 @@ def test_evaluation_on_a_user_file_works(client, small_config, tmp_path):
     run_chain(small_config)
     test_split = pd.read_parquet(next((tmp_path / "artifacts").rglob("test.parquet")))
     raw = tmp_path / "eval.csv"
-    test_split.drop(columns=["symmetry_texture_ratio"]).to_csv(raw, index=False)  # derived again on load
+    test_split.drop(columns=[RATIO_FEATURE]).to_csv(raw, index=False)  # derived again on load
     result_file = tmp_path / "result.json"
     assert run_cli("evaluate", "--eval-data", str(raw), "--result-file", str(result_file)) == 0
     result = json.loads(result_file.read_text())
@@ -123,12 +124,13 @@ def test_a_failing_step_fails_the_chain_run_too(client, tmp_path):
 @pytest.mark.parametrize(
     ("frame", "options", "message"),
     [(pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [0, 1, None, 1]}), [], "is empty in 1 of 4 rows"),
-     (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": ["B", "M", "B", "M"]}), [], "must hold integer class labels"),
+     (pd.DataFrame({"a": range(10), "target": ["B"] * 9 + ["M"]}), [],
+      "class 'M' of target column 'target' has 1 row(s); the split (test_size=0.2) needs at least 5 per class"),
      (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [1, 1, 1, 1]}), [], "holds a single value (1)"),
-     (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [1, 3, 1, 3]}), ["--set", "data.task=binary"],
-      "must hold class labels 0..1, got 1, 3"),
-     (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [0, 1, 2, 1]}), ["--set", "data.task=binary"],
+     (pd.DataFrame({"a": range(15), "target": [0, 1, 2] * 5}), ["--set", "data.task=binary"],
       "data.task is binary but target column 'target' holds 3 classes"),
+     (pd.DataFrame({"a": range(10), "target": ["B", "M"] * 5}), ["--set", "data.task=regression"],
+      "target column 'target' must be numeric for regression"),
      (pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "target": [0.5, 1.5, 2.5, 3.5]}), ["--set", "tune.metric=auc"],
       "tune.metric 'auc' does not fit a regression task")],
 )

@@ -15,10 +15,12 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from pipeline.lineage import CHAIN_TAG, ERROR_TAG, STEP_TAG, upstream_tag
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, TEST_CONFIG
 
 pytestmark = pytest.mark.slow
-PROJECT_FILES = ("MLproject", "conda.yaml", "pyproject.toml", "configs", "pipeline")
+# The tests' config and hook travel with the copy: configs/ and pipeline/features.py are the user's (a template).
+PROJECT_FILES = ("MLproject", "conda.yaml", "pyproject.toml", "configs", "pipeline", "tests/configs", "tests/hooks")
+CONFIG = TEST_CONFIG.relative_to(REPO_ROOT).as_posix()  # relative to the copy, as `mlflow run` users write it
 
 
 def copy_project(root: Path, template_store: Path) -> dict[str, str]:
@@ -41,9 +43,11 @@ def project(tmp_path_factory, template_store) -> tuple[Path, dict[str, str]]:
     return root, copy_project(root, template_store)
 
 
-def mlflow_run(project, *args: str) -> subprocess.CompletedProcess:
+def mlflow_run(project, *args: str, config: str | None = CONFIG) -> subprocess.CompletedProcess:
+    """`mlflow run` on the tests' config; config=None leaves the MLproject default (configs/pipeline.yaml)."""
     root, env = project
     command = [str(Path(sys.executable).parent / "mlflow"), "run", ".", "--env-manager", "local", *args]
+    command += ["-P", f"config={config}"] if config else []
     return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -109,21 +113,21 @@ def test_the_template_switched_to_a_csv_by_editing_configs_only(tmp_path, templa
     env = copy_project(root, template_store)
     (root / "data").mkdir()
     customers(400, seed=5).to_csv(root / "data" / "customers.csv", index=False)
-    config_file = root / "configs" / "pipeline.yaml"
-    config = yaml.safe_load(config_file.read_text())
+    config_file = root / "configs" / "pipeline.yaml"  # the user's edit, from the tests' config (not the shipped one)
+    config = yaml.safe_load(TEST_CONFIG.read_text())
     config["data"].update(source="data/customers.csv", target="churned", id_columns=["customer_id"])
     config["registry"]["model_name"] = "customers-xgb"
     config["evaluate"]["binary"]["thresholds"] = {"roc_auc": {"threshold": 0.7}}
     config["tune"].update(max_boosting_rounds=60, early_stopping_rounds=10)
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
 
-    done = mlflow_run((root, env), "-e", "main", "-P", "n-trials=3", "-P", "result-file=chain.json")
+    done = mlflow_run((root, env), "-e", "main", "-P", "n-trials=3", "-P", "result-file=chain.json", config=None)
     assert done.returncode == 0, done.stderr[-3000:]
     chain = json.loads((root / "chain.json").read_text())
     assert chain["steps"][-1]["verdict"] == "promoted" and chain["steps"][-1]["model_name"] == "customers-xgb"
     customers(25, seed=6).drop(columns=["churned"]).to_csv(root / "data" / "new.csv", index=False)
     done = mlflow_run((root, env), "-e", "predict", "-P", f"input={root / 'data' / 'new.csv'}",
-                      "-P", f"output={root / 'scored.csv'}")
+                      "-P", f"output={root / 'scored.csv'}", config=None)
     assert done.returncode == 0, done.stderr[-3000:]
     scored = pd.read_csv(root / "scored.csv")
     assert len(scored) == 25 and {"customer_id", "prediction", "probability_1"} <= set(scored.columns)

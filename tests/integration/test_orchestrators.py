@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +15,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.lineage import CHAIN_TAG, STEP_TAG, upstream_tag
-from tests.conftest import REPO_ROOT, SMALL_OVERRIDES
+from tests.conftest import REPO_ROOT, SMALL_OVERRIDES, TEST_CONFIG
 
 pytestmark = pytest.mark.slow
 sys.path.insert(0, str(REPO_ROOT / "examples" / "orchestrators"))
-SMALL = tuple(arg for key, value in SMALL_OVERRIDES.items() for arg in ("--set", f"{key}={value}"))
+# The tests' config (configs/pipeline.yaml is the user's), with few, short trials.
+SMALL = ("--config", str(TEST_CONFIG),
+         *(arg for key, value in SMALL_OVERRIDES.items() for arg in ("--set", f"{key}={value}")))
 
 
 def test_the_prefect_flow_runs_the_chain_with_lineage_through_task_results(tracking_uri, tmp_path, monkeypatch):
@@ -63,7 +66,7 @@ def test_the_airflow_dag_runs_the_chain_with_lineage_through_xcom(tracking_uri, 
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "examples" / "orchestrators"),
            "PIPELINE_PYTHON": sys.executable, "PIPELINE_PROJECT_DIR": str(REPO_ROOT),
-           "PIPELINE_STEP_OPTIONS": " ".join(SMALL)}
+           "PIPELINE_STEP_OPTIONS": shlex.join(SMALL)}
     subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     done = subprocess.run([*airflow, "dags", "test", "mlflow_pipeline", "-c", json.dumps({"chain_id": "airflow-chain"})],
                           env=env, capture_output=True, text=True, timeout=600)

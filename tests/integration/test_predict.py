@@ -6,18 +6,19 @@ import pytest
 
 from pipeline import cli, predict
 from pipeline.chain import run_chain
+from pipeline.data import load_source
 from pipeline.lineage import ERROR_TAG, MODEL_VERSION_TAG, STEP_TAG
 from tests.conftest import DEFAULT_CONFIG
 
 
 @pytest.fixture
 def scored_chain(client, small_config, tmp_path):
+    """A champion, raw rows of the source table as a user has them (no target, no derived feature, an id column
+    the model does not know) and the registered model loaded in Python."""
     run_chain(small_config)
-    test_split = pd.read_parquet(next((tmp_path / "artifacts").rglob("test.parquet")))
-    raw = test_split.drop(columns=["target", "symmetry_texture_ratio"]).assign(customer_id=range(len(test_split)))
-    # The XGBoost model inside the registered pyfunc: its own predict_proba is the reference.
-    served = mlflow.pyfunc.load_model(f"models:/{small_config.registry.model_name}@champion")
-    return raw, served.unwrap_python_model().model
+    source = load_source(small_config.data).drop(columns=[small_config.data.target])
+    raw = source.sample(120, random_state=0).reset_index(drop=True).assign(customer_id=range(120))
+    return raw, mlflow.pyfunc.load_model(f"models:/{small_config.registry.model_name}@champion")
 
 
 def predict_cli(*args: str) -> int:
@@ -26,16 +27,19 @@ def predict_cli(*args: str) -> int:
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_predictions_equal_the_model_loaded_in_python(client, scored_chain, tmp_path, suffix):
-    raw, model = scored_chain
+    raw, loaded = scored_chain
     source, target = tmp_path / f"rows{suffix}", tmp_path / f"scored{suffix}"
     raw.to_csv(source, index=False) if suffix == ".csv" else raw.to_parquet(source, index=False)
     assert predict_cli("--input", str(source), "--output", str(target), "--chunk-rows", "17") == 0
     scored = pd.read_csv(target) if suffix == ".csv" else pd.read_parquet(target)
-    features = scored[list(model.feature_names_in_)]
-    expected = model.predict_proba(features)
+    expected = loaded.predict(raw)  # the raw rows, through MLflow's own schema enforcement
     assert len(scored) == len(raw) and scored["customer_id"].tolist() == raw["customer_id"].tolist()
-    assert scored["probability_1"].to_numpy() == pytest.approx(expected[:, 1], abs=1e-6)
-    assert scored["prediction"].tolist() == model.predict(features).tolist()
+    assert scored["probability_1"].to_numpy() == pytest.approx(expected["probability_1"].to_numpy(), abs=1e-6)
+    assert scored["prediction"].tolist() == expected["prediction"].tolist()
+    # ... and the same as the XGBoost model inside, given the features the model derives itself.
+    served = loaded.unwrap_python_model()
+    assert expected["probability_1"].to_numpy() == pytest.approx(
+        served.model.predict_proba(served.features(raw))[:, 1], abs=1e-6)
     (run,) = client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'predict'")
     assert run.data.tags[MODEL_VERSION_TAG] == "1" and run.data.metrics["n_rows"] == len(raw)
     assert [a.path for a in client.list_artifacts(run.info.run_id, "predictions")] == [f"predictions/{target.name}"]

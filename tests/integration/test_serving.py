@@ -17,31 +17,44 @@ import pytest
 
 from pipeline import cli
 from pipeline.chain import run_chain
-from tests.conftest import DEFAULT_CONFIG
+from tests.conftest import DEFAULT_CONFIG, REPO_ROOT, small_config_with
 from tests.integration.helpers import free_port, wait_for
 
 CHAMPION = "models:/{}@champion"
+CHURN_CSV = REPO_ROOT / "examples" / "churn.csv"
 
 
 @pytest.fixture
-def champion_and_rows(client, small_config, tmp_path) -> tuple[str, pd.DataFrame]:
-    """A promoted champion, and raw rows of the test split (as a user would send them: no derived feature)."""
-    run_chain(small_config)
-    test_split = pd.read_parquet(next((tmp_path / "artifacts").rglob("test.parquet")))
-    return CHAMPION.format(small_config.registry.model_name), test_split.drop(columns=["target"])
+def champion_and_rows(client) -> tuple[str, pd.DataFrame]:
+    """A champion trained on examples/churn.csv (text target yes/no, text categories, a date column, gaps), and
+    raw rows of that table as a user would send them: without the target, with missing values and a new
+    category."""
+    # No data.id_columns: the id is found (text with one distinct value per row), dropped, and optional.
+    config = small_config_with({"data.source": str(CHURN_CSV), "data.target": "churned",
+                                "registry.model_name": "churn-xgb",
+                                "evaluate.binary.thresholds": {}})
+    run_chain(config)
+    rows = pd.read_csv(CHURN_CSV).drop(columns=["churned"]).sample(50, random_state=3).reset_index(drop=True)
+    rows.loc[0, ["region", "tenure_months", "signup_date"]] = None
+    rows.loc[1, "plan"] = "enterprise"  # never seen in training: scored as missing
+    assert rows["signup_date"].notna().sum() > 40 and rows.isna().any().any()
+    return CHAMPION.format(config.registry.model_name), rows
 
 
-def test_the_registered_model_answers_with_classes_and_probabilities(champion_and_rows):
+def test_the_registered_model_answers_raw_rows_in_the_targets_labels(champion_and_rows):
     model_uri, rows = champion_and_rows
     served = mlflow.pyfunc.load_model(model_uri)
     answer = served.predict(rows)
-    assert list(answer.columns) == ["prediction", "probability_0", "probability_1"] and len(answer) == len(rows)
-    assert answer[["probability_0", "probability_1"]].sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-5)
-    classifier = served.unwrap_python_model().model
-    assert answer["probability_1"].to_numpy() == pytest.approx(classifier.predict_proba(rows)[:, 1], abs=1e-6)
-    assert answer["prediction"].tolist() == classifier.predict(rows).tolist()
-    outputs = mlflow.models.get_model_info(model_uri).signature.outputs.input_names()
-    assert outputs == ["prediction", "probability_0", "probability_1"]
+    assert list(answer.columns) == ["prediction", "probability_no", "probability_yes"] and len(answer) == len(rows)
+    assert set(answer["prediction"]) <= {"yes", "no"} and answer["prediction"].nunique() == 2
+    assert answer[["probability_no", "probability_yes"]].sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-5)
+    assert (answer["prediction"] == "yes").tolist() == (answer["probability_yes"] > 0.5).tolist()
+    info = mlflow.models.get_model_info(model_uri)
+    assert info.signature.outputs.input_names() == ["prediction", "probability_no", "probability_yes"]
+    # The signature is the raw table's: the date as text, the id optional (the model ignores it), no date parts.
+    inputs = {column.name: column for column in info.signature.inputs.inputs}
+    assert set(inputs) == set(rows.columns) and not inputs["customer_id"].required
+    assert inputs["signup_date"].type.name == "string" and inputs["plan"].type.name == "string"
 
 
 def _answers(url: str) -> bool:
@@ -63,8 +76,8 @@ def _post(url: str, payload: dict) -> dict:
 def test_the_served_champion_answers_like_batch_prediction(champion_and_rows, tracking_uri, tmp_path):
     model_uri, rows = champion_and_rows
     rows.to_csv(tmp_path / "rows.csv", index=False)
-    assert cli.main(["predict", "--config", str(DEFAULT_CONFIG), "--input", str(tmp_path / "rows.csv"),
-                     "--output", str(tmp_path / "scored.csv")]) == 0
+    assert cli.main(["predict", "--config", str(DEFAULT_CONFIG), "--set", "registry.model_name=churn-xgb",
+                     "--input", str(tmp_path / "rows.csv"), "--output", str(tmp_path / "scored.csv")]) == 0
     batch = pd.read_csv(tmp_path / "scored.csv")
 
     port = free_port()
@@ -74,7 +87,7 @@ def test_the_served_champion_answers_like_batch_prediction(champion_and_rows, tr
         # The server is started through `uvicorn`, looked up on PATH: the environment's own bin folder first.
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
         server = subprocess.Popen(command, env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path},
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd="/")
     try:
         wait_for(lambda: server.poll() is not None or _answers(f"http://127.0.0.1:{port}/ping"), timeout=120)
         assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
@@ -85,8 +98,8 @@ def test_the_served_champion_answers_like_batch_prediction(champion_and_rows, tr
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
     assert len(served) == len(batch) == len(rows)
-    assert served["prediction"].tolist() == batch["prediction"].tolist()
-    for column in ("probability_0", "probability_1"):
+    assert served["prediction"].tolist() == batch["prediction"].tolist() and set(served["prediction"]) == {"yes", "no"}
+    for column in ("probability_no", "probability_yes"):
         assert served[column].to_numpy() == pytest.approx(batch[column].to_numpy(), abs=1e-6)
     # The model logs every request through loguru, in the server's own output.
     assert f"scored {len(rows)} rows" in (tmp_path / "serve.log").read_text()

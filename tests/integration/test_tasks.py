@@ -14,11 +14,11 @@ from pipeline import cli
 from pipeline.chain import run_chain
 from pipeline.config import load_config
 from pipeline.lineage import STEP_TAG, TASK_TAG
-from tests.conftest import DEFAULT_CONFIG, REPO_ROOT, SMALL_OVERRIDES
+from tests.conftest import DEFAULT_CONFIG, SMALL_OVERRIDES, TEST_CONFIGS
 
 
 def config_for(name: str, **overrides):
-    return load_config(REPO_ROOT / "configs" / f"{name}.yaml", {**SMALL_OVERRIDES, **overrides})
+    return load_config(TEST_CONFIGS / f"{name}.yaml", {**SMALL_OVERRIDES, **overrides})
 
 
 def schema_of(client, run_id: str) -> dict:

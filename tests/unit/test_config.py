@@ -5,7 +5,7 @@ import yaml
 
 from pipeline.config import apply_overrides, load_config
 from pipeline.errors import ConfigError
-from tests.conftest import DEFAULT_CONFIG
+from tests.conftest import DEFAULT_CONFIG, REPO_ROOT, TEST_CONFIGS
 
 
 def test_default_config_is_valid_and_typed():
@@ -86,11 +86,20 @@ def test_an_extends_loop_and_a_missing_base_are_errors(tmp_path: Path):
 
 
 @pytest.mark.parametrize("name", ["wine", "diabetes", "churn"])
-def test_shipped_example_configs_are_valid(name):
-    config = load_config(DEFAULT_CONFIG.parent / f"{name}.yaml")
+def test_example_configs_extend_the_base_and_differ_from_it(name):
+    config = load_config(TEST_CONFIGS / f"{name}.yaml")
     assert config.registry.model_name != load_config(DEFAULT_CONFIG).registry.model_name
+    assert config.tune == load_config(DEFAULT_CONFIG).tune  # the rest comes from the base
+
+
+def test_the_projects_configs_are_valid():
+    """configs/ is the user's to edit (this is a template): whatever it holds must load, whatever it says."""
+    shipped = sorted((REPO_ROOT / "configs").glob("*.yaml"))
+    assert REPO_ROOT / "configs" / "pipeline.yaml" in shipped  # the config the CLI and MLproject default to
+    for path in shipped:
+        load_config(path)
 
 
 def test_the_target_cannot_be_a_feature():
-    with pytest.raises(ConfigError, match="`data`: the target 'target' cannot also be an id column"):
+    with pytest.raises(ConfigError, match="`data`: the target 'target' cannot also be an id, feature, datetime or categorical column"):
         load_config(DEFAULT_CONFIG, {"data.id_columns": "[target]"})

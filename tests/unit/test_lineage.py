@@ -4,7 +4,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from pipeline.config import load_config
 from pipeline.errors import UpstreamError
+from tests.conftest import DEFAULT_CONFIG
 from pipeline.lineage import STEP_TAG, follow_lineage, latest_finished_run, resolve_upstream, upstream_tag
 
 EXPERIMENT = "0"
@@ -121,7 +123,19 @@ def test_a_code_change_invalidates_only_the_steps_that_run_that_code(tmp_path, m
     after = {step: cache.code_digest(step) for step in before}
     cache.code_digest.cache_clear()
     assert {step for step in before if before[step] != after[step]} == {"train"}
-    (package / "features.py").write_text((package / "features.py").read_text() + "\n# changed\n")
+    (package / "transform.py").write_text((package / "transform.py").read_text() + "\n# changed\n")
     changed = {step for step in before if cache.code_digest(step) != after[step]}
     cache.code_digest.cache_clear()
-    assert "preprocess" in changed  # the feature hook is preprocess's code
+    assert "preprocess" in changed and "evaluate" in changed  # the raw-row code of preprocess and of the model
+
+
+def test_editing_the_feature_hook_changes_only_preprocess_fingerprint(tmp_path):
+    from pipeline import cache
+
+    hook = tmp_path / "hook.py"
+    hook.write_text("def derive_features(frame):\n    return frame\n")
+    config = load_config(DEFAULT_CONFIG, {"features.hook": str(hook)})
+    before = {step: cache.step_fingerprint(step, config, {}) for step in ("preprocess", "tune", "train")}
+    hook.write_text("def derive_features(frame):\n    return frame.assign(one=1)\n")
+    after = {step: cache.step_fingerprint(step, config, {}) for step in before}
+    assert {step for step in before if before[step] != after[step]} == {"preprocess"}

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.config import load_config
+from pipeline.config import DataConfig, load_config
 from pipeline.errors import ConfigError, DataError
 from pipeline.schema import build_schema, conform
 from tests.conftest import DEFAULT_CONFIG
@@ -41,7 +41,8 @@ def test_an_override_is_accepted_or_refused_naming_its_key(key, value):
 def schema():
     frame = pd.DataFrame({"size": [1.0, 2.5, np.nan, 4.0], "color": ["red", "blue", None, "red"],
                           "count": [1, 2, 3, 4], "y": [0, 1, 0, 1]})
-    return build_schema(frame, "y", "binary", [0, 1], "data")
+    return build_schema(frame, frame, DataConfig(source="x.csv", target="y"), ("binary", [0, 1], 1), False,
+                        "data")[0]
 
 
 CELLS = st.one_of(st.none(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=False),

@@ -85,3 +85,18 @@ def test_only_in_memory_studies_are_seeded(small_config, tmp_path):
     stored = with_tune(small_config, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     draws = [open_study(stored, f"s{i}").sampler._rng.rng.random() for i in range(2)]
     assert draws[0] != draws[1]
+
+
+def test_a_trial_left_before_its_first_heartbeat_is_failed_after_the_grace_period(small_config, tmp_path):
+    # A worker killed between creating a trial and its first heartbeat: Optuna alone leaves it RUNNING for ever.
+    import time
+
+    from pipeline.study import open_study
+
+    stored = with_tune(small_config, storage=f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_s=1)
+    study = open_study(stored, "orphan")
+    orphan = study.ask()
+    assert study._storage._get_stale_trial_ids(study._study_id) == []  # within the grace period: maybe alive
+    time.sleep(2.2)
+    optuna.storages.fail_stale_trials(study)
+    assert study.trials[orphan.number].state == optuna.trial.TrialState.FAIL

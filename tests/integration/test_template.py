@@ -1,0 +1,89 @@
+"""The repository used as a template: a user edits configs/pipeline.yaml for their own table and replaces the
+feature hook pipeline/features.py; the project's own tests must still pass, since they use tests/configs and
+tests/hooks, never what configs/ or pipeline/features.py say."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+# A user's complete config for another table (no `extends`): scikit-learn's wine, three classes, its own model name.
+USER_CONFIG = """\
+experiment: Default
+data:
+  source: sklearn:wine
+  target: target
+  task: multiclass
+features:
+  derived: true
+  hook: pipeline/features.py
+split: {test_size: 0.25, validation_size: 0.2, seed: 7, stratify: true}
+tune:
+  n_trials: 10
+  max_boosting_rounds: 200
+  early_stopping_rounds: 20
+  search_space:
+    max_depth: {low: 2, high: 6}
+    learning_rate: {low: 0.05, high: 0.3, log: true}
+registry:
+  model_name: wine-xgb
+evaluate:                          # all three tasks' gates, as in the shipped config (configs/churn.yaml and the
+  binary:                          # like extend this file and state only thresholds)
+    thresholds: {roc_auc: {threshold: 0.9}}
+    compare_metric: roc_auc
+  multiclass:
+    thresholds:
+      accuracy_score: {threshold: 0.85}
+      f1_score: {threshold: 0.85}
+    compare_metric: f1_score
+  regression:
+    thresholds: {r2_score: {threshold: 0.2}}
+    compare_metric: root_mean_squared_error
+"""
+USER_HOOK = "def derive_features(frame):\n    return frame\n"
+
+
+def copy_repository(root: Path) -> None:
+    """What a clone holds: tracked files and untracked ones git does not ignore (no .venv, .git, mlflow.db)."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO_ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO_ROOT / name
+        if source.is_file():  # a tracked file deleted in the working tree is not copied
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    # A clone is a git repository (test_deploy asks git whether deploy/.env is ignored).
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+
+
+def test_the_projects_tests_pass_after_the_user_replaces_the_config_and_the_hook(tmp_path):
+    root = tmp_path / "my-project"
+    copy_repository(root)
+    (root / "configs" / "pipeline.yaml").write_text(USER_CONFIG)
+    (root / "pipeline" / "features.py").write_text(USER_HOOK)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "PYTEST_"))}
+    env.update(PYTHONPATH=str(root), MLFLOW_DISABLE_TELEMETRY="true")
+
+    # The copy's package, not the editable install's (which points at this checkout), is the one imported.
+    probe = subprocess.run([sys.executable, "-c", "import pipeline, tests; print(pipeline.__file__, tests.__file__)"],
+                           cwd=root, env=env, capture_output=True, text=True, check=True)
+    assert probe.stdout.split() == [str(root / "pipeline" / "__init__.py"), str(root / "tests" / "__init__.py")]
+
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "pytest", "-m", "not slow", "-q", "-p", "no:cacheprovider"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=1800)
+    print(f"the project's fast tests in the copy took {time.monotonic() - started:.0f} s")
+    output = done.stdout + done.stderr
+    summary = output.strip().splitlines()[-1] if output.strip() else ""
+    assert done.returncode == 0, output[-5000:]
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, output[-5000:]

@@ -1,0 +1,142 @@
+"""`python -m pipeline init-config`: a config written from a table, with the pipeline's own rules, that validates."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline import cli, init_config
+from pipeline.config import load_config
+from pipeline.errors import ConfigError, DataError
+from tests.conftest import TEST_CONFIG
+
+ROWS = 60  # >= 20 values: an id column is found
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder: configs/pipeline.yaml (the tests' base config) and a customer table with a text target."""
+    (tmp_path / "configs").mkdir()
+    shutil.copyfile(TEST_CONFIG, tmp_path / "configs" / "pipeline.yaml")
+    rng = np.random.default_rng(0)
+    spend = rng.normal(50, 10, ROWS).round(2)
+    spend[::7] = np.nan
+    pd.DataFrame({
+        "customer_id": [f"C{i:04d}" for i in range(1, ROWS + 1)],
+        "plan": rng.choice(["basic", "plus", "pro"], ROWS),
+        "signup_date": pd.date_range("2022-01-03", periods=ROWS, freq="5D").strftime("%Y-%m-%d"),
+        "monthly_spend": spend,
+        "churned": rng.choice(["yes", "no"], ROWS),
+    }).to_csv(tmp_path / "customers.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    return tmp_path
+
+
+def write_table(folder: Path, target) -> Path:
+    path = folder / "numbers.csv"
+    pd.DataFrame({"x": np.arange(len(target)) % 7, "target": target}).to_csv(path, index=False)
+    return path
+
+
+def test_a_text_target_gives_a_binary_config_that_loads(project: Path):
+    decided = init_config.run(str(project / "customers.csv"), "churned", configs_dir=project / "configs")
+    path = project / "configs" / "customers.yaml"
+    assert decided["path"] == str(path) and decided["name"] == "customers"
+    config = load_config(path)  # validates: extends the base, every key known
+    assert config.data.task == "binary"
+    assert config.data.positive_class == "yes" and isinstance(config.data.positive_class, str)
+    assert config.data.id_columns == ["customer_id"]
+    assert config.data.datetime_columns == ["signup_date"]
+    assert config.data.target == "churned" and config.data.source == str(project / "customers.csv")
+    assert config.registry.model_name == "customers-xgb"
+    gates = config.evaluate.binary.thresholds
+    assert gates["roc_auc"].threshold == 0.75 and gates["accuracy_score"].threshold == 0.7
+    assert config.tune.n_trials == load_config(project / "configs" / "pipeline.yaml").tune.n_trials  # inherited
+    text = path.read_text()
+    assert text.startswith("#") and "extends: pipeline.yaml" in text
+    assert "positive_class: 'yes'" in text and "raise these once you know what your data allows" in text
+    assert "customer_id" in text.split("id_columns:")[0]  # the comment above says why it is an id
+    assert not list((project / "configs").glob(".*.tmp"))
+
+
+def test_the_cli_writes_the_config_and_prints_the_next_command(project: Path, capsys, monkeypatch):
+    # It needs no tracking store: an unreachable one would be exit code 4 for a step.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    assert cli.main(["init-config", "--source", "customers.csv", "--target", "churned", "--name", "churn"]) == 0
+    out = capsys.readouterr().out
+    assert "configs/churn.yaml" in out and "binary" in out and "customer_id" in out and "signup_date" in out
+    assert "mlflow run . -e main --env-manager local -P config=configs/churn.yaml" in out
+    assert load_config("configs/churn.yaml").registry.model_name == "churn-xgb"
+
+
+def test_an_existing_file_is_replaced_only_with_overwrite(project: Path):
+    arguments = ["init-config", "--source", "customers.csv", "--target", "churned"]
+    assert cli.main(arguments) == 0
+    written = (project / "configs" / "customers.yaml").read_text()
+    (project / "configs" / "customers.yaml").write_text(written + "# mine\n")
+    assert cli.main(arguments) == 2
+    assert (project / "configs" / "customers.yaml").read_text().endswith("# mine\n")
+    assert cli.main([*arguments, "--overwrite"]) == 0
+    assert (project / "configs" / "customers.yaml").read_text() == written
+    with pytest.raises(ConfigError, match="exists"):
+        init_config.run("customers.csv", "churned", configs_dir=project / "configs")
+    assert cli.main([*arguments, "--name", "pipeline", "--overwrite"]) == 2  # never the base config
+
+
+def test_a_missing_source_or_target_column_is_exit_code_2(project: Path):
+    assert cli.main(["init-config", "--source", "nope.csv", "--target", "churned"]) == 2
+    assert cli.main(["init-config", "--source", "customers.csv", "--target", "nope"]) == 2
+    assert cli.main(["init-config", "--source", "customers.csv"]) == 2
+    assert sorted(path.name for path in (project / "configs").iterdir()) == ["pipeline.yaml"]
+    with pytest.raises(DataError, match="target column 'nope'"):
+        init_config.run("customers.csv", "nope", configs_dir=project / "configs")
+
+
+def test_integer_labels_0_to_2_give_multiclass_with_its_gates(project: Path):
+    source = write_table(project, [0, 1, 2] * 20)
+    decided = init_config.run(str(source), "target", name="Digits_3", configs_dir=project / "configs")
+    config = load_config(decided["path"])
+    assert config.data.task == "multiclass" and config.data.positive_class is None
+    assert set(config.evaluate.multiclass.thresholds) == {"accuracy_score", "f1_score"}
+    assert config.registry.model_name == "Digits_3-xgb"
+    assert "positive_class" not in Path(decided["path"]).read_text()
+
+
+def test_a_float_target_gives_regression(project: Path):
+    source = write_table(project, np.linspace(0.5, 99.5, 60))
+    config = load_config(init_config.run(str(source), "target", configs_dir=project / "configs")["path"])
+    assert config.data.task == "regression"
+    assert config.evaluate.regression.thresholds["r2_score"].threshold == 0.2
+
+
+@pytest.mark.parametrize(("labels", "positive"), [([2, 5] * 30, 5), ([0, 1] * 30, 1), ([True, False] * 30, True),
+                                                 (["no", "on"] * 30, "on")])
+def test_the_positive_class_keeps_its_type(project: Path, labels, positive):
+    source = write_table(project, labels)
+    path = init_config.run(str(source), "target", name="labels", force=True, configs_dir=project / "configs")["path"]
+    read = load_config(path).data.positive_class
+    assert read == positive and type(read) is type(positive)
+
+
+@pytest.mark.parametrize(("source", "table", "name"), [
+    ("data/My Customers (2024).csv", None, "my-customers-2024"),
+    ("https://example.com/x/Churn.parquet?raw=1", None, "churn"),
+    ("s3://bucket/key/customers.csv", None, "customers"),
+    ("sklearn:breast_cancer", None, "breast-cancer"),
+    ("postgresql://user:secret@db/shop", "public.Orders", "public-orders"),
+])
+def test_the_default_name(source, table, name):
+    assert init_config.default_name(source, table) == name
+
+
+def test_odd_values_round_trip_through_the_yaml():
+    scaffold = init_config.Scaffold(name="x", source="a: b #c.csv", target="on", task="binary", task_reason="r",
+                                    n_rows=40, label_counts=[("no", 20), ("yes", 20)], positive_class="yes",
+                                    positive_reason="r", id_columns=["null", "id: 1"], query="SELECT *\nFROM t")
+    data = yaml.safe_load(init_config.render(scaffold))["data"]
+    assert data["source"] == "a: b #c.csv" and data["target"] == "on" and data["positive_class"] == "yes"
+    assert data["id_columns"] == ["null", "id: 1"] and data["query"] == "SELECT *\nFROM t"
