@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# What only `make test` / `make lint` need (pytest, hypothesis, moto, Prefect, ruff, mypy) and `make server` needs
+# (Flask-WTF) comes on top, so `make run` installs the pipeline's own dependencies only.
+TEST_STAMP := $(VENV)/.installed-test
+SERVER_STAMP := $(VENV)/.installed-server
 # Airflow cannot share the pipeline's environment (it pins fastapi < 0.137, Prefect needs >= 0.139): the Airflow
 # example is tested from an environment of its own, pinned in examples/orchestrators/airflow-requirements.txt.
 AIRFLOW_VENV ?= .venv-airflow
@@ -26,7 +30,7 @@ SERVER_ARGS ?=
 MODEL_URI ?= $(shell $(BIN)/python -c 'from pipeline.config import load_config; r = load_config().registry; \
 	print(f"models:/{r.model_name}@{r.champion_alias}")')
 
-.PHONY: help install run test test-fast bench serve server ui clean
+.PHONY: help install run test test-fast lint bench serve server ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,7 +38,15 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(SERVER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[server]'
 	touch $@
 
 $(AIRFLOW_STAMP): examples/orchestrators/airflow-requirements.txt
@@ -43,16 +55,22 @@ $(AIRFLOW_STAMP): examples/orchestrators/airflow-requirements.txt
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r $<
 	touch $@
 
-install: $(STAMP) ## create .venv and install the pinned packages
+install: $(STAMP) ## create .venv and install the pipeline's pinned packages (no test tools)
 
 run: $(STAMP) ## run the whole chain (entry point main) through `mlflow run`
 	$(BIN)/mlflow run . -e main --env-manager local $(MLFLOW_RUN_ARGS)
 
-test: $(STAMP) $(AIRFLOW_STAMP) ## run all tests, the slow end-to-end ones included
+test: $(TEST_STAMP) $(AIRFLOW_STAMP) ## run all tests, the slow end-to-end ones included
 	AIRFLOW_PYTHON=$(CURDIR)/$(AIRFLOW_VENV)/bin/python $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## run the tests not marked slow
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+# test_template.py reads the selection from the recipe below: it runs the same tests in a copy of the repository.
+test-fast: $(TEST_STAMP) ## unit tests and light in-process checks (no model trained, no server): under a minute
+	$(BIN)/python -m pytest -m "not slow and not heavy" $(PYTEST_ARGS)
+
+lint: $(TEST_STAMP) ## ruff (lint and format check) on the tree, mypy on pipeline/ (settings in pyproject.toml)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: $(STAMP) ## run every benchmark and write the figures into docs/benchmarks.md (minutes; quiet machine)
 	$(BIN)/python benchmarks/run_all.py
@@ -60,7 +78,7 @@ bench: $(STAMP) ## run every benchmark and write the figures into docs/benchmark
 serve: $(STAMP) ## serve the champion over HTTP on 127.0.0.1:5001 (PORT=... for another)
 	$(BIN)/mlflow models serve -m "$(MODEL_URI)" --env-manager local --host 127.0.0.1 --port $(PORT)
 
-server: $(STAMP) ## start a tracking server on PostgreSQL (BACKEND_STORE_URI, ARTIFACTS; SERVER_ARGS=--auth)
+server: $(SERVER_STAMP) ## start a tracking server on PostgreSQL (BACKEND_STORE_URI, ARTIFACTS; SERVER_ARGS=--auth)
 	$(BIN)/python deploy/tracking_server.py --backend-store-uri "$(BACKEND_STORE_URI)" \
 		--artifacts-destination "$(ARTIFACTS)" --port $(SERVER_PORT) $(SERVER_ARGS)
 

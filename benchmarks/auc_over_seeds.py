@@ -26,9 +26,9 @@ def main() -> None:
     args = parser.parse_args()
     from loguru import logger
 
-    from pipeline.chain import run_chain
     from pipeline.cli import quiet_libraries
     from pipeline.config import load_config
+    from pipeline.steps.chain import run_chain
 
     logger.remove()
     quiet_libraries()
@@ -43,8 +43,11 @@ def main() -> None:
             elapsed = time.perf_counter() - started
         auc = result.step("train").metrics["test_roc_auc"]
         aucs.append(auc)
-        print(f"split seed {seed}: test ROC AUC {auc:.4f}  chain {elapsed:.1f} s  verdict {result.step('evaluate').verdict}",
-              flush=True)
+        print(
+            f"split seed {seed}: test ROC AUC {auc:.4f}  chain {elapsed:.1f} s  "
+            f"verdict {result.step('evaluate').verdict}",
+            flush=True,
+        )
     print(f"mean test ROC AUC over {len(aucs)} seeds: {statistics.mean(aucs):.4f} (min {min(aucs):.4f})")
 
 

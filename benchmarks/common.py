@@ -13,8 +13,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-             "PIPELINE_LOG_LEVEL": "WARNING"}
+QUIET_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "PIPELINE_LOG_LEVEL": "WARNING",
+}
 
 
 @dataclass
@@ -26,9 +29,11 @@ class Measured:
 
 # Runs a command and writes the peak RSS (KiB) of its largest process: a fresh parent, so that earlier children
 # do not count (RUSAGE_CHILDREN keeps the maximum over every child a process ever waited for).
-_PEAK_WRAPPER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[2:]); "
-                 "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
-                 "sys.exit(code)")
+_PEAK_WRAPPER = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[2:]); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
+    "sys.exit(code)"
+)
 
 
 def run_measured(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> Measured:
@@ -37,8 +42,13 @@ def run_measured(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> M
         started = time.perf_counter()
         # The environment's own bin folder first, as `make` does: `mlflow run` starts `python -m pipeline`.
         path = f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        done = subprocess.run([PYTHON, "-c", _PEAK_WRAPPER, peak.name, *command], cwd=cwd,
-                              env={**os.environ, **QUIET_ENV, "PATH": path, **env}, capture_output=True, text=True)
+        done = subprocess.run(
+            [PYTHON, "-c", _PEAK_WRAPPER, peak.name, *command],
+            cwd=cwd,
+            env={**os.environ, **QUIET_ENV, "PATH": path, **env},
+            capture_output=True,
+            text=True,
+        )
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -51,7 +61,10 @@ def fresh_store() -> tuple[str, Path]:
     """A temporary folder holding an empty SQLite tracking store whose schema is already created."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
-        subprocess.run([PYTHON, "-c", f"from mlflow.tracking import MlflowClient; MlflowClient('{uri}')"
-                        ".search_experiments()"], check=True, capture_output=True,
-                       env={**os.environ, **QUIET_ENV})
+        subprocess.run(
+            [PYTHON, "-c", f"from mlflow.tracking import MlflowClient; MlflowClient('{uri}').search_experiments()"],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **QUIET_ENV},
+        )
         yield uri, Path(tmp)

@@ -32,21 +32,39 @@ def _fill(uri: str, experiment_id: str, runs: int) -> str:
         step = STEPS[i % len(STEPS)]
         status = "FAILED" if i % 17 == 0 else "RUNNING" if i % 29 == 0 else "FINISHED"
         start = now - (runs - i) * 1000
-        rows.append({"run_uuid": run_id, "name": f"{step}-{i}", "source_type": "LOCAL", "source_name": "",
-                     "entry_point_name": "", "user_id": "bench", "status": status, "start_time": start,
-                     "end_time": None if status == "RUNNING" else start + 500, "source_version": "",
-                     "lifecycle_stage": "active", "artifact_uri": f"file:///tmp/{run_id}",
-                     "experiment_id": int(experiment_id)})
-        tags += [{"key": "pipeline.step", "value": step, "run_uuid": run_id},
-                 {"key": "mlflow.runName", "value": f"{step}-{i}", "run_uuid": run_id}]
+        rows.append(
+            {
+                "run_uuid": run_id,
+                "name": f"{step}-{i}",
+                "source_type": "LOCAL",
+                "source_name": "",
+                "entry_point_name": "",
+                "user_id": "bench",
+                "status": status,
+                "start_time": start,
+                "end_time": None if status == "RUNNING" else start + 500,
+                "source_version": "",
+                "lifecycle_stage": "active",
+                "artifact_uri": f"file:///tmp/{run_id}",
+                "experiment_id": int(experiment_id),
+            }
+        )
+        tags += [
+            {"key": "pipeline.step", "value": step, "run_uuid": run_id},
+            {"key": "mlflow.runName", "value": f"{step}-{i}", "run_uuid": run_id},
+        ]
         if step == "tune" and status == "FINISHED" and start > newest:
             expected, newest = run_id, start
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, "
-            "start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) VALUES (:run_uuid, "
-            ":name, :source_type, :source_name, :entry_point_name, :user_id, :status, :start_time, :end_time, "
-            ":source_version, :lifecycle_stage, :artifact_uri, :experiment_id)"), rows)
+        connection.execute(
+            text(
+                "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, "
+                "start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) "
+                "VALUES (:run_uuid, :name, :source_type, :source_name, :entry_point_name, :user_id, :status, "
+                ":start_time, :end_time, :source_version, :lifecycle_stage, :artifact_uri, :experiment_id)"
+            ),
+            rows,
+        )
         connection.execute(text("INSERT INTO tags (key, value, run_uuid) VALUES (:key, :value, :run_uuid)"), tags)
     with engine.begin() as connection:
         connection.execute(text("ANALYZE"))  # the statistics a live store has; a bulk insert leaves none
@@ -58,7 +76,7 @@ def lookup_ms(uri: str, runs: int, repeats: int = 25) -> float:
     """Median milliseconds of one upstream lookup in an experiment holding `runs` runs."""
     from mlflow.tracking import MlflowClient
 
-    from pipeline.lineage import latest_finished_run
+    from pipeline.tracking.lookup import latest_finished_run
 
     client = MlflowClient(uri)
     experiment_id = client.create_experiment(f"lookup-{runs}-{uuid.uuid4().hex[:6]}")

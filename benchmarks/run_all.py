@@ -24,22 +24,38 @@ def benchmarks(quick: bool) -> list[tuple[str, list[str], str]]:
     """(what, script + arguments, target)"""
     return [
         ("end to end, breast cancer, 50 trials", ["chain.py"], "< 22 s through `mlflow run -e main`"),
-        ("test ROC AUC over split seeds", ["auc_over_seeds.py", *(["--seeds", "1", "2"] if quick else [])],
-         "mean >= 0.99"),
-        ("tracking overhead of tuning (100 trials) and PostgreSQL workers",
-         ["tuning_overhead.py", "--repeats", "1" if quick else "2"], "ratio <= 1.25; 2 workers >= 1.7x"),
+        (
+            "test ROC AUC over split seeds",
+            ["auc_over_seeds.py", *(["--seeds", "1", "2"] if quick else [])],
+            "mean >= 0.99",
+        ),
+        (
+            "tracking overhead of tuning (100 trials) and PostgreSQL workers",
+            ["tuning_overhead.py", "--repeats", "1" if quick else "2"],
+            "ratio <= 1.25; 2 workers >= 1.7x",
+        ),
         ("upstream lookup", ["lookup.py", *(["--sizes", "10", "1000"] if quick else [])], "< 50 ms at 10,000 runs"),
-        ("serving latency, single raw rows over HTTP (hook, dates and labels inside the model)",
-         ["serving_latency.py", *(["--requests", "200"] if quick else [])], "measured and reported"),
-        ("scale, make_classification x 30 features, 10 trials",
-         ["scale.py", *(["--rows", "100000"] if quick else [])], "peak < 4 GB"),
+        (
+            "serving latency, single raw rows over HTTP (hook, dates and labels inside the model)",
+            ["serving_latency.py", *(["--requests", "200"] if quick else [])],
+            "measured and reported",
+        ),
+        (
+            "scale, make_classification x 30 features, 10 trials",
+            ["scale.py", *(["--rows", "100000"] if quick else [])],
+            "peak < 4 GB",
+        ),
     ]
 
 
 def run(script: list[str]) -> tuple[str, float]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(HERE / script[0]), *script[1:]], capture_output=True, text=True,
-                          env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    done = subprocess.run(
+        [sys.executable, str(HERE / script[0]), *script[1:]],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
     figures = [line.strip() for line in done.stdout.splitlines() if line.strip()]
     if done.returncode != 0:
         figures.append(f"FAILED (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
@@ -56,9 +72,11 @@ def main() -> None:
         figures, seconds = run(script)
         print(figures.replace("<br>", "\n"), flush=True)
         rows.append(f"| {what} | `.venv/bin/python benchmarks/{' '.join(script)}` | {figures} | {target} |")
-    stamp = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()} ({os.cpu_count()} cores, Python "
-             f"{platform.python_version()}){' with --quick sizes' if args.quick else ''}, by "
-             "`.venv/bin/python benchmarks/run_all.py`:")
+    stamp = (
+        f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()} ({os.cpu_count()} cores, Python "
+        f"{platform.python_version()}){' with --quick sizes' if args.quick else ''}, by "
+        "`.venv/bin/python benchmarks/run_all.py`:"
+    )
     block = "\n".join([BEGIN, stamp, "", *rows, END])
     text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text:

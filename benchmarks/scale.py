@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PYTHON, ROOT, fresh_store, run_measured  # noqa: E402
+from common import PYTHON, ROOT, fresh_store, run_measured
 
 STEPS = ("preprocess", "tune", "train", "evaluate")
 
@@ -21,8 +21,7 @@ def write_table(path: Path, rows: int, features: int) -> None:
     import pandas as pd
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(n_samples=rows, n_features=features, n_informative=features // 3,
-                               random_state=0)
+    x, y = make_classification(n_samples=rows, n_features=features, n_informative=features // 3, random_state=0)
     frame = pd.DataFrame(x.astype("float32"), columns=[f"f{i}" for i in range(features)]).assign(target=y)
     frame.to_parquet(path, index=False)
 
@@ -32,8 +31,16 @@ def measure(rows: int, features: int, trials: int) -> dict[str, tuple[float, flo
     with fresh_store() as (uri, folder):
         table = folder / "table.parquet"
         write_table(table, rows, features)
-        options = ["--config", str(ROOT / "configs" / "pipeline.yaml"), "--set", f"data.source={table}",
-                   "--set", "registry.model_name=scale-xgb", "--n-trials", str(trials)]
+        options = [
+            "--config",
+            str(ROOT / "configs" / "pipeline.yaml"),
+            "--set",
+            f"data.source={table}",
+            "--set",
+            "registry.model_name=scale-xgb",
+            "--n-trials",
+            str(trials),
+        ]
         figures = {}
         for step in STEPS:
             measured = run_measured([PYTHON, "-m", "pipeline", step, *options], {"MLFLOW_TRACKING_URI": uri})

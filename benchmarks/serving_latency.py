@@ -23,11 +23,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PYTHON, QUIET_ENV, ROOT, fresh_store, run_measured  # noqa: E402
+from common import PYTHON, QUIET_ENV, ROOT, fresh_store, run_measured
 
 MLFLOW = str(Path(PYTHON).parent / "mlflow")
-TABLES = {"breast cancer": ("configs/pipeline.yaml", "breast-cancer-xgb"),
-          "churn (dates, categories, text labels)": ("configs/churn.yaml", "churn-xgb")}
+TABLES = {
+    "breast cancer": ("configs/pipeline.yaml", "breast-cancer-xgb"),
+    "churn (dates, categories, text labels)": ("configs/churn.yaml", "churn-xgb"),
+}
 
 
 def free_port() -> int:
@@ -38,9 +40,11 @@ def free_port() -> int:
 
 def raw_rows(config: str) -> list[dict]:
     """Rows of the source table as a client sends them (no target), JSON-ready."""
-    code = ("import sys, json; from pipeline.config import load_config; from pipeline.data import load_source; "
-            "c = load_config(sys.argv[1]); f = load_source(c.data).drop(columns=[c.data.target]).head(200); "
-            "print(f.to_json(orient='records'))")
+    code = (
+        "import sys, json; from pipeline.config import load_config; from pipeline.data.sources import load_source; "
+        "c = load_config(sys.argv[1]); f = load_source(c.data).drop(columns=[c.data.target]).head(200); "
+        "print(f.to_json(orient='records'))"
+    )
     done = subprocess.run([PYTHON, "-c", code, config], cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
@@ -69,14 +73,22 @@ def over_http(port: int, rows: list[dict], requests: int) -> list[float]:
 
 
 def in_python(uri: str, model_uri: str, rows: list[dict], requests: int) -> str:
-    code = ("import sys, json, time, statistics, mlflow, pandas as pd; mlflow.set_tracking_uri(sys.argv[1]); "
-            "m = mlflow.pyfunc.load_model(sys.argv[2]); rows = json.loads(sys.stdin.read()); n = int(sys.argv[3]); "
-            "frames = [pd.DataFrame([r]) for r in rows]; m.predict(frames[0]); t = []\n"
-            "for i in range(n):\n    s = time.perf_counter(); m.predict(frames[i % len(frames)]); "
-            "t.append((time.perf_counter() - s) * 1000)\n"
-            "t.sort(); print(t[len(t) // 2], t[min(len(t) - 1, int(len(t) * 0.99))])")
-    done = subprocess.run([PYTHON, "-c", code, uri, model_uri, str(requests)], input=json.dumps(rows), cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, **QUIET_ENV})
+    code = (
+        "import sys, json, time, statistics, mlflow, pandas as pd; mlflow.set_tracking_uri(sys.argv[1]); "
+        "m = mlflow.pyfunc.load_model(sys.argv[2]); rows = json.loads(sys.stdin.read()); n = int(sys.argv[3]); "
+        "frames = [pd.DataFrame([r]) for r in rows]; m.predict(frames[0]); t = []\n"
+        "for i in range(n):\n    s = time.perf_counter(); m.predict(frames[i % len(frames)]); "
+        "t.append((time.perf_counter() - s) * 1000)\n"
+        "t.sort(); print(t[len(t) // 2], t[min(len(t) - 1, int(len(t) * 0.99))])"
+    )
+    done = subprocess.run(
+        [PYTHON, "-c", code, uri, model_uri, str(requests)],
+        input=json.dumps(rows),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **QUIET_ENV},
+    )
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
     p50, p99 = map(float, done.stdout.split()[-2:])
@@ -86,10 +98,27 @@ def in_python(uri: str, model_uri: str, rows: list[dict], requests: int) -> str:
 def serve(uri: str, model_uri: str, port: int, log: Path) -> subprocess.Popen:
     path = f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     with open(log, "wb") as out:
-        server = subprocess.Popen([MLFLOW, "models", "serve", "-m", model_uri, "--env-manager", "local", "--host",
-                                   "127.0.0.1", "--port", str(port), "--workers", "1"], stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True,
-                                  env={**os.environ, **QUIET_ENV, "MLFLOW_TRACKING_URI": uri, "PATH": path})
+        server = subprocess.Popen(
+            [
+                MLFLOW,
+                "models",
+                "serve",
+                "-m",
+                model_uri,
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **QUIET_ENV, "MLFLOW_TRACKING_URI": uri, "PATH": path},
+        )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and server.poll() is None:
         try:
@@ -106,8 +135,10 @@ def serve(uri: str, model_uri: str, port: int, log: Path) -> subprocess.Popen:
 def measure(name: str, config: str, model_name: str, requests: int, trials: int) -> None:
     rows = raw_rows(config)
     with fresh_store() as (uri, tmp):
-        run_measured([PYTHON, "-m", "pipeline", "main", "--config", config, "--n-trials", str(trials)],
-                     {"MLFLOW_TRACKING_URI": uri})
+        run_measured(
+            [PYTHON, "-m", "pipeline", "main", "--config", config, "--n-trials", str(trials)],
+            {"MLFLOW_TRACKING_URI": uri},
+        )
         model_uri = f"models:/{model_name}@champion"
         server = serve(uri, model_uri, free_port(), tmp / "serve.log")
         try:
@@ -118,8 +149,11 @@ def measure(name: str, config: str, model_name: str, requests: int, trials: int)
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
         python_figures = in_python(uri, model_uri, rows, requests)
-    print(f"{name}: {requests} single-row requests over HTTP: {http_figures}; the same model in Python "
-          f"(model.predict of one row): {python_figures}", flush=True)
+    print(
+        f"{name}: {requests} single-row requests over HTTP: {http_figures}; the same model in Python "
+        f"(model.predict of one row): {python_figures}",
+        flush=True,
+    )
 
 
 def main() -> None:

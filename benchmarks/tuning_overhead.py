@@ -25,13 +25,13 @@ TASK = "binary"  # the default dataset's
 
 def _config(overrides: dict):
     from pipeline.config import load_config
-    from pipeline.study import resolve_metric
+    from pipeline.tuning.study import resolve_metric
 
     return resolve_metric(load_config(ROOT / "configs" / "pipeline.yaml", overrides), TASK)
 
 
 def _train_split():
-    from pipeline.preprocess import prepare
+    from pipeline.steps.preprocess import prepare
 
     return prepare(_config({}))[0]
 
@@ -40,9 +40,9 @@ def _study_seconds(trials: int, with_mlflow: bool, threads: int | None = None) -
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pipeline.study import open_study, run_trials
-    from pipeline.trial_runs import TrialRunLogger
-    from pipeline.trial_writer import TrialRunWriter
+    from pipeline.tuning.study import open_study, run_trials
+    from pipeline.tuning.trial_runs import TrialRunLogger
+    from pipeline.tuning.trial_writer import TrialRunWriter
 
     config, train = _config({"tune.n_trials": trials, "tune.threads_per_trial": threads}), _train_split()
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,8 +65,8 @@ def _worker(storage: str, name: str, trials: int, threads: int, tracking_uri: st
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from pipeline.study import open_study, run_trials
-    from pipeline.trial_runs import TrialRunLogger
+    from pipeline.tuning.study import open_study, run_trials
+    from pipeline.tuning.trial_runs import TrialRunLogger
 
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     config = _config({"tune.n_trials": trials, "tune.storage": storage, "tune.threads_per_trial": threads})
@@ -80,7 +80,7 @@ def _trials_per_second(workers: int, trials: int) -> float:
     import optuna
     import psycopg
 
-    from pipeline.study import FINISHED_STATES
+    from pipeline.tuning.study import FINISHED_STATES
 
     database = f"bench_{uuid.uuid4().hex[:10]}"
     admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True)
@@ -94,8 +94,10 @@ def _trials_per_second(workers: int, trials: int) -> float:
             __import__("mlflow").tracking.MlflowClient().search_experiments()
             threads = max(1, (os.cpu_count() or 1) // workers)
             context = multiprocessing.get_context("spawn")
-            processes = [context.Process(target=_worker, args=(storage, "bench", trials, threads, tracking))
-                         for _ in range(workers)]
+            processes = [
+                context.Process(target=_worker, args=(storage, "bench", trials, threads, tracking))
+                for _ in range(workers)
+            ]
             started = time.perf_counter()
             for process in processes:
                 process.start()
@@ -123,7 +125,7 @@ def main() -> None:
     from loguru import logger
 
     logger.remove()
-    from pipeline.study import usable_cores
+    from pipeline.tuning.study import usable_cores
 
     bare, bare_all_cores, tracked = [], [], []
     for _ in range(args.repeats):
@@ -134,13 +136,17 @@ def main() -> None:
     print(f"{args.trials} trials without MLflow, default settings: {show(bare)}")
     print(f"{args.trials} trials without MLflow, XGBoost on all {usable_cores()} cores: {show(bare_all_cores)}")
     print(f"{args.trials} trials with nested runs (SQLite), default settings: {show(tracked)}")
-    print(f"tracking overhead ratio, same settings: {min(tracked) / min(bare):.3f}; against the fastest bare "
-          f"study: {min(tracked) / min(bare + bare_all_cores):.3f}  (target <= 1.25)")
+    print(
+        f"tracking overhead ratio, same settings: {min(tracked) / min(bare):.3f}; against the fastest bare "
+        f"study: {min(tracked) / min(bare + bare_all_cores):.3f}  (target <= 1.25)"
+    )
     if not args.skip_postgres:
         one = _trials_per_second(1, args.worker_trials)
         two = _trials_per_second(2, args.worker_trials)
-        print(f"PostgreSQL study, {args.worker_trials} trials: 1 worker {one:.2f} trials/s, 2 workers {two:.2f} "
-              f"trials/s, speed-up {two / one:.2f}x  (target >= 1.7)")
+        print(
+            f"PostgreSQL study, {args.worker_trials} trials: 1 worker {one:.2f} trials/s, 2 workers {two:.2f} "
+            f"trials/s, speed-up {two / one:.2f}x  (target >= 1.7)"
+        )
 
 
 if __name__ == "__main__":

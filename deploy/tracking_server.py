@@ -79,18 +79,28 @@ def _auth_config(state_dir: Path) -> Path:
     """The basic-auth app's settings: its user database beside the server's state; the admin password is read
     from MLFLOW_AUTH_ADMIN_PASSWORD by MLflow itself, so it is written nowhere."""
     path = state_dir / "basic_auth.ini"
-    path.write_text("[mlflow]\ndefault_permission = READ\n"
-                    f"database_uri = sqlite:///{state_dir / 'basic_auth.db'}\n"
-                    "admin_username = admin\n"
-                    # Checking a password (PBKDF2) on every request made each pipeline step several times slower.
-                    "auth_cache_ttl_seconds = 60\n"
-                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    path.write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = sqlite:///{state_dir / 'basic_auth.db'}\n"
+        "admin_username = admin\n"
+        # Checking a password (PBKDF2) on every request made each pipeline step several times slower.
+        "auth_cache_ttl_seconds = 60\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
     return path
 
 
-def start_tracking_server(backend_store_uri: str, artifacts_destination: str, *, host: str = "127.0.0.1",
-                          port: int = 5000, auth: bool = False, env: dict[str, str] | None = None,
-                          state_dir: Path | None = None, timeout: float = 90.0) -> TrackingServer:
+def start_tracking_server(
+    backend_store_uri: str,
+    artifacts_destination: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    auth: bool = False,
+    env: dict[str, str] | None = None,
+    state_dir: Path | None = None,
+    timeout: float = 90.0,
+) -> TrackingServer:
     """Start `mlflow server` with proxied artifacts and wait until `/health` answers; the server's output goes to
     `<state_dir>/server.log`. Raises RuntimeError (with the log's end) if it exits or does not answer in time."""
     owned = [] if state_dir else [tempfile.TemporaryDirectory(prefix="mlflow-server-")]
@@ -99,9 +109,23 @@ def start_tracking_server(backend_store_uri: str, artifacts_destination: str, *,
     server_env = {**os.environ, **(env or {}), **SERVER_ENV}
     # The environment's own bin folder first: the server starts its workers through `uvicorn` on PATH.
     server_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{server_env.get('PATH', '')}"
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri,
-               "--artifacts-destination", artifacts_destination, "--serve-artifacts",
-               "--host", host, "--port", str(port), "--workers", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        artifacts_destination,
+        "--serve-artifacts",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     if auth:
         command += ["--app-name", "basic-auth"]
         server_env["MLFLOW_AUTH_CONFIG_PATH"] = str(_auth_config(state_dir))
@@ -109,8 +133,9 @@ def start_tracking_server(backend_store_uri: str, artifacts_destination: str, *,
         server_env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
     log_path = state_dir / "server.log"
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, env=server_env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, env=server_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     server = TrackingServer(process, f"http://{host}:{port}", log_path, state_dir, owned)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -162,10 +187,19 @@ def main(argv: list[str] | None = None) -> int:
     ensure_database(args.backend_store_uri)
     if args.artifacts_destination.startswith("s3://"):
         ensure_bucket(args.artifacts_destination.removeprefix("s3://").split("/")[0])
-    server = start_tracking_server(args.backend_store_uri, args.artifacts_destination, host=args.host,
-                                   port=args.port, auth=args.auth, state_dir=Path(args.state_dir))
-    print(f"MLflow tracking server on {server.url} (log: {server.log_path}); Ctrl-C stops it.\n"
-          f"  export MLFLOW_TRACKING_URI={server.url}", flush=True)
+    server = start_tracking_server(
+        args.backend_store_uri,
+        args.artifacts_destination,
+        host=args.host,
+        port=args.port,
+        auth=args.auth,
+        state_dir=Path(args.state_dir),
+    )
+    print(
+        f"MLflow tracking server on {server.url} (log: {server.log_path}); Ctrl-C stops it.\n"
+        f"  export MLFLOW_TRACKING_URI={server.url}",
+        flush=True,
+    )
     try:
         server.process.wait()
     except KeyboardInterrupt:

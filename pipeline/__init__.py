@@ -18,7 +18,7 @@ def __getattr__(name: str) -> Any:
 
         return load_config
     if name == "run_chain":
-        from pipeline.chain import run_chain
+        from pipeline.steps.chain import run_chain
 
         return run_chain
     raise AttributeError(name)

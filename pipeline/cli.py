@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -20,18 +21,28 @@ from loguru import logger
 from pipeline import interrupts
 from pipeline.errors import ConfigError, PipelineError
 
-STEPS = ("preprocess", "tune", "train", "evaluate", "main", "rollback", "predict", "lineage", "init-config")
 # CLI option -> dotted config key it overrides.
-OVERRIDES = {"test_size": "split.test_size", "n_trials": "tune.n_trials", "n_jobs": "tune.n_jobs",
-             "timeout": "tune.timeout_s", "storage": "tune.storage", "fail_on_reject": "evaluate.fail_on_reject"}
+OVERRIDES = {
+    "test_size": "split.test_size",
+    "n_trials": "tune.n_trials",
+    "n_jobs": "tune.n_jobs",
+    "timeout": "tune.timeout_s",
+    "storage": "tune.storage",
+    "fail_on_reject": "evaluate.fail_on_reject",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=STEPS)
+    parser.add_argument("step", choices=[*COMMANDS, *LOCAL_COMMANDS])
     parser.add_argument("--config", default="", help="config file (default configs/pipeline.yaml)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value, e.g. --set tune.seed=7 (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. --set tune.seed=7 (repeatable)",
+    )
     parser.add_argument("--test-size", default="", help="override split.test_size")
     parser.add_argument("--n-trials", default="", help="override tune.n_trials (finished trials the study must hold)")
     parser.add_argument("--n-jobs", default="", help="override tune.n_jobs (trials in parallel threads)")
@@ -49,8 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-id", default="", help="lineage: show the chain behind this run")
     parser.add_argument("--reason", default="", help="rollback: why the champion is moved back (recorded)")
     parser.add_argument("--chain-id", default="", help="tag the run(s) with this pipeline.chain_id (orchestrators)")
-    parser.add_argument("--force", default="", help="main: recompute these steps (comma-separated, or all) instead "
-                        "of reusing finished runs with the same fingerprint")
+    parser.add_argument(
+        "--force",
+        default="",
+        help="main: recompute these steps (comma-separated, or all) instead "
+        "of reusing finished runs with the same fingerprint",
+    )
     # init-config (a local command, no MLproject entry point): write configs/<name>.yaml for a table.
     parser.add_argument("--source", default="", help="init-config: the table (CSV/Parquet, URL, s3://, SQL)")
     parser.add_argument("--target", default="", help="init-config: the column to predict")
@@ -74,110 +89,129 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _dispatch(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, Any]:
-    if args.step == "init-config":  # it writes a config: no config to load, no tracking store to check
-        return _init_config(args)
-    from pipeline import chain, evaluate, predict, preprocess, rollback, train, tune
+def _step(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, Any]:
+    """Load the config, check the tracking store, run the command's handler, and report the model aliases."""
+    from mlflow.tracking import MlflowClient
+
     from pipeline.config import load_config
-    from pipeline.tracking import RunContext, check_tracking_store
+    from pipeline.tracking.registry import fill_model_aliases
+    from pipeline.tracking.runs import RunContext, check_tracking_store
 
     config = load_config(args.config or None, collect_overrides(args))
     check_tracking_store()
     context = RunContext(launcher_run_id=launcher_run_id, chain_id=args.chain_id or None)
-    upstream = args.upstream_run_id or None
-    if args.step == "lineage":
-        return _lineage(config, args)
-    if args.step == "main":
-        force = [step.strip() for step in args.force.split(",") if step.strip()]
-        result = chain.run_chain(config, eval_data=args.eval_data or None, launcher_run_id=launcher_run_id,
-                                 chain_id=args.chain_id or None, force=force)
-        _print_chain_summary(result)
-        return result.to_dict()
-    if args.step == "preprocess":
-        step_result = preprocess.run(config, context=context)
-    elif args.step == "tune":
-        step_result = tune.run(config, upstream_run_id=upstream, context=context)
-    elif args.step == "train":
-        step_result = train.run(config, upstream_run_id=upstream, context=context)
-    elif args.step == "rollback":
-        step_result = rollback.run(config, reason=args.reason, context=context)
-    elif args.step == "predict":
-        if not args.input or not args.output:
-            raise ConfigError("predict needs --input and --output (-P input=... -P output=...)")
-        if args.chunk_rows and (not args.chunk_rows.isdigit() or int(args.chunk_rows) < 1):
-            raise ConfigError(f"--chunk-rows must be a positive integer, got '{args.chunk_rows}'")
-        step_result = predict.run(config, input_path=args.input, output_path=args.output, alias=args.alias or None,
-                                  version=args.version or None, chunk_rows=int(args.chunk_rows or 0) or None,
-                                  context=context)
-    else:
-        step_result = evaluate.run(config, upstream_run_id=upstream, eval_data=args.eval_data or None, context=context)
-    from mlflow.tracking import MlflowClient
-
-    from pipeline.registry import fill_model_aliases
-
-    fill_model_aliases(MlflowClient(), [step_result])
-    logger.success("{} run {} finished", step_result.step, step_result.run_id)
-    return step_result.to_dict()
+    result = COMMANDS[args.step](config, args, context)
+    if isinstance(result, dict):  # main and lineage report for themselves
+        return result
+    fill_model_aliases(MlflowClient(), [result])
+    logger.success("{} run {} finished", result.step, result.run_id)
+    return result.to_dict()
 
 
-def _init_config(args: argparse.Namespace) -> dict[str, Any]:
-    from pipeline import init_config
+def _main(config, args: argparse.Namespace, context) -> dict[str, Any]:
+    from pipeline.steps import chain
+
+    force = [step.strip() for step in args.force.split(",") if step.strip()]
+    result = chain.run_chain(
+        config,
+        eval_data=args.eval_data or None,
+        launcher_run_id=context.launcher_run_id,
+        chain_id=args.chain_id or None,
+        force=force,
+    )
+    logger.success(chain.summary(result))
+    return result.to_dict()
+
+
+def _preprocess(config, args: argparse.Namespace, context):
+    from pipeline.steps import preprocess
+
+    return preprocess.run(config, context=context)
+
+
+def _tune(config, args: argparse.Namespace, context):
+    from pipeline.steps import tune
+
+    return tune.run(config, upstream_run_id=args.upstream_run_id or None, context=context)
+
+
+def _train(config, args: argparse.Namespace, context):
+    from pipeline.steps import train
+
+    return train.run(config, upstream_run_id=args.upstream_run_id or None, context=context)
+
+
+def _evaluate(config, args: argparse.Namespace, context):
+    from pipeline.steps import evaluate
+
+    return evaluate.run(
+        config, upstream_run_id=args.upstream_run_id or None, eval_data=args.eval_data or None, context=context
+    )
+
+
+def _rollback(config, args: argparse.Namespace, context):
+    from pipeline.steps import rollback
+
+    return rollback.run(config, reason=args.reason, context=context)
+
+
+def _predict(config, args: argparse.Namespace, context):
+    from pipeline.steps import predict
+
+    if not args.input or not args.output:
+        raise ConfigError("predict needs --input and --output (-P input=... -P output=...)")
+    if args.chunk_rows and (not args.chunk_rows.isdigit() or int(args.chunk_rows) < 1):
+        raise ConfigError(f"--chunk-rows must be a positive integer, got '{args.chunk_rows}'")
+    return predict.run(
+        config,
+        input_path=args.input,
+        output_path=args.output,
+        alias=args.alias or None,
+        version=args.version or None,
+        chunk_rows=int(args.chunk_rows or 0) or None,
+        context=context,
+    )
+
+
+def _lineage(config, args: argparse.Namespace, context) -> dict[str, Any]:
+    from pipeline.steps import lineage
+
+    return lineage.run(config, run_id=args.run_id or None, alias=args.alias or None, version=args.version or None)
+
+
+def _init_config(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, Any]:
+    """init-config writes a config: no config to load, no tracking store to check."""
+    from pipeline.steps import init_config
 
     if not args.source or not args.target:
         raise ConfigError("init-config needs --source and --target")
     if args.force:
         raise ConfigError("init-config: --force is main's; pass --overwrite to replace an existing config file")
-    decided = init_config.run(args.source, args.target, name=args.name or None, force=args.overwrite,
-                              query=args.query or None, table=args.table or None)
+    decided = init_config.run(
+        args.source,
+        args.target,
+        name=args.name or None,
+        force=args.overwrite,
+        query=args.query or None,
+        table=args.table or None,
+    )
     print(init_config.summary(decided), flush=True)
     return {"step": "init-config", "status": "FINISHED", **decided}
 
 
-def _lineage(config, args: argparse.Namespace) -> dict[str, Any]:
-    """Print the chain behind a run (--run-id) or a model version (--version, --alias, default the champion)."""
-    from mlflow.tracking import MlflowClient
-
-    from pipeline.errors import UpstreamError
-    from pipeline.lineage_view import describe
-    from pipeline.registry import alias_version
-
-    client, name = MlflowClient(), config.registry.model_name
-    version = args.version or None
-    if not args.run_id and not version:
-        alias = args.alias or config.registry.champion_alias
-        if not (version := alias_version(client, name, alias)):
-            raise UpstreamError(f"lineage: model '{name}' has no version with alias @{alias} (pass --run-id or "
-                                "--version)")
-    view = describe(client, args.run_id or None, name, version)
-    print(view.pop("text"), flush=True)
-    view.pop("markdown")
-    return {"step": "lineage", "status": "FINISHED", **view}
-
-
-def _print_chain_summary(result) -> None:
-    from pipeline.train import HEADLINE_METRIC
-
-    train_result, evaluate_result = result.step("train"), result.step("evaluate")
-    lines = [f"chain {result.chain_id} finished in experiment {result.experiment_id}:"]
-    lines += [f"  {step.step:<10} run {step.run_id}  " + ("(reused)" if step.reused else f"({step.duration_s:.1f} s)")
-              for step in result.steps]
-    headline = next(name for name in HEADLINE_METRIC.values() if name in train_result.metrics)
-    lines.append(f"  model      {train_result.model_name} version {train_result.model_version}, "
-                 f"{headline.replace('_', ' ').replace('roc auc', 'ROC AUC')} {train_result.metrics[headline]:.4f}")
-    lines.append(f"  verdict    {evaluate_result.verdict}: {evaluate_result.verdict_reason}")
-    lines.append(f"  look at it: {_where_to_look()}")
-    logger.success("\n".join(lines))
-
-
-def _where_to_look() -> str:
-    import mlflow
-
-    from pipeline.config import mask_url
-
-    uri = mlflow.get_tracking_uri()
-    if uri.startswith(("http://", "https://")):
-        return f"open {mask_url(uri)} in a browser"
-    return f"mlflow ui --backend-store-uri {mask_url(uri)}"
+# Command -> handler(config, args, context): a StepResult (aliases filled in here) or a finished result dict.
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "main": _main,
+    "preprocess": _preprocess,
+    "tune": _tune,
+    "train": _train,
+    "evaluate": _evaluate,
+    "rollback": _rollback,
+    "predict": _predict,
+    "lineage": _lineage,
+}
+# Commands that need no config and no tracking store: handler(args, launcher run id) -> result dict.
+LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace, str | None], dict[str, Any]]] = {"init-config": _init_config}
 
 
 def _fail_launcher_run(launcher_run_id: str | None, error: str) -> None:
@@ -186,7 +220,7 @@ def _fail_launcher_run(launcher_run_id: str | None, error: str) -> None:
         return
     from mlflow.tracking import MlflowClient
 
-    from pipeline.lineage import ERROR_TAG
+    from pipeline.contract import ERROR_TAG
 
     try:
         client = MlflowClient()
@@ -199,9 +233,13 @@ def _fail_launcher_run(launcher_run_id: str | None, error: str) -> None:
 
 def configure_console() -> None:
     logger.remove()
-    logger.add(sys.stderr, level=os.environ.get("PIPELINE_LOG_LEVEL", "INFO"),
-               format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}",
-               backtrace=False, diagnose=False)
+    logger.add(
+        sys.stderr,
+        level=os.environ.get("PIPELINE_LOG_LEVEL", "INFO"),
+        format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}",
+        backtrace=False,
+        diagnose=False,
+    )
 
 
 def quiet_libraries() -> None:
@@ -222,7 +260,8 @@ def quiet_libraries() -> None:
     # MLflow's classifier evaluator guesses the model type from the labels and warns about every integer-labelled
     # evaluation it cannot place ("looks like None"); the pipeline always states the type itself.
     logging.getLogger("mlflow.models.evaluation.evaluators.classifier").addFilter(
-        lambda record: "the model type looks like" not in record.getMessage())
+        lambda record: "the model type looks like" not in record.getMessage()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,15 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     interrupts.install()
     from pipeline.results import write_result
-    from pipeline.tracking import take_launcher_run_id
+    from pipeline.tracking.runs import take_launcher_run_id
 
     launcher_run_id = take_launcher_run_id()
     try:
-        result, code = _dispatch(args, launcher_run_id), 0
+        result, code = LOCAL_COMMANDS.get(args.step, _step)(args, launcher_run_id), 0
     except PipelineError as exc:
         logger.error("{}", exc)
         result, code = _failure(args.step, exc, exc.exit_code), exc.exit_code
-    except BaseException as exc:  # noqa: BLE001 - interruptions and unexpected errors still give a result
+    except BaseException as exc:
         if interrupts.was_interrupted(exc):
             logger.error("{} interrupted: {}", args.step, interrupts.describe(exc))
             result, code = _failure(args.step, exc, 130), 130
@@ -263,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _failure(step: str, exc: BaseException, code: int) -> dict[str, Any]:
     """The result of a failed step: which run failed (if one was opened), why, and the exit code."""
-    return {"step": step, "status": "KILLED" if code == 130 else "FAILED",
-            "run_id": getattr(exc, "pipeline_run_id", None), "error": interrupts.describe(exc) if code == 130
-            else (str(exc) or type(exc).__name__), "exit_code": code}
+    return {
+        "step": step,
+        "status": "KILLED" if code == 130 else "FAILED",
+        "run_id": getattr(exc, "pipeline_run_id", None),
+        "error": interrupts.describe(exc) if code == 130 else (str(exc) or type(exc).__name__),
+        "exit_code": code,
+    }

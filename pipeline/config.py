@@ -1,4 +1,8 @@
-"""Pipeline configuration: `configs/pipeline.yaml` validated once by pydantic, with dotted-key overrides."""
+"""Pipeline configuration: `configs/pipeline.yaml` validated once by pydantic, with dotted-key overrides.
+
+The YAML is the one place defaults live: the models below hold types and bounds, and a default only where a key is
+optional and absent from configs/pipeline.yaml (a SQL source's query/table, a search dimension's `log`), so a key
+missing from a config is an error naming it, never a second, silent default (tests/unit/test_config.py checks)."""
 
 from __future__ import annotations
 
@@ -9,8 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipeline.data.sql_source import is_sql_url
 from pipeline.errors import ConfigError
-from pipeline.sql_source import is_sql_url
 
 DEFAULT_CONFIG_PATH = Path("configs/pipeline.yaml")
 
@@ -25,19 +29,34 @@ class DataConfig(_Strict):
     query: str | None = Field(default=None, min_length=1)
     table: str | None = Field(default=None, min_length=1)
     target: str = Field(min_length=1)
-    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
-    positive_class: str | bool | int | float | None = None
-    id_columns: list[str] = Field(default_factory=list)
-    features: list[str] | None = Field(default=None, min_length=1)
-    datetime_columns: list[str] = Field(default_factory=list)
-    categorical_columns: list[str] = Field(default_factory=list)
+    task: Literal["auto", "binary", "multiclass", "regression"]
+    positive_class: str | bool | int | float | None
+    id_columns: list[str]
+    features: list[str] | None = Field(min_length=1)
+    datetime_columns: list[str]
+    categorical_columns: list[str]
+
+    @classmethod
+    def whole_table(cls, source: str, target: str, **settings: Any) -> DataConfig:
+        """The source read as it is (every column a feature, no ids, the task inferred), as init-config inspects a
+        table before any config exists for it; `settings` set other keys of the section."""
+        as_it_is: dict[str, Any] = {
+            "task": "auto",
+            "positive_class": None,
+            "id_columns": [],
+            "features": None,
+            "datetime_columns": [],
+            "categorical_columns": [],
+        }
+        return cls.model_validate({**as_it_is, "source": source, "target": target, **settings})
 
     @model_validator(mode="after")
     def _target_is_no_feature(self) -> DataConfig:
         named = [*self.id_columns, *(self.features or []), *self.datetime_columns, *self.categorical_columns]
         if self.target in named:
-            raise ValueError(f"the target '{self.target}' cannot also be an id, feature, datetime or categorical "
-                             "column")
+            raise ValueError(
+                f"the target '{self.target}' cannot also be an id, feature, datetime or categorical column"
+            )
         if both := sorted(set(self.datetime_columns) & set(self.categorical_columns)):
             raise ValueError(f"column(s) {', '.join(both)} cannot be both datetime and categorical columns")
         return self
@@ -46,26 +65,29 @@ class DataConfig(_Strict):
     def _query_or_table_for_sql(self) -> DataConfig:
         given = [f"data.{key}" for key in ("query", "table") if getattr(self, key) is not None]
         if is_sql_url(self.source) and len(given) != 1:
-            raise ValueError("a database source (data.source is a SQLAlchemy URL) needs exactly one of `data.query` "
-                             f"and `data.table`{' (both are set)' if given else ''}")
+            raise ValueError(
+                "a database source (data.source is a SQLAlchemy URL) needs exactly one of `data.query` "
+                f"and `data.table`{' (both are set)' if given else ''}"
+            )
         if not is_sql_url(self.source) and given:
-            raise ValueError(f"`{given[0]}` applies only when data.source is a database URL (postgresql://, "
-                             "sqlite:///, ...)")
+            raise ValueError(
+                f"`{given[0]}` applies only when data.source is a database URL (postgresql://, sqlite:///, ...)"
+            )
         return self
 
 
 class FeaturesConfig(_Strict):
-    derived: bool = True
+    derived: bool
     # The feature hook: a Python file defining `derive_features(frame) -> frame`, relative to the project folder
     # (or absolute). It runs in preprocess and travels inside the registered model.
-    hook: str = Field(default="pipeline/features.py", min_length=1)
+    hook: str = Field(min_length=1)
 
 
 class SplitConfig(_Strict):
     test_size: float = Field(gt=0, lt=1)
     validation_size: float = Field(gt=0, lt=1)
-    seed: int = 42
-    stratify: bool = True
+    seed: int
+    stratify: bool
 
 
 class SearchDimension(_Strict):
@@ -91,38 +113,38 @@ class SearchDimension(_Strict):
 
 
 class PrunerConfig(_Strict):
-    type: Literal["none", "median", "successive_halving", "hyperband"] = "median"
-    startup_trials: int = Field(default=5, ge=0)
-    warmup_rounds: int = Field(default=20, ge=0)
-    report_every: int = Field(default=5, ge=1)
+    type: Literal["none", "median", "successive_halving", "hyperband"]
+    startup_trials: int = Field(ge=0)
+    warmup_rounds: int = Field(ge=0)
+    report_every: int = Field(ge=1)
 
 
 class TuneConfig(_Strict):
     n_trials: int = Field(ge=1)
-    timeout_s: float | None = Field(default=None, gt=0)
-    n_jobs: int = Field(default=1, ge=1)
-    threads_per_trial: int | None = Field(default=None, ge=1)
-    seed: int = 42
-    # auto = logloss for classification, rmse for regression (see TASK_METRICS).
-    metric: Literal["auto", "logloss", "auc", "aucpr", "error", "rmse", "mae", "mape", "rmsle"] = "auto"
+    timeout_s: float | None = Field(gt=0)
+    n_jobs: int = Field(ge=1)
+    threads_per_trial: int | None = Field(ge=1)
+    seed: int
+    # auto = logloss for classification, rmse for regression (pipeline.tuning.study.resolve_metric).
+    metric: Literal["auto", "logloss", "auc", "aucpr", "error", "rmse", "mae", "mape", "rmsle"]
     max_boosting_rounds: int = Field(ge=1)
     early_stopping_rounds: int = Field(ge=1)
-    pruner: PrunerConfig = PrunerConfig()
-    storage: str | None = None
-    study_name: str | None = None
-    heartbeat_s: int = Field(default=10, ge=1)
+    pruner: PrunerConfig
+    storage: str | None
+    study_name: str | None
+    heartbeat_s: int = Field(ge=1)
     search_space: dict[str, SearchDimension] = Field(min_length=1)
 
 
 class TrainConfig(_Strict):
-    fixed_params: dict[str, Any] = Field(default_factory=dict)
+    fixed_params: dict[str, Any]
 
 
 class RegistryConfig(_Strict):
     model_name: str = Field(min_length=1)
-    challenger_alias: str = "challenger"
-    champion_alias: str = "champion"
-    previous_champion_alias: str = "previous-champion"
+    challenger_alias: str = Field(min_length=1)
+    champion_alias: str = Field(min_length=1)
+    previous_champion_alias: str = Field(min_length=1)
 
 
 def lower_is_better(metric: str) -> bool:
@@ -141,39 +163,45 @@ class MetricGate(_Strict):
 class TaskGates(_Strict):
     """Gates for one task, on metrics of mlflow.models.evaluate."""
 
-    thresholds: dict[str, MetricGate] = Field(default_factory=dict)
+    thresholds: dict[str, MetricGate]
     compare_metric: str = Field(min_length=1)
 
 
 class EvaluateConfig(_Strict):
-    binary: TaskGates = TaskGates(compare_metric="roc_auc")
-    multiclass: TaskGates = TaskGates(compare_metric="f1_score")
-    regression: TaskGates = TaskGates(compare_metric="root_mean_squared_error")
-    min_relative_improvement: float = Field(default=0.0, ge=0, le=1)
-    fail_on_reject: bool = False
+    binary: TaskGates
+    multiclass: TaskGates
+    regression: TaskGates
+    min_relative_improvement: float = Field(ge=0, le=1)
+    fail_on_reject: bool
 
     def gates(self, task: str) -> TaskGates:
         return getattr(self, task)
 
 
 class CacheConfig(_Strict):
-    enabled: bool = True
-    claim_wait_s: float = Field(default=600, ge=0)
+    enabled: bool
+    claim_wait_s: float = Field(ge=0)
 
 
 class PipelineConfig(_Strict):
     experiment: str = Field(min_length=1)
     data: DataConfig
-    features: FeaturesConfig = FeaturesConfig()
+    features: FeaturesConfig
     split: SplitConfig
     tune: TuneConfig
-    train: TrainConfig = TrainConfig()
+    train: TrainConfig
     registry: RegistryConfig
-    evaluate: EvaluateConfig = EvaluateConfig()
-    cache: CacheConfig = CacheConfig()
+    evaluate: EvaluateConfig
+    cache: CacheConfig
 
 
 def _describe(error: ValidationError) -> str:
+    missing = [".".join(str(part) for part in item["loc"]) for item in error.errors() if item["type"] == "missing"]
+    if len(missing) > 1:  # e.g. a config written from scratch: name every key it lacks at once
+        return (
+            f"missing keys {', '.join(f'`{key}`' for key in missing)}: every key is required (copy them from "
+            "the shipped configs/pipeline.yaml, or start the file with `extends: pipeline.yaml`)"
+        )
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "<root>"
     message = first["msg"].removeprefix("Value error, ")

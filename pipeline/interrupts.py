@@ -41,10 +41,6 @@ def deferred() -> Iterator[None]:
     raise_if_requested()
 
 
-def requested() -> bool:
-    return _received is not None
-
-
 def raise_if_requested() -> None:
     if _received is not None:
         raise KeyboardInterrupt(f"stopped by signal {_received}")

@@ -24,8 +24,23 @@ TEST_CONFIG = TEST_CONFIGS / "pipeline.yaml"
 DEFAULT_CONFIG = TEST_CONFIG  # the name the test modules import
 TEST_HOOK = REPO_ROOT / "tests" / "hooks" / "breast_cancer_ratio.py"
 CHURN_CSV = REPO_ROOT / "examples" / "churn.csv"  # tests/configs/churn.yaml's table, as an absolute path
-# Few, short trials: the structure of the run tree is what the tests check, not the model's quality.
-SMALL_OVERRIDES = {"tune.n_trials": 3, "tune.max_boosting_rounds": 60, "tune.early_stopping_rounds": 10}
+# Few, short trials live in tests/configs/pipeline.yaml itself (its tune section), not in overrides.
+# Markers (pyproject.toml): `slow` = through `mlflow run`, an orchestrator, a server or a copy of the repository;
+# `heavy` = in-process but trains models, starts pipeline processes or needs PostgreSQL. `make test-fast` runs the
+# rest (unit tests and light in-process checks); tests/integration/test_template.py runs the same selection.
+SERVER_FIXTURES = {"postgres_url"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that needs PostgreSQL must not land in `make test-fast`: fail the collection if it is unmarked."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and not (item.get_closest_marker("slow") or item.get_closest_marker("heavy"))
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"tests needing PostgreSQL must be marked heavy or slow: {', '.join(unmarked)}")
 
 
 @pytest.fixture(scope="session")
@@ -38,22 +53,38 @@ def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "mlflow.db"
 
 
-@pytest.fixture
-def tracking_uri(tmp_path: Path, template_store: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    database = tmp_path / "mlflow.db"
+def new_store(folder: Path, template_store: Path) -> str:
+    """A private SQLite store in `folder` (artifacts under folder/artifacts), copied from the template: its URI."""
+    database = folder / "mlflow.db"
     shutil.copyfile(template_store, database)
     with sqlite3.connect(database) as connection:
-        connection.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                           (str(tmp_path / "artifacts" / "0"),))
-    uri = f"sqlite:///{database}"
+        connection.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (str(folder / "artifacts" / "0"),)
+        )
+    return f"sqlite:///{database}"
+
+
+def use_store(patch: pytest.MonkeyPatch, uri: str, folder: Path) -> None:
+    """Point MLflow (this process and the processes it starts) at `uri`, from `folder` as working directory."""
     for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    monkeypatch.chdir(tmp_path)
-    yield uri
+        patch.delenv(name, raising=False)
+    patch.setenv("MLFLOW_TRACKING_URI", uri)
+    patch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    patch.chdir(folder)
+
+
+def end_active_runs() -> None:
     while mlflow.active_run():
         mlflow.end_run()
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path, template_store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A store of the test's own, for tests that change what is in it."""
+    uri = new_store(tmp_path, template_store)
+    use_store(monkeypatch, uri, tmp_path)
+    yield uri
+    end_active_runs()
 
 
 @pytest.fixture
@@ -61,14 +92,40 @@ def client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri)
 
 
+@pytest.fixture(scope="module")
+def module_store(tmp_path_factory: pytest.TempPathFactory, template_store: Path) -> Iterator[tuple[str, Path]]:
+    """A store shared by the tests of one module: (URI, folder). For what they only read (a chain made once);
+    a test that writes to it keeps its own runs apart with `own_experiment`. A test of the same module that asks
+    for `tracking_uri` gets its own store instead, for the length of that test."""
+    folder = tmp_path_factory.mktemp("module-store")
+    uri = new_store(folder, template_store)
+    with pytest.MonkeyPatch.context() as patch:
+        use_store(patch, uri, folder)
+        yield uri, folder
+        end_active_runs()
+
+
+@pytest.fixture(scope="module")
+def module_client(module_store: tuple[str, Path]) -> MlflowClient:
+    return MlflowClient(module_store[0])
+
+
+@pytest.fixture
+def own_experiment(module_store: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, request) -> str:
+    """An experiment of this test's own in the module's store (the registry stays shared): its id."""
+    name = f"test-{request.node.name}"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", name)
+    return MlflowClient(module_store[0]).create_experiment(name)
+
+
 def small_config_with(overrides: dict[str, object]) -> PipelineConfig:
-    """The small test config with more dotted overrides, e.g. {"evaluate.binary.thresholds.roc_auc.threshold": 1.01}."""
-    return load_config(DEFAULT_CONFIG, {**SMALL_OVERRIDES, **overrides})
+    """The tests' config with dotted overrides, e.g. {"evaluate.binary.thresholds.roc_auc.threshold": 1.01}."""
+    return load_config(DEFAULT_CONFIG, overrides)
 
 
 @pytest.fixture
 def small_config() -> PipelineConfig:
-    return small_config_with({})
+    return load_config(DEFAULT_CONFIG)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from pathlib import Path
 from airflow.sdk import dag, get_current_context, task
 
 sys.path.insert(0, str(Path(__file__).parent))
-from steps import run_step  # noqa: E402 - beside this file in the DAGs folder
+from steps import run_step
 
 
 def _chain_id() -> str:
@@ -24,8 +24,15 @@ def _chain_id() -> str:
     return context["params"].get("chain_id") or context["run_id"]
 
 
-@dag(dag_id="mlflow_pipeline", schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
-     params={"chain_id": ""}, default_args={"retries": 1}, tags=["mlflow"])
+@dag(
+    dag_id="mlflow_pipeline",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    params={"chain_id": ""},
+    default_args={"retries": 1},
+    tags=["mlflow"],
+)
 def mlflow_pipeline():
     @task
     def preprocess() -> dict:

@@ -15,12 +15,13 @@ from pathlib import Path
 from prefect import flow, task
 
 sys.path.insert(0, str(Path(__file__).parent))
-from steps import run_step  # noqa: E402 - beside this file, not a package
+from steps import run_step
 
 
 @task(retries=1, retry_delay_seconds=5, task_run_name="{step}")
-def pipeline_step(step: str, upstream: dict | None = None, chain_id: str | None = None,
-                  options: tuple[str, ...] = ()) -> dict:
+def pipeline_step(
+    step: str, upstream: dict | None = None, chain_id: str | None = None, options: tuple[str, ...] = ()
+) -> dict:
     return run_step(step, upstream["run_id"] if upstream else None, chain_id, *options)
 
 
@@ -31,8 +32,10 @@ def mlflow_pipeline(chain_id: str | None = None, options: tuple[str, ...] = ()) 
     upstream = None
     for step in ("preprocess", "tune", "train", "evaluate"):
         upstream = results[step] = pipeline_step(step, upstream, chain_id, options)
-    print(f"{results['train']['model_name']} version {results['train']['model_version']}: "
-          f"{results['evaluate']['verdict']}")
+    print(
+        f"{results['train']['model_name']} version {results['train']['model_version']}: "
+        f"{results['evaluate']['verdict']}"
+    )
     return results
 
 

@@ -21,20 +21,25 @@ PROJECT_DIR = Path(os.environ.get("PIPELINE_PROJECT_DIR", Path(__file__).resolve
 PYTHON = os.environ.get("PIPELINE_PYTHON", sys.executable)
 # Options every step gets, e.g. "--config configs/churn.yaml" or "--set tune.n_trials=20".
 STEP_OPTIONS = shlex.split(os.environ.get("PIPELINE_STEP_OPTIONS", ""))
-EXIT_MEANINGS = {2: "bad config or data", 3: "no usable upstream run", 4: "tracking store unreachable",
-                 5: "challenger rejected", 130: "interrupted"}
+EXIT_MEANINGS = {
+    2: "bad config or data",
+    3: "no usable upstream run",
+    4: "tracking store unreachable",
+    5: "challenger rejected",
+    130: "interrupted",
+}
 
 
 class StepFailed(RuntimeError):
     def __init__(self, step: str, result: dict) -> None:
         code = result.get("exit_code")
-        super().__init__(f"{step} failed ({EXIT_MEANINGS.get(code, 'unexpected error')}, exit {code}): "
-                         f"{result.get('error')}")
+        super().__init__(
+            f"{step} failed ({EXIT_MEANINGS.get(code, 'unexpected error')}, exit {code}): {result.get('error')}"
+        )
         self.result = result
 
 
-def run_step(step: str, upstream_run_id: str | None = None, chain_id: str | None = None,
-             *options: str) -> dict:
+def run_step(step: str, upstream_run_id: str | None = None, chain_id: str | None = None, *options: str) -> dict:
     """Run one step in its own process; its JSON result, or StepFailed."""
     with tempfile.TemporaryDirectory(prefix=f"pipeline-{step}-") as tmp:
         result_file = Path(tmp) / "result.json"

@@ -12,11 +12,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline import cli
-from pipeline.chain import run_chain
-from pipeline.lineage import STEP_TAG, upstream_tag
-from tests.conftest import DEFAULT_CONFIG, REPO_ROOT, SMALL_OVERRIDES, small_config_with
+from pipeline.contract import STEP_TAG, upstream_tag
+from pipeline.steps.chain import run_chain
+from tests.conftest import DEFAULT_CONFIG, REPO_ROOT, small_config_with
 
-SMALL = [arg for key, value in SMALL_OVERRIDES.items() for arg in ("--set", f"{key}={value}")]
+pytestmark = pytest.mark.heavy
 
 
 def ids(chain) -> dict[str, str]:
@@ -34,14 +34,17 @@ def finished_runs(client, step, experiment_id="0"):
 def test_an_unchanged_chain_is_reused_and_says_so(client, small_config, tmp_path):
     first = run_chain(small_config)
     result_file = tmp_path / "again.json"
-    assert cli.main(["main", "--config", str(DEFAULT_CONFIG), *SMALL, "--result-file", str(result_file)]) == 0
+    assert cli.main(["main", "--config", str(DEFAULT_CONFIG), "--result-file", str(result_file)]) == 0
     again = json.loads(result_file.read_text())
     assert {step["step"]: step["run_id"] for step in again["steps"]} == ids(first)
     assert all(step["reused"] for step in again["steps"])
-    assert again["steps"][2]["model_version"] == "1" and again["steps"][2]["model_aliases"] == ["challenger",
-                                                                                                "champion"]
+    assert again["steps"][2]["model_version"] == "1" and again["steps"][2]["model_aliases"] == [
+        "challenger",
+        "champion",
+    ]
     assert again["steps"][3]["verdict"] == "promoted" and again["steps"][0]["outputs"]["train"].endswith(
-        "data/train.parquet")
+        "data/train.parquet"
+    )
     for step in ids(first):
         assert len(finished_runs(client, step)) == 1  # nothing computed twice
     assert len(client.search_model_versions(f"name = '{small_config.registry.model_name}'")) == 1
@@ -68,16 +71,28 @@ def test_force_recomputes_a_step_and_everything_after_it(client, small_config):
 
 def _chain_process(tracking_uri: str, result_file, *options: str) -> subprocess.Popen:
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-    command = [sys.executable, "-m", "pipeline", "main", "--config", str(DEFAULT_CONFIG), *SMALL, *options,
-               "--result-file", str(result_file)]
-    return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "main",
+        "--config",
+        str(DEFAULT_CONFIG),
+        *options,
+        "--result-file",
+        str(result_file),
+    ]
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _run_together(postgres_url, tmp_path, first_options, second_options) -> list[dict]:
     MlflowClient(postgres_url).search_experiments()  # create the schema once, before the race
-    processes = [_chain_process(postgres_url, tmp_path / f"chain{i}.json", *options)
-                 for i, options in enumerate((first_options, second_options))]
+    processes = [
+        _chain_process(postgres_url, tmp_path / f"chain{i}.json", *options)
+        for i, options in enumerate((first_options, second_options))
+    ]
     outputs = [process.communicate(timeout=300)[0] for process in processes]
     assert [process.returncode for process in processes] == [0, 0], [output[-2000:] for output in outputs]
     return [json.loads((tmp_path / f"chain{i}.json").read_text()) for i in range(2)]

@@ -1,17 +1,24 @@
-"""The whole chain in-process on a private store: the run tree, tags, artifacts, registry and aliases."""
+"""The whole chain in-process on a private store: the run tree, tags, artifacts, registry and aliases.
+
+The tests that only read what one chain left share it (`chain`, made once in the module's store); the tests that add
+runs or move aliases start from a chain of their own (`own_chain`, on the test's own store)."""
 
 import json
 
 import mlflow
 import pytest
+from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from pipeline import cli, evaluate
-from pipeline.chain import run_chain
-from pipeline.lineage import (CHAIN_TAG, FINGERPRINT_TAG, MODEL_VERSION_TAG, STEP_TAG, VERDICT_TAG, upstream_tag)
-from pipeline.promotion import PROMOTED, REJECTED
+from pipeline import cli
+from pipeline.contract import CHAIN_TAG, FINGERPRINT_TAG, MODEL_VERSION_TAG, STEP_TAG, VERDICT_TAG, upstream_tag
+from pipeline.modeling.promotion import PROMOTED, REJECTED
+from pipeline.steps import evaluate
+from pipeline.steps.chain import run_chain
 from tests.conftest import small_config_with
 from tests.hooks.breast_cancer_ratio import RATIO_FEATURE
+
+pytestmark = pytest.mark.heavy
 
 
 def artifact_paths(client, run_id, path=None):
@@ -25,8 +32,25 @@ def step_runs(client, step):
     return client.search_runs(["0"], f"tags.`{STEP_TAG}` = '{step}'")
 
 
+@pytest.fixture(scope="module")
+def client(module_client):
+    """The module's store: the read-only tests below look at the one chain made there."""
+    return module_client
+
+
+@pytest.fixture(scope="module")
+def chain(module_client):
+    return run_chain(small_config_with({}))
+
+
 @pytest.fixture
-def chain(client, small_config):
+def own_client(tracking_uri):
+    return MlflowClient(tracking_uri)
+
+
+@pytest.fixture
+def own_chain(own_client, small_config):
+    """A champion on the test's own store, for a test that adds runs or moves aliases."""
     return run_chain(small_config)
 
 
@@ -42,6 +66,40 @@ def test_one_top_level_run_per_step_sharing_the_chain_id(client, chain):
     (chain_run,) = step_runs(client, "main")
     assert chain_run.info.run_id == chain.chain_id and chain_run.info.status == "FINISHED"
     assert "chain.json" in artifact_paths(client, chain.chain_id)
+
+
+def test_the_runs_hold_what_the_contract_declares(client, chain):
+    """Every step of pipeline.contract.CHAIN: exactly its recorded upstream tags, its run tags, its artifacts, and
+    the model-version tags it sets; so chain, cache, lineage view and docs, which read the contract, see the truth."""
+    from pipeline.contract import CHAIN, MODEL_ARTIFACT, UPSTREAM_TAG_PREFIX
+
+    version = client.get_model_version(chain.step("train").model_name, chain.step("train").model_version)
+    for step in CHAIN:
+        run = client.get_run(chain.step(step.name).run_id)
+        upstream = {
+            key.removeprefix(UPSTREAM_TAG_PREFIX) for key in run.data.tags if key.startswith(UPSTREAM_TAG_PREFIX)
+        }
+        assert upstream == set(step.records), step.name
+        assert set(step.run_tags) <= set(run.data.tags), step.name
+        logged = artifact_paths(client, run.info.run_id)
+        for artifact in set(step.artifacts) - {MODEL_ARTIFACT}:
+            assert artifact in logged, (step.name, artifact)
+        first_version_tags = set(step.version_tags) - {"pipeline.previous_champion"}  # set from the 2nd promotion
+        assert first_version_tags <= set(version.tags), step.name
+    model_id = chain.step("train").outputs["model_uri"].removeprefix("models:/")
+    assert client.get_logged_model(model_id).name == MODEL_ARTIFACT
+
+
+def test_a_step_run_alone_gets_the_fingerprint_main_gave_it(client, chain):
+    """main computes a step's fingerprint from the contract before the step runs; the step run alone computes it
+    from the upstream runs it really read: the two must agree, or `main` would never reuse a step run alone."""
+    from pipeline.steps.chain import _input_digest
+    from pipeline.tracking.cache import step_fingerprint
+
+    config = small_config_with({})
+    for result in chain.steps:  # result.upstream: the runs the step itself recorded as read
+        alone = step_fingerprint(result.step, config, result.upstream, _input_digest(result.step, config, None))
+        assert alone == client.get_run(result.run_id).data.tags[FINGERPRINT_TAG], result.step
 
 
 def test_each_step_is_pinned_to_the_run_made_just_before_it(client, chain):
@@ -77,7 +135,8 @@ def test_tune_has_one_nested_run_per_trial_and_best_params(client, chain, small_
     assert tune_run.data.params["max_depth"] == best_child.data.params["max_depth"]
     assert int(tune_run.data.params["n_estimators"]) == int(best_child.data.metrics["best_iteration"]) + 1
     assert {"best_params.json", "plots/optimization_history.png", "plots/param_importances.png"} <= set(
-        artifact_paths(client, tune_id))
+        artifact_paths(client, tune_id)
+    )
 
 
 def test_train_registers_a_challenger_and_evaluate_promotes_it(client, chain, small_config):
@@ -102,54 +161,56 @@ def test_train_registers_a_challenger_and_evaluate_promotes_it(client, chain, sm
     assert info.saved_input_example_info is not None
 
 
-def test_a_second_equal_chain_ties_with_the_champion_and_is_promoted(client, chain, small_config):
+def test_a_second_equal_chain_ties_with_the_champion_and_is_promoted(own_client, own_chain, small_config):
     second = run_chain(small_config, force=["all"])  # same seeds: the same model, a tie is not a defeat
     name = small_config.registry.model_name
-    evaluate_run = client.get_run(second.step("evaluate").run_id)
+    evaluate_run = own_client.get_run(second.step("evaluate").run_id)
     assert evaluate_run.data.metrics["champion_roc_auc"] == evaluate_run.data.metrics["roc_auc"]
     assert evaluate_run.data.tags[VERDICT_TAG] == PROMOTED
     assert "and the champion" in evaluate_run.data.tags["pipeline.verdict_reason"]
-    aliases = client.get_registered_model(name).aliases
+    aliases = own_client.get_registered_model(name).aliases
     assert str(aliases["champion"]) == "2" and str(aliases["challenger"]) == "2"
 
 
-def test_a_weaker_challenger_loses_to_the_champion(client, chain, small_config):
+def test_a_weaker_challenger_loses_to_the_champion(own_client, own_chain, small_config):
     weak = small_config_with({"tune.max_boosting_rounds": 1, "evaluate.binary.thresholds": {}})
     second = run_chain(weak)
-    evaluate_run = client.get_run(second.step("evaluate").run_id)
+    evaluate_run = own_client.get_run(second.step("evaluate").run_id)
     assert evaluate_run.info.status == "FINISHED"
     assert evaluate_run.data.metrics["roc_auc"] < evaluate_run.data.metrics["champion_roc_auc"]
     assert evaluate_run.data.tags[VERDICT_TAG] == REJECTED
     assert "roc_auc minimum relative change check failed" in evaluate_run.data.tags["pipeline.verdict_reason"]
-    aliases = client.get_registered_model(small_config.registry.model_name).aliases
+    aliases = own_client.get_registered_model(small_config.registry.model_name).aliases
     assert str(aliases["champion"]) == "1" and str(aliases["challenger"]) == "2"
-    assert client.get_model_version(small_config.registry.model_name, "2").tags[VERDICT_TAG] == REJECTED
+    assert own_client.get_model_version(small_config.registry.model_name, "2").tags[VERDICT_TAG] == REJECTED
 
 
-def test_reevaluating_the_champion_says_so(client, chain, small_config):
-    again = evaluate.run(small_config, upstream_run_id=chain.step("train").run_id)
+def test_reevaluating_the_champion_says_so(own_client, own_chain, small_config):
+    again = evaluate.run(small_config, upstream_run_id=own_chain.step("train").run_id)
     assert again.verdict == PROMOTED and "already is the champion" in again.verdict_reason
 
 
-def test_a_rejected_challenger_is_a_finished_run_and_keeps_the_champion(client, chain, small_config):
+def test_a_rejected_challenger_is_a_finished_run_and_keeps_the_champion(own_client, own_chain, small_config):
     strict = small_config_with({"evaluate.binary.thresholds.roc_auc.threshold": 1.01})
     second = run_chain(strict)
     assert second.step("evaluate").verdict == REJECTED
-    evaluate_run = client.get_run(second.step("evaluate").run_id)
+    evaluate_run = own_client.get_run(second.step("evaluate").run_id)
     assert evaluate_run.info.status == "FINISHED"
     assert "roc_auc" in evaluate_run.data.tags["pipeline.verdict_reason"]
-    assert str(client.get_registered_model(small_config.registry.model_name).aliases["champion"]) == "1"
+    assert str(own_client.get_registered_model(small_config.registry.model_name).aliases["champion"]) == "1"
 
 
-def test_step_alone_after_the_chain_follows_the_lineage(client, chain, tracking_uri):
+def test_step_alone_after_the_chain_follows_the_lineage(own_client, own_chain, tracking_uri):
     from tests.conftest import DEFAULT_CONFIG
+
     # A newer preprocess run with another split: train must still use the one the newest tune run used.
     assert cli.main(["preprocess", "--config", str(DEFAULT_CONFIG), "--test-size", "0.3"]) == 0
     assert cli.main(["train", "--config", str(DEFAULT_CONFIG)]) == 0
-    newest_train = client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'train'",
-                                      order_by=["attributes.start_time DESC"], max_results=1)[0]
-    assert newest_train.data.tags[upstream_tag("tune")] == chain.step("tune").run_id
-    assert newest_train.data.tags[upstream_tag("preprocess")] == chain.step("preprocess").run_id
+    newest_train = own_client.search_runs(
+        ["0"], f"tags.`{STEP_TAG}` = 'train'", order_by=["attributes.start_time DESC"], max_results=1
+    )[0]
+    assert newest_train.data.tags[upstream_tag("tune")] == own_chain.step("tune").run_id
+    assert newest_train.data.tags[upstream_tag("preprocess")] == own_chain.step("preprocess").run_id
 
 
 def test_the_lineage_of_the_champion_is_printed_and_carded(client, chain, capsys):

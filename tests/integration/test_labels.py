@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 
 from pipeline import cli
-from pipeline.chain import run_chain
-from pipeline.lineage import STEP_TAG
+from pipeline.contract import STEP_TAG
+from pipeline.steps.chain import run_chain
 from tests.conftest import DEFAULT_CONFIG, small_config_with
+
+pytestmark = pytest.mark.heavy
 
 SPECIES = ("Adelie", "Chinstrap", "Gentoo penguin")
 
@@ -28,9 +30,16 @@ def penguins(rows: int, seed: int) -> pd.DataFrame:
     mass = np.where(species == "Gentoo penguin", 5000.0, 3700.0) + rng.normal(0, 250, rows)
     island = np.where(species == "Gentoo penguin", "Biscoe", rng.choice(["Dream", "Torgersen"], rows)).astype(object)
     observed = pd.Timestamp("2007-11-01") + pd.to_timedelta(rng.integers(0, 900, rows), unit="D")
-    frame = pd.DataFrame({"tag": [f"N{i}A{rng.integers(9)}" for i in range(rows)], "island": island,
-                          "bill_length_mm": bill.round(1), "body_mass_g": mass.round(),
-                          "observed": observed.strftime("%Y-%m-%d"), "species": species})
+    frame = pd.DataFrame(
+        {
+            "tag": [f"N{i}A{rng.integers(9)}" for i in range(rows)],
+            "island": island,
+            "bill_length_mm": bill.round(1),
+            "body_mass_g": mass.round(),
+            "observed": observed.strftime("%Y-%m-%d"),
+            "species": species,
+        }
+    )
     frame.loc[rng.random(rows) < 0.05, "bill_length_mm"] = np.nan
     frame.loc[rng.random(rows) < 0.05, "island"] = None
     return frame
@@ -43,8 +52,14 @@ def schema_of(run_id: str) -> dict:
 def test_text_labels_dates_and_gaps_from_table_to_answer(client, tmp_path):
     source = tmp_path / "penguins.csv"
     penguins(240, seed=1).to_csv(source, index=False)
-    config = small_config_with({"data.source": str(source), "data.target": "species",
-                                "registry.model_name": "penguins", "evaluate.multiclass.thresholds": {}})
+    config = small_config_with(
+        {
+            "data.source": str(source),
+            "data.target": "species",
+            "registry.model_name": "penguins",
+            "evaluate.multiclass.thresholds": {},
+        }
+    )
     chain = run_chain(config)
 
     preprocess = client.get_run(chain.step("preprocess").run_id)
@@ -63,16 +78,36 @@ def test_text_labels_dates_and_gaps_from_table_to_answer(client, tmp_path):
     fresh = penguins(30, seed=2).drop(columns=["species"])
     fresh.loc[0, ["observed", "body_mass_g"]] = None
     fresh.to_csv(tmp_path / "fresh.csv", index=False)
-    assert cli.main(["predict", "--config", str(DEFAULT_CONFIG), "--set", "registry.model_name=penguins",
-                     "--input", str(tmp_path / "fresh.csv"), "--output", str(tmp_path / "out.csv")]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--config",
+                str(DEFAULT_CONFIG),
+                "--set",
+                "registry.model_name=penguins",
+                "--input",
+                str(tmp_path / "fresh.csv"),
+                "--output",
+                str(tmp_path / "out.csv"),
+            ]
+        )
+        == 0
+    )
     scored = pd.read_csv(tmp_path / "out.csv")
-    assert list(scored.columns) == [*fresh.columns, "prediction", "probability_Adelie", "probability_Chinstrap",
-                                    "probability_Gentoo_penguin"]
+    assert list(scored.columns) == [
+        *fresh.columns,
+        "prediction",
+        "probability_Adelie",
+        "probability_Chinstrap",
+        "probability_Gentoo_penguin",
+    ]
     assert set(scored["prediction"]) <= set(SPECIES) and scored["prediction"].nunique() > 1
     loaded = mlflow.pyfunc.load_model("models:/penguins@champion").predict(fresh)
     assert loaded["prediction"].tolist() == scored["prediction"].tolist()
     assert loaded["probability_Gentoo_penguin"].to_numpy() == pytest.approx(
-        scored["probability_Gentoo_penguin"].to_numpy(), abs=1e-6)
+        scored["probability_Gentoo_penguin"].to_numpy(), abs=1e-6
+    )
 
 
 def churners(rows: int, seed: int) -> pd.DataFrame:
@@ -85,9 +120,15 @@ def churners(rows: int, seed: int) -> pd.DataFrame:
 def test_the_positive_class_is_the_one_configured(client, tmp_path):
     source = tmp_path / "churners.csv"
     churners(300, seed=4).to_csv(source, index=False)
-    config = small_config_with({"data.source": str(source), "data.target": "status",
-                                "data.positive_class": "churned", "registry.model_name": "churners",
-                                "evaluate.binary.thresholds": {}})
+    config = small_config_with(
+        {
+            "data.source": str(source),
+            "data.target": "status",
+            "data.positive_class": "churned",
+            "registry.model_name": "churners",
+            "evaluate.binary.thresholds": {},
+        }
+    )
     chain = run_chain(config)
     schema = schema_of(chain.step("preprocess").run_id)
     assert schema["classes"] == ["stayed", "churned"] and schema["positive_class"] == "churned"
@@ -108,9 +149,15 @@ def test_numeric_and_boolean_labels_come_back_as_they_were(client, tmp_path, lab
     frame = churners(200, seed=6)
     frame["status"] = np.where(frame["status"] == "churned", labels[1], labels[0])
     frame.to_csv(tmp_path / "rows.csv", index=False)
-    config = small_config_with({"data.source": str(tmp_path / "rows.csv"), "data.target": "status",
-                                "registry.model_name": "numeric", "evaluate.binary.thresholds": {},
-                                "tune.n_trials": 1})
+    config = small_config_with(
+        {
+            "data.source": str(tmp_path / "rows.csv"),
+            "data.target": "status",
+            "registry.model_name": "numeric",
+            "evaluate.binary.thresholds": {},
+            "tune.n_trials": 1,
+        }
+    )
     chain = run_chain(config)
     assert schema_of(chain.step("preprocess").run_id)["classes"] == classes
     answer = mlflow.pyfunc.load_model("models:/numeric/1").predict(frame.drop(columns=["status"]).head(30))

@@ -4,11 +4,14 @@ import json
 
 import pytest
 
-from pipeline import cli, rollback, train
-from pipeline.chain import run_chain
+from pipeline import cli
+from pipeline.contract import STEP_TAG
 from pipeline.errors import UpstreamError
-from pipeline.lineage import STEP_TAG
+from pipeline.steps import rollback, train
+from pipeline.steps.chain import run_chain
 from tests.conftest import DEFAULT_CONFIG, small_config_with
+
+pytestmark = pytest.mark.heavy
 
 
 def aliases(client, config):
@@ -30,15 +33,28 @@ def test_rollback_restores_the_previous_champion_with_a_record(client, small_con
         run_chain(small_config, force=["all"])
     assert aliases(client, small_config)["champion"] == "3"
     result_file = tmp_path / "rollback.json"
-    assert cli.main(["rollback", "--config", str(DEFAULT_CONFIG), "--reason", "drift on Mondays",
-                     "--result-file", str(result_file)]) == 0
+    assert (
+        cli.main(
+            [
+                "rollback",
+                "--config",
+                str(DEFAULT_CONFIG),
+                "--reason",
+                "drift on Mondays",
+                "--result-file",
+                str(result_file),
+            ]
+        )
+        == 0
+    )
     assert aliases(client, small_config) == {"champion": "2", "challenger": "3", "previous-champion": "1"}
     model = client.get_registered_model(small_config.registry.model_name)
     record = json.loads(model.tags["pipeline.last_rollback"])
     assert record["from"] == "3" and record["to"] == "2" and record["reason"] == "drift on Mondays"
     assert record["by"] and record["at"].endswith("Z")
     assert client.get_model_version(small_config.registry.model_name, "3").tags["pipeline.rolled_back"] == (
-        "drift on Mondays")
+        "drift on Mondays"
+    )
     (run,) = client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'rollback'")
     assert run.info.status == "FINISHED" and run.data.params["rollback.from"] == "3"
     assert json.loads(result_file.read_text())["model_version"] == "2"
@@ -54,7 +70,7 @@ def test_a_rejected_challenger_leaves_the_promotion_record_alone(client, small_c
     run_chain(small_config)
     strict = small_config_with({"evaluate.binary.thresholds.roc_auc.threshold": 1.01})
     train.run(strict)
-    from pipeline import evaluate
+    from pipeline.steps import evaluate
 
     assert evaluate.run(strict).verdict == "rejected"
     assert aliases(client, small_config) == {"champion": "1", "challenger": "2"}

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline.lineage import CHAIN_TAG, ERROR_TAG, STEP_TAG, upstream_tag
+from pipeline.contract import CHAIN_TAG, ERROR_TAG, STEP_TAG, upstream_tag
 from tests.conftest import REPO_ROOT, TEST_CONFIG
 
 pytestmark = pytest.mark.slow
@@ -31,8 +31,11 @@ def copy_project(root: Path, template_store: Path) -> dict[str, str]:
         copy(source, root / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if source.is_dir() else {}))
     shutil.copyfile(template_store, root / "mlflow.db")
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}", MLFLOW_DISABLE_TELEMETRY="true",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
+    env.update(
+        MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+    )
     return env
 
 
@@ -78,8 +81,9 @@ def test_main_runs_the_chain_under_the_launchers_run(chain, client):
 def test_train_alone_after_the_chain_uses_the_chains_lineage(chain, project, client):
     done = mlflow_run(project, "-e", "train")
     assert done.returncode == 0, done.stderr[-3000:]
-    (newest,) = client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'train'", order_by=["attributes.start_time DESC"],
-                                   max_results=1)
+    (newest,) = client.search_runs(
+        ["0"], f"tags.`{STEP_TAG}` = 'train'", order_by=["attributes.start_time DESC"], max_results=1
+    )
     steps = {step["step"]: step["run_id"] for step in chain["steps"]}
     assert newest.info.run_id != steps["train"]
     assert newest.data.tags[upstream_tag("tune")] == steps["tune"]
@@ -118,7 +122,6 @@ def test_the_template_switched_to_a_csv_by_editing_configs_only(tmp_path, templa
     config["data"].update(source="data/customers.csv", target="churned", id_columns=["customer_id"])
     config["registry"]["model_name"] = "customers-xgb"
     config["evaluate"]["binary"]["thresholds"] = {"roc_auc": {"threshold": 0.7}}
-    config["tune"].update(max_boosting_rounds=60, early_stopping_rounds=10)
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
 
     done = mlflow_run((root, env), "-e", "main", "-P", "n-trials=3", "-P", "result-file=chain.json", config=None)
@@ -126,8 +129,16 @@ def test_the_template_switched_to_a_csv_by_editing_configs_only(tmp_path, templa
     chain = json.loads((root / "chain.json").read_text())
     assert chain["steps"][-1]["verdict"] == "promoted" and chain["steps"][-1]["model_name"] == "customers-xgb"
     customers(25, seed=6).drop(columns=["churned"]).to_csv(root / "data" / "new.csv", index=False)
-    done = mlflow_run((root, env), "-e", "predict", "-P", f"input={root / 'data' / 'new.csv'}",
-                      "-P", f"output={root / 'scored.csv'}", config=None)
+    done = mlflow_run(
+        (root, env),
+        "-e",
+        "predict",
+        "-P",
+        f"input={root / 'data' / 'new.csv'}",
+        "-P",
+        f"output={root / 'scored.csv'}",
+        config=None,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     scored = pd.read_csv(root / "scored.csv")
     assert len(scored) == 25 and {"customer_id", "prediction", "probability_1"} <= set(scored.columns)

@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.lineage import CHAIN_TAG, STEP_TAG, upstream_tag
-from tests.conftest import REPO_ROOT, SMALL_OVERRIDES, TEST_CONFIG
+from pipeline.contract import CHAIN_TAG, STEP_TAG, upstream_tag
+from tests.conftest import REPO_ROOT, TEST_CONFIG
 
 pytestmark = pytest.mark.slow
 sys.path.insert(0, str(REPO_ROOT / "examples" / "orchestrators"))
-# The tests' config (configs/pipeline.yaml is the user's), with few, short trials.
-SMALL = ("--config", str(TEST_CONFIG),
-         *(arg for key, value in SMALL_OVERRIDES.items() for arg in ("--set", f"{key}={value}")))
+# The tests' config (configs/pipeline.yaml is the user's): few, short trials.
+STEP_OPTIONS = ("--config", str(TEST_CONFIG))
 
 
 def test_the_prefect_flow_runs_the_chain_with_lineage_through_task_results(tracking_uri, tmp_path, monkeypatch):
@@ -31,7 +30,7 @@ def test_the_prefect_flow_runs_the_chain_with_lineage_through_task_results(track
     from prefect_flow import mlflow_pipeline
 
     with prefect_test_harness(server_startup_timeout=120):
-        results = mlflow_pipeline(chain_id="prefect-test-chain", options=SMALL)
+        results = mlflow_pipeline(chain_id="prefect-test-chain", options=STEP_OPTIONS)
     client = MlflowClient(tracking_uri)
     runs = {step: client.get_run(result["run_id"]) for step, result in results.items()}
     assert all(run.info.status == "FINISHED" for run in runs.values())
@@ -47,7 +46,7 @@ def test_a_failed_step_raises_with_its_exit_code_and_error(tracking_uri, monkeyp
     from steps import StepFailed, run_step
 
     with pytest.raises(StepFailed, match=r"tune failed \(no usable upstream run, exit 3\): .*does not exist") as error:
-        run_step("tune", "0123456789abcdef", None, *SMALL)
+        run_step("tune", "0123456789abcdef", None, *STEP_OPTIONS)
     assert error.value.result["status"] == "FAILED" and error.value.result["run_id"]
 
 
@@ -63,13 +62,23 @@ def _airflow_python() -> str:
 
 def test_the_airflow_dag_runs_the_chain_with_lineage_through_xcom(tracking_uri, tmp_path):
     airflow = [_airflow_python(), "-m", "airflow"]
-    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
-           "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "examples" / "orchestrators"),
-           "PIPELINE_PYTHON": sys.executable, "PIPELINE_PROJECT_DIR": str(REPO_ROOT),
-           "PIPELINE_STEP_OPTIONS": shlex.join(SMALL)}
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "examples" / "orchestrators"),
+        "PIPELINE_PYTHON": sys.executable,
+        "PIPELINE_PROJECT_DIR": str(REPO_ROOT),
+        "PIPELINE_STEP_OPTIONS": shlex.join(STEP_OPTIONS),
+    }
     subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    done = subprocess.run([*airflow, "dags", "test", "mlflow_pipeline", "-c", json.dumps({"chain_id": "airflow-chain"})],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [*airflow, "dags", "test", "mlflow_pipeline", "-c", json.dumps({"chain_id": "airflow-chain"})],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     client = MlflowClient(tracking_uri)
     runs = {run.data.tags[STEP_TAG]: run for run in client.search_runs(["0"], f"tags.`{CHAIN_TAG}` = 'airflow-chain'")}

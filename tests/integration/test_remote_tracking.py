@@ -17,9 +17,9 @@ from mlflow.tracking import MlflowClient
 
 from deploy.tracking_server import ensure_bucket, start_tracking_server
 from pipeline import cli
-from pipeline.chain import run_chain
-from pipeline.lineage import STEP_TAG
-from tests.conftest import DEFAULT_CONFIG, SMALL_OVERRIDES, fresh_postgres_database, small_config_with
+from pipeline.contract import STEP_TAG
+from pipeline.steps.chain import run_chain
+from tests.conftest import DEFAULT_CONFIG, fresh_postgres_database, small_config_with
 from tests.integration.helpers import free_port
 
 pytestmark = pytest.mark.slow
@@ -37,20 +37,33 @@ class Stack:
         self.server = None
 
     def start(self):
-        env = {**S3_KEYS, "AWS_DEFAULT_REGION": "us-east-1", "MLFLOW_S3_ENDPOINT_URL": self.s3_url,
-               "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD, "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-csrf-key"}
-        self.server = start_tracking_server(self.database, f"s3://{BUCKET}/artifacts", port=self.port, auth=True,
-                                            env=env, state_dir=self.state_dir)
+        env = {
+            **S3_KEYS,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MLFLOW_S3_ENDPOINT_URL": self.s3_url,
+            "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-csrf-key",
+        }
+        self.server = start_tracking_server(
+            self.database, f"s3://{BUCKET}/artifacts", port=self.port, auth=True, env=env, state_dir=self.state_dir
+        )
         return self.server
 
     def bucket_keys(self) -> list[str]:
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=self.s3_url, region_name="us-east-1",
-                          aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"])
-        return [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
-                for item in page.get("Contents", [])]
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.s3_url,
+            region_name="us-east-1",
+            aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
+        )
+        return [
+            item["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+            for item in page.get("Contents", [])
+        ]
 
     def query(self, sql: str, *args) -> list[tuple]:
         with psycopg.connect(self.database) as connection:
@@ -108,11 +121,15 @@ def test_the_chain_lands_in_postgresql_and_the_bucket(stack, remote, tmp_path):
 
     stored = dict(stack.query("SELECT run_uuid, status FROM runs WHERE run_uuid = ANY(%s)", list(ids.values())))
     assert stored == {run_id: "FINISHED" for run_id in ids.values()}
-    steps = dict(stack.query("SELECT run_uuid, value FROM tags WHERE key = 'pipeline.step' AND run_uuid = ANY(%s)",
-                             list(ids.values())))
+    steps = dict(
+        stack.query(
+            "SELECT run_uuid, value FROM tags WHERE key = 'pipeline.step' AND run_uuid = ANY(%s)", list(ids.values())
+        )
+    )
     assert steps == {run_id: step for step, run_id in ids.items()}
-    assert stack.query("SELECT alias, version FROM registered_model_aliases WHERE name = %s ORDER BY alias",
-                       model_name) == [("challenger", 1), ("champion", 1)]
+    assert stack.query(
+        "SELECT alias, version FROM registered_model_aliases WHERE name = %s ORDER BY alias", model_name
+    ) == [("challenger", 1), ("champion", 1)]
 
     keys = stack.bucket_keys()
     assert any(key.endswith(f"{ids['preprocess']}/artifacts/data/train.parquet") for key in keys)
@@ -121,8 +138,22 @@ def test_the_chain_lands_in_postgresql_and_the_bucket(stack, remote, tmp_path):
 
     rows = pd.read_parquet(mlflow.artifacts.download_artifacts(f"runs:/{ids['preprocess']}/data/test.parquet"))
     rows.drop(columns=["target"]).to_csv(tmp_path / "rows.csv", index=False)
-    assert cli.main(["predict", "--config", str(DEFAULT_CONFIG), "--set", f"registry.model_name={model_name}",
-                     "--input", str(tmp_path / "rows.csv"), "--output", str(tmp_path / "scored.csv")]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--config",
+                str(DEFAULT_CONFIG),
+                "--set",
+                f"registry.model_name={model_name}",
+                "--input",
+                str(tmp_path / "rows.csv"),
+                "--output",
+                str(tmp_path / "scored.csv"),
+            ]
+        )
+        == 0
+    )
     assert len(pd.read_csv(tmp_path / "scored.csv")) == len(rows)
 
 
@@ -132,10 +163,14 @@ def _everything_logged(client: MlflowClient, experiment_id: str, folder: Path) -
     runs = client.search_runs([experiment_id], max_results=1000)
     text = [json.dumps({"params": run.data.params, "tags": run.data.tags, "name": run.info.run_name}) for run in runs]
     for run in runs:
-        local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(folder / run.info.run_id)))
+        local = Path(
+            mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(folder / run.info.run_id))
+        )
         text += [path.read_bytes().decode(errors="replace") for path in local.rglob("*") if path.is_file()]
     for model in client.search_logged_models([experiment_id]):
-        local = Path(mlflow.artifacts.download_artifacts(model.artifact_location, dst_path=str(folder / model.model_id)))
+        local = Path(
+            mlflow.artifacts.download_artifacts(model.artifact_location, dst_path=str(folder / model.model_id))
+        )
         text += [path.read_bytes().decode(errors="replace") for path in local.rglob("*") if path.is_file()]
     return "\n".join(text)
 
@@ -143,9 +178,17 @@ def _everything_logged(client: MlflowClient, experiment_id: str, folder: Path) -
 def test_no_credential_is_logged_anywhere(stack, remote, tmp_path, capfd):
     with fresh_postgres_database() as optuna_database:  # trust auth: any password is accepted
         storage = optuna_database.replace("postgres@", f"postgres:{STORAGE_PASSWORD}@")
-        code = cli.main(["main", "--config", str(DEFAULT_CONFIG), "--storage", storage,
-                         *[arg for key, value in SMALL_OVERRIDES.items() for arg in ("--set", f"{key}={value}")],
-                         "--set", f"registry.model_name=leak-{uuid.uuid4().hex[:6]}"])
+        code = cli.main(
+            [
+                "main",
+                "--config",
+                str(DEFAULT_CONFIG),
+                "--storage",
+                storage,
+                "--set",
+                f"registry.model_name=leak-{uuid.uuid4().hex[:6]}",
+            ]
+        )
     assert code == 0
     logged = _everything_logged(MlflowClient(), _experiment_id(), tmp_path / "downloads")
     console = capfd.readouterr()

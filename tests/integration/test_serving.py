@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from pipeline import cli
-from pipeline.chain import run_chain
+from pipeline.steps.chain import run_chain
 from tests.conftest import DEFAULT_CONFIG, REPO_ROOT, small_config_with
 from tests.integration.helpers import free_port, wait_for
 
@@ -24,15 +24,20 @@ CHAMPION = "models:/{}@champion"
 CHURN_CSV = REPO_ROOT / "examples" / "churn.csv"
 
 
-@pytest.fixture
-def champion_and_rows(client) -> tuple[str, pd.DataFrame]:
-    """A champion trained on examples/churn.csv (text target yes/no, text categories, a date column, gaps), and
-    raw rows of that table as a user would send them: without the target, with missing values and a new
-    category."""
+@pytest.fixture(scope="module")
+def module_champion_and_rows(module_store) -> tuple[str, pd.DataFrame]:
+    """Made once in the module's store: a champion trained on examples/churn.csv (text target yes/no, text
+    categories, a date column, gaps), and raw rows of that table as a user would send them: without the target,
+    with missing values and a new category."""
     # No data.id_columns: the id is found (text with one distinct value per row), dropped, and optional.
-    config = small_config_with({"data.source": str(CHURN_CSV), "data.target": "churned",
-                                "registry.model_name": "churn-xgb",
-                                "evaluate.binary.thresholds": {}})
+    config = small_config_with(
+        {
+            "data.source": str(CHURN_CSV),
+            "data.target": "churned",
+            "registry.model_name": "churn-xgb",
+            "evaluate.binary.thresholds": {},
+        }
+    )
     run_chain(config)
     rows = pd.read_csv(CHURN_CSV).drop(columns=["churned"]).sample(50, random_state=3).reset_index(drop=True)
     rows.loc[0, ["region", "tenure_months", "signup_date"]] = None
@@ -41,6 +46,13 @@ def champion_and_rows(client) -> tuple[str, pd.DataFrame]:
     return CHAMPION.format(config.registry.model_name), rows
 
 
+@pytest.fixture
+def champion_and_rows(module_champion_and_rows) -> tuple[str, pd.DataFrame]:
+    model_uri, rows = module_champion_and_rows
+    return model_uri, rows.copy()  # each test its own rows to hand over
+
+
+@pytest.mark.heavy
 def test_the_registered_model_answers_raw_rows_in_the_targets_labels(champion_and_rows):
     model_uri, rows = champion_and_rows
     served = mlflow.pyfunc.load_model(model_uri)
@@ -66,28 +78,63 @@ def _answers(url: str) -> bool:
 
 
 def _post(url: str, payload: dict) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
 
 
 @pytest.mark.slow
-def test_the_served_champion_answers_like_batch_prediction(champion_and_rows, tracking_uri, tmp_path):
+def test_the_served_champion_answers_like_batch_prediction(champion_and_rows, module_store, own_experiment, tmp_path):
     model_uri, rows = champion_and_rows
+    tracking_uri = module_store[0]
     rows.to_csv(tmp_path / "rows.csv", index=False)
-    assert cli.main(["predict", "--config", str(DEFAULT_CONFIG), "--set", "registry.model_name=churn-xgb",
-                     "--input", str(tmp_path / "rows.csv"), "--output", str(tmp_path / "scored.csv")]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--config",
+                str(DEFAULT_CONFIG),
+                "--set",
+                "registry.model_name=churn-xgb",
+                "--input",
+                str(tmp_path / "rows.csv"),
+                "--output",
+                str(tmp_path / "scored.csv"),
+            ]
+        )
+        == 0
+    )
     batch = pd.read_csv(tmp_path / "scored.csv")
 
     port = free_port()
-    command = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri,
-               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    command = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     with open(tmp_path / "serve.log", "wb") as log:
         # The server is started through `uvicorn`, looked up on PATH: the environment's own bin folder first.
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-        server = subprocess.Popen(command, env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path},
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd="/")
+        server = subprocess.Popen(
+            command,
+            env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd="/",
+        )
     try:
         wait_for(lambda: server.poll() is not None or _answers(f"http://127.0.0.1:{port}/ping"), timeout=120)
         assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]

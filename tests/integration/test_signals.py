@@ -5,19 +5,34 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.lineage import STEP_TAG
-from tests.integration.helpers import wait_for
+from pipeline.contract import STEP_TAG
 from tests.conftest import DEFAULT_CONFIG, REPO_ROOT
+from tests.integration.helpers import wait_for
+
+pytestmark = pytest.mark.heavy
 
 
 def test_sigterm_during_tuning_ends_the_run_killed(client: MlflowClient, tracking_uri):
-    assert subprocess.run([sys.executable, "-m", "pipeline", "preprocess", "--config", str(DEFAULT_CONFIG)],
-                          cwd=REPO_ROOT, env=os.environ.copy(), capture_output=True).returncode == 0
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "pipeline", "preprocess", "--config", str(DEFAULT_CONFIG)],
+            cwd=REPO_ROOT,
+            env=os.environ.copy(),
+            capture_output=True,
+        ).returncode
+        == 0
+    )
     tuning = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "tune", "--config", str(DEFAULT_CONFIG), "--n-trials", "100000"],
-        cwd=REPO_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO_ROOT,
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # Wait until a trial run exists, i.e. the tune run is open and trials are going.
         wait_for(lambda: client.search_runs(["0"], "tags.`optuna.trial_number` = '0'"))

@@ -12,15 +12,15 @@ import pytest
 import yaml
 
 from pipeline import cli
-from pipeline.cache import source_digest
 from pipeline.config import load_config
-from pipeline.data import load_source
-from pipeline.lineage import ERROR_TAG, STEP_TAG
-from tests.conftest import DEFAULT_CONFIG, SMALL_OVERRIDES
+from pipeline.contract import ERROR_TAG, STEP_TAG
+from pipeline.data.sources import load_source
+from pipeline.tracking.cache import source_digest
+from tests.conftest import DEFAULT_CONFIG
 from tests.integration.helpers import free_port
 
 PASSWORD = "hunter2-not-logged"  # trust auth ignores it; it must never show in a param, tag, artifact or message
-SMALL = [arg for key, value in SMALL_OVERRIDES.items() for arg in ("--set", f"{key}={value}")]
+pytestmark = pytest.mark.heavy  # a PostgreSQL server
 
 
 @pytest.fixture
@@ -29,22 +29,29 @@ def database(postgres_url, monkeypatch):
     password in ${PIPELINE_TEST_PGPASSWORD}."""
     monkeypatch.setenv("PIPELINE_TEST_PGPASSWORD", PASSWORD)
     with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute("CREATE TABLE customers (id serial PRIMARY KEY, tenure double precision, plan text, "
-                           "churned integer)")
+        connection.execute(
+            "CREATE TABLE customers (id serial PRIMARY KEY, tenure double precision, plan text, churned integer)"
+        )
         with connection.cursor() as cursor:
-            cursor.executemany("INSERT INTO customers (tenure, plan, churned) VALUES (%s, %s, %s)",
-                               [(float(i), ("basic", "plus", "pro")[i % 3], i % 2) for i in range(40)])
+            cursor.executemany(
+                "INSERT INTO customers (tenure, plan, churned) VALUES (%s, %s, %s)",
+                [(float(i), ("basic", "plus", "pro")[i % 3], i % 2) for i in range(40)],
+            )
     return postgres_url.replace("postgresql://postgres@", "postgresql://postgres:${PIPELINE_TEST_PGPASSWORD}@")
 
 
 def overrides(source: str, **data: str) -> dict[str, str]:
-    return {"data.source": source, "data.target": "churned", "data.task": "binary",
-            **{f"data.{key}": value for key, value in data.items()}}
+    return {
+        "data.source": source,
+        "data.target": "churned",
+        "data.task": "binary",
+        **{f"data.{key}": value for key, value in data.items()},
+    }
 
 
 def run_preprocess(source: str, **data: str) -> int:
     sets = [arg for key, value in overrides(source, **data).items() for arg in ("--set", f"{key}={value}")]
-    return cli.main(["preprocess", "--config", str(DEFAULT_CONFIG), *SMALL, *sets])
+    return cli.main(["preprocess", "--config", str(DEFAULT_CONFIG), *sets])
 
 
 def only_run(client):
@@ -85,7 +92,7 @@ def test_main_reuses_preprocess_until_a_row_changes(client, database):
         return {run.info.run_id for run in client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'preprocess'")}
 
     sets = [arg for key, value in overrides(database, table="customers").items() for arg in ("--set", f"{key}={value}")]
-    chain = ["main", "--config", str(DEFAULT_CONFIG), *SMALL, *sets]
+    chain = ["main", "--config", str(DEFAULT_CONFIG), *sets]
     assert cli.main(chain) == 0 and cli.main(chain) == 0
     assert len(preprocess_runs()) == 1
     with psycopg.connect(database.replace("${PIPELINE_TEST_PGPASSWORD}", PASSWORD), autocommit=True) as connection:
@@ -95,7 +102,7 @@ def test_main_reuses_preprocess_until_a_row_changes(client, database):
 
 
 def test_the_fingerprint_read_is_handed_to_preprocess(database, monkeypatch):
-    from pipeline import sql_source
+    from pipeline.data import sql_source
 
     config = load_config(DEFAULT_CONFIG, overrides(database, table="customers"))
     reads = []
@@ -112,22 +119,38 @@ def test_the_fingerprint_read_is_handed_to_preprocess(database, monkeypatch):
 # (case, data.source ({base}: the fresh database's URL with the password variable), data.query or data.table,
 # exit code, words the one error line must hold)
 BAD_SOURCES = [
-    ("unparseable URL", "postgresql://postgres:${PIPELINE_TEST_PGPASSWORD}@127.0.0.1:port/x", {"table": "t"}, 2,
-     "is not a valid database URL"),
-    ("closed port", "postgresql://postgres:${PIPELINE_TEST_PGPASSWORD}@127.0.0.1:{port}/x", {"table": "t"}, 4,
-     "cannot reach the database postgresql://postgres:***@127.0.0.1:"),
+    (
+        "unparseable URL",
+        "postgresql://postgres:${PIPELINE_TEST_PGPASSWORD}@127.0.0.1:port/x",
+        {"table": "t"},
+        2,
+        "is not a valid database URL",
+    ),
+    (
+        "closed port",
+        "postgresql://postgres:${PIPELINE_TEST_PGPASSWORD}@127.0.0.1:{port}/x",
+        {"table": "t"},
+        4,
+        "cannot reach the database postgresql://postgres:***@127.0.0.1:",
+    ),
     ("missing database", "{base}_missing", {"table": "customers"}, 4, "does not exist"),
     ("syntax error", "{base}", {"query": "SELEC tenure FROM customers"}, 2, 'syntax error at or near "SELEC"'),
     ("unknown table", "{base}", {"table": "no_such_table"}, 2, 'relation "no_such_table" does not exist'),
     ("empty result", "{base}", {"query": "SELECT * FROM customers WHERE tenure < 0"}, 2, "holds no rows"),
-    ("unset variable", "postgresql://postgres:${PIPELINE_TEST_UNSET}@127.0.0.1:5432/x", {"table": "t"}, 2,
-     "environment variable PIPELINE_TEST_UNSET is not set"),
+    (
+        "unset variable",
+        "postgresql://postgres:${PIPELINE_TEST_UNSET}@127.0.0.1:5432/x",
+        {"table": "t"},
+        2,
+        "environment variable PIPELINE_TEST_UNSET is not set",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "source", "data", "code", "words"), BAD_SOURCES, ids=[c[0] for c in BAD_SOURCES])
-def test_a_bad_source_fails_in_one_line_without_the_password(client, database, capfd, monkeypatch, case, source,
-                                                             data, code, words):
+def test_a_bad_source_fails_in_one_line_without_the_password(
+    client, database, capfd, monkeypatch, case, source, data, code, words
+):
     monkeypatch.delenv("PIPELINE_TEST_UNSET", raising=False)
     source = source.replace("{base}", database).replace("{port}", str(free_port()))
     started = time.monotonic()

@@ -11,14 +11,16 @@ import pandas as pd
 import pytest
 
 from pipeline import cli
-from pipeline.chain import run_chain
 from pipeline.config import load_config
-from pipeline.lineage import STEP_TAG, TASK_TAG
-from tests.conftest import DEFAULT_CONFIG, SMALL_OVERRIDES, TEST_CONFIGS
+from pipeline.contract import STEP_TAG, TASK_TAG
+from pipeline.steps.chain import run_chain
+from tests.conftest import DEFAULT_CONFIG, TEST_CONFIGS
+
+pytestmark = pytest.mark.heavy
 
 
 def config_for(name: str, **overrides):
-    return load_config(TEST_CONFIGS / f"{name}.yaml", {**SMALL_OVERRIDES, **overrides})
+    return load_config(TEST_CONFIGS / f"{name}.yaml", overrides)
 
 
 def schema_of(client, run_id: str) -> dict:
@@ -69,37 +71,68 @@ def customers(rows: int, seed: int) -> pd.DataFrame:
     churned = ((plan == "basic") ^ (calls > 2) ^ (rng.random(rows) < 0.1)).astype(int)
     calls[rng.random(rows) < 0.1] = np.nan
     region = rng.choice(["north", "south", None], rows)
-    return pd.DataFrame({"customer_id": [f"C{i}" for i in range(rows)], "plan": plan, "region": region,
-                         "support_calls": calls, "partner": rng.choice(["yes", "no"], rows),
-                         "notes": [None] * rows, "churned": churned})
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(rows)],
+            "plan": plan,
+            "region": region,
+            "support_calls": calls,
+            "partner": rng.choice(["yes", "no"], rows),
+            "notes": [None] * rows,
+            "churned": churned,
+        }
+    )
 
 
 def churn_config(source):
     """The default config switched to the CSV (no gates: the tests look at the model, not at its promotion)."""
-    return config_for("pipeline", **{"data.source": str(source), "data.target": "churned",
-                                     "data.id_columns": "[customer_id]", "registry.model_name": "churn",
-                                     "evaluate.binary.thresholds": {}})
+    return config_for(
+        "pipeline",
+        **{
+            "data.source": str(source),
+            "data.target": "churned",
+            "data.id_columns": "[customer_id]",
+            "registry.model_name": "churn",
+            "evaluate.binary.thresholds": {},
+        },
+    )
 
 
 def predict_cli(source, target) -> int:
-    return cli.main(["predict", "--config", str(DEFAULT_CONFIG), "--input", str(source), "--output", str(target),
-                     "--set", "registry.model_name=churn"])
+    return cli.main(
+        [
+            "predict",
+            "--config",
+            str(DEFAULT_CONFIG),
+            "--input",
+            str(source),
+            "--output",
+            str(target),
+            "--set",
+            "registry.model_name=churn",
+        ]
+    )
 
 
-@pytest.fixture
-def customers_csv(tmp_path):
-    path = tmp_path / "customers.csv"
+@pytest.fixture(scope="module")
+def churn_chain(module_store):
+    """The chain on a customers CSV, made once in the module's store (the tests below predict and read)."""
+    path = module_store[1] / "customers.csv"
     customers(300, seed=1).to_csv(path, index=False)
-    return path
+    return run_chain(churn_config(path))
 
 
-def test_a_csv_with_text_categories_and_missing_values(client, customers_csv, tmp_path):
-    chain = run_chain(churn_config(customers_csv))
+def test_a_csv_with_text_categories_and_missing_values(module_client, churn_chain, own_experiment, tmp_path):
+    client, chain = module_client, churn_chain
     preprocess_id = chain.step("preprocess").run_id
     schema = schema_of(client, preprocess_id)
     assert schema["task"] == "binary"  # inferred from the 0/1 target
-    assert schema["columns"] == {"plan": "categorical", "region": "categorical", "support_calls": "numeric",
-                                 "partner": "categorical"}
+    assert schema["columns"] == {
+        "plan": "categorical",
+        "region": "categorical",
+        "support_calls": "numeric",
+        "partner": "categorical",
+    }
     assert schema["categories"]["plan"] == ["basic", "plus", "pro"] and schema["report"]["all_missing"] == ["notes"]
     assert client.get_run(preprocess_id).data.metrics["n_categorical"] == 3
     evaluate_run = client.get_run(chain.step("evaluate").run_id)
@@ -117,12 +150,12 @@ def test_a_csv_with_text_categories_and_missing_values(client, customers_csv, tm
     assert served["probability_1"].to_numpy() == pytest.approx(scored["probability_1"].to_numpy(), abs=1e-6)
 
 
-def test_a_numeric_column_holding_text_is_named(client, customers_csv, tmp_path):
-    run_chain(churn_config(customers_csv))
+def test_a_numeric_column_holding_text_is_named(module_client, churn_chain, own_experiment, tmp_path):
     bad = customers(10, seed=3).drop(columns=["churned"]).astype({"support_calls": object})
     bad.loc[4, "support_calls"] = "three"
     bad.to_csv(tmp_path / "bad.csv", index=False)
     assert predict_cli(tmp_path / "bad.csv", tmp_path / "out.csv") == 2 and not (tmp_path / "out.csv").exists()
-    (run,) = client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'predict'")
-    assert "column 'support_calls' must be numeric but holds 1 value(s) such as 'three'" in run.data.tags[
-        "pipeline.error"]
+    (run,) = module_client.search_runs([own_experiment], f"tags.`{STEP_TAG}` = 'predict'")
+    assert (
+        "column 'support_calls' must be numeric but holds 1 value(s) such as 'three'" in run.data.tags["pipeline.error"]
+    )

@@ -12,11 +12,11 @@ import optuna
 import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from pipeline import preprocess, tune
-from pipeline.lineage import ERROR_TAG, STEP_TAG
-from pipeline.study import FINISHED_STATES
-from tests.integration.helpers import wait_for
+from pipeline.contract import ERROR_TAG, STEP_TAG
+from pipeline.steps import preprocess, tune
+from pipeline.tuning.study import FINISHED_STATES
 from tests.conftest import DEFAULT_CONFIG, REPO_ROOT
+from tests.integration.helpers import wait_for
 
 
 def with_tune(config, **changes):
@@ -33,8 +33,15 @@ def tune_runs(client):
 
 def pipeline_process(*args: str, **popen) -> subprocess.Popen:
     command = [sys.executable, "-m", "pipeline", *args, "--config", str(DEFAULT_CONFIG)]
-    return subprocess.Popen(command, cwd=REPO_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **popen)
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
 
 
 def count_finished(study_name: str, storage: str) -> int:
@@ -44,6 +51,7 @@ def count_finished(study_name: str, storage: str) -> int:
         return 0
 
 
+@pytest.mark.heavy
 def test_pruned_trials_are_killed_child_runs(client, small_config):
     preprocess.run(small_config)
     pruner = small_config.tune.pruner.model_copy(update={"startup_trials": 2, "warmup_rounds": 0, "report_every": 1})
@@ -59,6 +67,7 @@ def test_pruned_trials_are_killed_child_runs(client, small_config):
         assert 1 <= int(run.data.tags["optuna.pruned_at_round"]) <= 200
 
 
+@pytest.mark.heavy
 def test_n_trials_counts_the_finished_trials_of_the_whole_study(client, small_config, tmp_path):
     preprocess.run(small_config)
     config = with_tune(small_config, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
@@ -75,22 +84,26 @@ def test_n_trials_counts_the_finished_trials_of_the_whole_study(client, small_co
     assert len(set(points)) == len(points)  # a rerun does not draw the first points again
 
 
+@pytest.mark.heavy
 def test_a_study_resumes_after_its_worker_is_killed(client, small_config, tmp_path):
     preprocess.run(small_config)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     options = ("--set", f"tune.storage={storage}", "--set", "tune.heartbeat_s=1", "--set", "tune.pruner.type=none")
     worker = pipeline_process("tune", "--n-trials", "1000", *options)
     try:
-        study_name = wait_for(lambda: next(
-            (run.data.params.get("optuna.study_name") for run in tune_runs(client)), None))
+        study_name = wait_for(
+            lambda: next((run.data.params.get("optuna.study_name") for run in tune_runs(client)), None)
+        )
         finished = wait_for(lambda: count_finished(study_name, storage) >= 4)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
     finally:
         worker.kill()
     assert finished
-    before = {t.number: t.params for t in optuna.load_study(study_name=study_name, storage=storage)
-              .get_trials(states=FINISHED_STATES)}
+    before = {
+        t.number: t.params
+        for t in optuna.load_study(study_name=study_name, storage=storage).get_trials(states=FINISHED_STATES)
+    }
     time.sleep(2.5)  # past the 2-heartbeat grace period, so the trial the dead worker held counts as stale
     resumed = pipeline_process("tune", "--n-trials", str(len(before) + 3), *options)
     output, _ = resumed.communicate(timeout=240)
@@ -106,16 +119,28 @@ def test_a_study_resumes_after_its_worker_is_killed(client, small_config, tmp_pa
     assert len(children(client, resumed_parent.info.run_id)) == 3
 
 
+@pytest.mark.heavy
 def test_two_workers_share_one_postgres_study(client, small_config, postgres_url):
     preprocess.run(small_config)
-    options = ("--n-trials", "16", "--storage", postgres_url, "--set", "tune.max_boosting_rounds=200",
-               "--set", "tune.threads_per_trial=1")
+    options = (
+        "--n-trials",
+        "16",
+        "--storage",
+        postgres_url,
+        "--set",
+        "tune.max_boosting_rounds=200",
+        "--set",
+        "tune.early_stopping_rounds=50",  # trials long enough for both workers to take some
+        "--set",
+        "tune.threads_per_trial=1",
+    )
     workers = [pipeline_process("tune", *options) for _ in range(2)]
     outputs = [worker.communicate(timeout=300)[0] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], [output[-2000:] for output in outputs]
     parents = tune_runs(client)
     assert len(parents) == 2 and {run.data.params["optuna.study_name"] for run in parents} == {
-        parents[0].data.params["optuna.study_name"]}
+        parents[0].data.params["optuna.study_name"]
+    }
     study = optuna.load_study(study_name=parents[0].data.params["optuna.study_name"], storage=postgres_url)
     finished = study.get_trials(states=FINISHED_STATES)
     assert 16 <= len(finished) <= 17  # a worker's trial in flight when the other reached 16 may still finish

@@ -5,7 +5,7 @@ import yaml
 
 from pipeline.config import apply_overrides, load_config
 from pipeline.errors import ConfigError
-from tests.conftest import DEFAULT_CONFIG, REPO_ROOT, TEST_CONFIGS
+from tests.conftest import DEFAULT_CONFIG, REPO_ROOT, TEST_CONFIG, TEST_CONFIGS
 
 
 def test_default_config_is_valid_and_typed():
@@ -67,8 +67,9 @@ def test_overrides_take_yaml_types_and_do_not_touch_the_input():
 
 def test_a_variant_config_states_only_what_differs(tmp_path: Path):
     (tmp_path / "base.yaml").write_text(DEFAULT_CONFIG.read_text())
-    (tmp_path / "variant.yaml").write_text("extends: base.yaml\ndata: {source: 'sklearn:wine', task: multiclass}\n"
-                                           "registry: {model_name: wine-xgb}\n")
+    (tmp_path / "variant.yaml").write_text(
+        "extends: base.yaml\ndata: {source: 'sklearn:wine', task: multiclass}\nregistry: {model_name: wine-xgb}\n"
+    )
     config = load_config(tmp_path / "variant.yaml")
     assert config.data.source == "sklearn:wine" and config.data.target == "target"  # sections merge key by key
     assert config.registry.model_name == "wine-xgb" and config.registry.champion_alias == "champion"
@@ -101,5 +102,63 @@ def test_the_projects_configs_are_valid():
 
 
 def test_the_target_cannot_be_a_feature():
-    with pytest.raises(ConfigError, match="`data`: the target 'target' cannot also be an id, feature, datetime or categorical column"):
+    with pytest.raises(
+        ConfigError, match="`data`: the target 'target' cannot also be an id, feature, datetime or categorical column"
+    ):
         load_config(DEFAULT_CONFIG, {"data.id_columns": "[target]"})
+
+
+def _defaults(model, prefix=""):
+    """Dotted keys of every field of a config model (and the models inside it) that has a default."""
+    from pydantic import BaseModel
+
+    found = set()
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        if not field.is_required():
+            found.add(key)
+        kind = field.annotation
+        for inner in (kind, *getattr(kind, "__args__", ())):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                found |= _defaults(inner, f"{key}.")
+    return found
+
+
+def test_the_yaml_is_the_only_place_with_default_values():
+    # A default in the models may only stand for a key that configs/pipeline.yaml does not have: optional keys of
+    # a SQL source, a search dimension and a gate. Any other default would silently repeat (or contradict) the YAML.
+    from pipeline.config import PipelineConfig
+
+    assert _defaults(PipelineConfig) == {
+        "data.query",
+        "data.table",
+        "tune.search_space.low",
+        "tune.search_space.high",
+        "tune.search_space.log",
+        "tune.search_space.choices",
+        "evaluate.binary.thresholds.greater_is_better",
+        "evaluate.multiclass.thresholds.greater_is_better",
+        "evaluate.regression.thresholds.greater_is_better",
+    }
+
+
+@pytest.mark.parametrize("key", ["tune.seed", "split.stratify", "registry.champion_alias", "cache.enabled"])
+def test_a_key_missing_from_the_config_is_an_error_naming_it(tmp_path, key):
+    raw = yaml.safe_load(TEST_CONFIG.read_text())
+    section, leaf = key.split(".")
+    del raw[section][leaf]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=f"`{key}`: Field required"):
+        load_config(path)
+
+
+def test_a_config_written_from_scratch_is_told_every_key_it_lacks(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("experiment: x\ndata: {source: sklearn:wine, target: target}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert "\n" not in message and "every key is required" in message
+    for key in ("`data.task`", "`split`", "`tune`", "`registry`", "`cache`"):
+        assert key in message

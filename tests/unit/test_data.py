@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
 
-from pipeline import feature_hook, transform
 from pipeline.config import DataConfig, SplitConfig
-from pipeline.data import load_source, read_table, require_columns, split_frame
+from pipeline.data import feature_hook, transform
+from pipeline.data.sources import load_source, read_table, require_columns, split_frame
 from pipeline.errors import ConfigError, DataError
 
 
@@ -25,10 +25,13 @@ def _hook_file(tmp_path, body: str):
     return path
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ("x = 1\n", "defines no function derive_features"),
-    ("import not_a_module\n", "cannot be imported: ModuleNotFoundError: No module named 'not_a_module'"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("x = 1\n", "defines no function derive_features"),
+        ("import not_a_module\n", "cannot be imported: ModuleNotFoundError: No module named 'not_a_module'"),
+    ],
+)
 def test_a_broken_hook_file_is_named(tmp_path, body, message):
     with pytest.raises(ConfigError, match=message):
         feature_hook.load(_hook_file(tmp_path, body))
@@ -56,17 +59,17 @@ def test_two_hooks_with_the_same_file_name_stay_apart(tmp_path):
 
 
 def test_sklearn_source_renames_the_target_and_rejects_unknown_names():
-    frame = load_source(DataConfig(source="sklearn:breast_cancer", target="label"))
+    frame = load_source(DataConfig.whole_table(source="sklearn:breast_cancer", target="label"))
     assert "label" in frame.columns and len(frame) == 569
     with pytest.raises(DataError, match="unknown scikit-learn dataset 'nope'"):
-        load_source(DataConfig(source="sklearn:nope", target="label"))
+        load_source(DataConfig.whole_table(source="sklearn:nope", target="label"))
 
 
 def test_missing_target_column_is_named(tmp_path):
     path = tmp_path / "rows.csv"
     pd.DataFrame({"a": [1, 2], "b": [3, 4]}).to_csv(path, index=False)
     with pytest.raises(DataError, match="target column 'label' not in .*rows.csv \\(columns: a, b\\)"):
-        load_source(DataConfig(source=str(path), target="label"))
+        load_source(DataConfig.whole_table(source=str(path), target="label"))
 
 
 def test_read_table_errors(tmp_path):
@@ -96,11 +99,17 @@ def test_require_columns_names_every_missing_one():
 def test_id_columns_are_dropped_and_a_feature_list_selects(tmp_path):
     path = tmp_path / "rows.csv"
     pd.DataFrame({"id": [1, 2], "a": [1.0, 2.0], "b": ["x", "y"], "label": [0, 1]}).to_csv(path, index=False)
-    assert list(load_source(DataConfig(source=str(path), target="label", id_columns=["id"])).columns) == [
-        "a", "b", "label"]
-    assert list(load_source(DataConfig(source=str(path), target="label", features=["b"])).columns) == ["b", "label"]
+    assert list(load_source(DataConfig.whole_table(source=str(path), target="label", id_columns=["id"])).columns) == [
+        "a",
+        "b",
+        "label",
+    ]
+    assert list(load_source(DataConfig.whole_table(source=str(path), target="label", features=["b"])).columns) == [
+        "b",
+        "label",
+    ]
     with pytest.raises(DataError, match="has no column\\(s\\) nope"):
-        load_source(DataConfig(source=str(path), target="label", id_columns=["nope"]))
+        load_source(DataConfig.whole_table(source=str(path), target="label", id_columns=["nope"]))
 
 
 def test_a_table_is_read_from_an_http_url(tmp_path):
@@ -114,7 +123,7 @@ def test_a_table_is_read_from_an_http_url(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}"
-        frame = load_source(DataConfig(source=f"{url}/rows.csv", target="label"))
+        frame = load_source(DataConfig.whole_table(source=f"{url}/rows.csv", target="label"))
         assert frame["a"].tolist() == [1.0, 2.0]
         with pytest.raises(DataError, match="rows2.csv cannot be read: HTTP Error 404"):
             read_table(f"{url}/rows2.csv")
@@ -130,14 +139,18 @@ def test_a_table_is_read_from_an_s3_bucket(tmp_path, monkeypatch):
     server.start()
     try:
         host, port = server.get_host_and_port()
-        for key, value in {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret",
-                           "AWS_DEFAULT_REGION": "us-east-1", "MLFLOW_S3_ENDPOINT_URL": f"http://{host}:{port}"}.items():
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "test-key",
+            "AWS_SECRET_ACCESS_KEY": "test-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MLFLOW_S3_ENDPOINT_URL": f"http://{host}:{port}",
+        }.items():
             monkeypatch.setenv(key, value)
         pd.DataFrame({"a": [1.0, 2.0], "label": [0, 1]}).to_parquet(tmp_path / "rows.parquet", index=False)
         s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
         s3.create_bucket(Bucket="tables")
         s3.upload_file(str(tmp_path / "rows.parquet"), "tables", "in/rows.parquet")
-        frame = load_source(DataConfig(source="s3://tables/in/rows.parquet", target="label"))
+        frame = load_source(DataConfig.whole_table(source="s3://tables/in/rows.parquet", target="label"))
         assert frame["a"].tolist() == [1.0, 2.0]
         with pytest.raises(DataError, match="s3://tables/missing.csv cannot be downloaded"):
             read_table("s3://tables/missing.csv")

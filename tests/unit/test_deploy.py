@@ -17,8 +17,11 @@ def _compose_variables(text: str) -> set[str]:
 
 def test_every_compose_variable_is_in_the_example_env_file_and_no_secret_is_written_out():
     compose_text = (DEPLOY / "docker-compose.yml").read_text()
-    example = dict(line.split("=", 1) for line in (DEPLOY / ".env.example").read_text().splitlines()
-                   if line and not line.startswith("#"))
+    example = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     assert _compose_variables(compose_text) <= set(example)
     secrets = [name for name in example if "PASSWORD" in name or "SECRET" in name]
     assert secrets and all(example[name].startswith("CHANGE-ME") for name in secrets)

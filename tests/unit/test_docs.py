@@ -21,8 +21,10 @@ def test_every_entry_point_passes_each_parameter_to_the_cli():
 
 
 def test_the_readme_documents_every_parameter_with_its_entry_points():
-    table = {row[0].strip("` "): row[-1] for row in
-             (line.strip("|").split("|") for line in README.splitlines() if line.startswith("| `"))}
+    table = {
+        row[0].strip("` "): row[-1]
+        for row in (line.strip("|").split("|") for line in README.splitlines() if line.startswith("| `"))
+    }
     for name, entry in MLPROJECT["entry_points"].items():
         for parameter in entry["parameters"]:
             assert parameter in table, f"README lacks -P {parameter}"

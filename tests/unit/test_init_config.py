@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import cli, init_config
+from pipeline import cli
 from pipeline.config import load_config
 from pipeline.errors import ConfigError, DataError
+from pipeline.steps import init_config
 from tests.conftest import TEST_CONFIG
 
 ROWS = 60  # >= 20 values: an id column is found
@@ -24,13 +25,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     rng = np.random.default_rng(0)
     spend = rng.normal(50, 10, ROWS).round(2)
     spend[::7] = np.nan
-    pd.DataFrame({
-        "customer_id": [f"C{i:04d}" for i in range(1, ROWS + 1)],
-        "plan": rng.choice(["basic", "plus", "pro"], ROWS),
-        "signup_date": pd.date_range("2022-01-03", periods=ROWS, freq="5D").strftime("%Y-%m-%d"),
-        "monthly_spend": spend,
-        "churned": rng.choice(["yes", "no"], ROWS),
-    }).to_csv(tmp_path / "customers.csv", index=False)
+    pd.DataFrame(
+        {
+            "customer_id": [f"C{i:04d}" for i in range(1, ROWS + 1)],
+            "plan": rng.choice(["basic", "plus", "pro"], ROWS),
+            "signup_date": pd.date_range("2022-01-03", periods=ROWS, freq="5D").strftime("%Y-%m-%d"),
+            "monthly_spend": spend,
+            "churned": rng.choice(["yes", "no"], ROWS),
+        }
+    ).to_csv(tmp_path / "customers.csv", index=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     return tmp_path
@@ -113,8 +116,9 @@ def test_a_float_target_gives_regression(project: Path):
     assert config.evaluate.regression.thresholds["r2_score"].threshold == 0.2
 
 
-@pytest.mark.parametrize(("labels", "positive"), [([2, 5] * 30, 5), ([0, 1] * 30, 1), ([True, False] * 30, True),
-                                                 (["no", "on"] * 30, "on")])
+@pytest.mark.parametrize(
+    ("labels", "positive"), [([2, 5] * 30, 5), ([0, 1] * 30, 1), ([True, False] * 30, True), (["no", "on"] * 30, "on")]
+)
 def test_the_positive_class_keeps_its_type(project: Path, labels, positive):
     source = write_table(project, labels)
     path = init_config.run(str(source), "target", name="labels", force=True, configs_dir=project / "configs")["path"]
@@ -122,21 +126,34 @@ def test_the_positive_class_keeps_its_type(project: Path, labels, positive):
     assert read == positive and type(read) is type(positive)
 
 
-@pytest.mark.parametrize(("source", "table", "name"), [
-    ("data/My Customers (2024).csv", None, "my-customers-2024"),
-    ("https://example.com/x/Churn.parquet?raw=1", None, "churn"),
-    ("s3://bucket/key/customers.csv", None, "customers"),
-    ("sklearn:breast_cancer", None, "breast-cancer"),
-    ("postgresql://user:secret@db/shop", "public.Orders", "public-orders"),
-])
+@pytest.mark.parametrize(
+    ("source", "table", "name"),
+    [
+        ("data/My Customers (2024).csv", None, "my-customers-2024"),
+        ("https://example.com/x/Churn.parquet?raw=1", None, "churn"),
+        ("s3://bucket/key/customers.csv", None, "customers"),
+        ("sklearn:breast_cancer", None, "breast-cancer"),
+        ("postgresql://user:secret@db/shop", "public.Orders", "public-orders"),
+    ],
+)
 def test_the_default_name(source, table, name):
     assert init_config.default_name(source, table) == name
 
 
 def test_odd_values_round_trip_through_the_yaml():
-    scaffold = init_config.Scaffold(name="x", source="a: b #c.csv", target="on", task="binary", task_reason="r",
-                                    n_rows=40, label_counts=[("no", 20), ("yes", 20)], positive_class="yes",
-                                    positive_reason="r", id_columns=["null", "id: 1"], query="SELECT *\nFROM t")
+    scaffold = init_config.Scaffold(
+        name="x",
+        source="a: b #c.csv",
+        target="on",
+        task="binary",
+        task_reason="r",
+        n_rows=40,
+        label_counts=[("no", 20), ("yes", 20)],
+        positive_class="yes",
+        positive_reason="r",
+        id_columns=["null", "id: 1"],
+        query="SELECT *\nFROM t",
+    )
     data = yaml.safe_load(init_config.render(scaffold))["data"]
     assert data["source"] == "a: b #c.csv" and data["target"] == "on" and data["positive_class"] == "yes"
     assert data["id_columns"] == ["null", "id: 1"] and data["query"] == "SELECT *\nFROM t"

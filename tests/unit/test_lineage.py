@@ -5,15 +5,17 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline.config import load_config
+from pipeline.contract import STEP_TAG, upstream_tag
 from pipeline.errors import UpstreamError
+from pipeline.tracking.lookup import follow_lineage, latest_finished_run, resolve_upstream
 from tests.conftest import DEFAULT_CONFIG
-from pipeline.lineage import STEP_TAG, follow_lineage, latest_finished_run, resolve_upstream, upstream_tag
 
 EXPERIMENT = "0"
 
 
-def make_run(client: MlflowClient, step: str | None, status: str = "FINISHED", end_time: int = 1000,
-             **tags: str) -> str:
+def make_run(
+    client: MlflowClient, step: str | None, status: str = "FINISHED", end_time: int = 1000, **tags: str
+) -> str:
     all_tags = dict(tags)
     if step:
         all_tags[STEP_TAG] = step
@@ -38,11 +40,11 @@ def test_nested_trial_runs_are_never_picked(client):
 
     import optuna
 
-    from pipeline.trial_runs import TrialRunLogger
+    from pipeline.tuning.trial_runs import TrialRunLogger
 
     parent = make_run(client, "tune", end_time=1000)
     # A trial run written by the real callback, finishing long after its parent: still not a tune run.
-    later = datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc)
+    later = datetime.datetime(2100, 1, 1, tzinfo=datetime.UTC)
     trial = optuna.trial.create_trial(params={}, distributions={}, value=0.1)
     trial.datetime_start, trial.datetime_complete = later, later
     study = optuna.create_study()
@@ -69,9 +71,11 @@ def test_pinned_run_overrides_the_search(client):
 
 @pytest.mark.parametrize(
     ("step", "status", "expected"),
-    [("preprocess", "FINISHED", "is a 'preprocess' run, not a 'tune' run"),
-     ("tune", "FAILED", "is FAILED, not FINISHED"),
-     ("tune", "RUNNING", "is RUNNING, not FINISHED")],
+    [
+        ("preprocess", "FINISHED", "is a 'preprocess' run, not a 'tune' run"),
+        ("tune", "FAILED", "is FAILED, not FINISHED"),
+        ("tune", "RUNNING", "is RUNNING, not FINISHED"),
+    ],
 )
 def test_pinned_run_of_wrong_step_or_unfinished_is_refused(client, step, status, expected):
     pinned = make_run(client, step, status=status)
@@ -108,29 +112,59 @@ def test_a_deleted_run_is_never_used(client):
         resolve_upstream(client, EXPERIMENT, "train")
 
 
-def test_a_code_change_invalidates_only_the_steps_that_run_that_code(tmp_path, monkeypatch):
+def test_a_code_change_invalidates_only_the_steps_that_run_that_code(tmp_path):
     import shutil
 
-    from pipeline import cache
+    from pipeline.contract import STEPS
+    from pipeline.tracking import cache
 
     package = tmp_path / "pipeline"
     shutil.copytree(cache.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(cache, "PACKAGE", package)
+    before = {step: cache.code_digest(step, package) for step in STEPS}
+    expected = {
+        "steps/train.py": {"train"},
+        "tuning/study.py": {"tune"},
+        "steps/chain.py": set(),
+        "data/sql_source.py": {"preprocess", "tune", "train", "evaluate", "predict", "rollback"},
+        "contract.py": set(STEPS),
+    }
+    for module, steps in expected.items():
+        cache.code_digest.cache_clear()
+        (package / module).write_text((package / module).read_text() + "\n# changed\n")
+        after = {step: cache.code_digest(step, package) for step in STEPS}
+        assert {step for step in STEPS if after[step] != before[step]} == steps, module
+        before = after
     cache.code_digest.cache_clear()
-    before = {step: cache.code_digest(step) for step in ("preprocess", "tune", "train", "evaluate")}
-    (package / "train.py").write_text((package / "train.py").read_text() + "\n# changed\n")
+    (package / "data" / "transform.py").write_text((package / "data" / "transform.py").read_text() + "\n# changed\n")
+    changed = {step for step in STEPS if cache.code_digest(step, package) != before[step]}
     cache.code_digest.cache_clear()
-    after = {step: cache.code_digest(step) for step in before}
-    cache.code_digest.cache_clear()
-    assert {step for step in before if before[step] != after[step]} == {"train"}
-    (package / "transform.py").write_text((package / "transform.py").read_text() + "\n# changed\n")
-    changed = {step for step in before if cache.code_digest(step) != after[step]}
-    cache.code_digest.cache_clear()
-    assert "preprocess" in changed and "evaluate" in changed  # the raw-row code of preprocess and of the model
+    assert {"preprocess", "train", "evaluate"} <= changed  # the raw-row code of preprocess and of the model
+
+
+def test_a_steps_fingerprint_covers_every_module_it_loads():
+    """The import closure read from the source holds every module Python really loads for the step."""
+    import subprocess
+    import sys
+
+    from pipeline.contract import STEPS
+    from pipeline.tracking import cache
+
+    show = (
+        "import importlib, sys; importlib.import_module(sys.argv[1]); "
+        "print(*[m for m in sys.modules if m.startswith('pipeline')])"
+    )
+    workers = {
+        step: subprocess.Popen([sys.executable, "-c", show, STEPS[step].module], stdout=subprocess.PIPE, text=True)
+        for step in STEPS
+    }
+    for step, worker in workers.items():
+        loaded = set(worker.communicate(timeout=120)[0].split())
+        assert STEPS[step].module in loaded
+        assert loaded <= set(cache.import_closure(STEPS[step].module)), step
 
 
 def test_editing_the_feature_hook_changes_only_preprocess_fingerprint(tmp_path):
-    from pipeline import cache
+    from pipeline.tracking import cache
 
     hook = tmp_path / "hook.py"
     hook.write_text("def derive_features(frame):\n    return frame\n")

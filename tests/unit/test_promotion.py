@@ -2,9 +2,15 @@
 
 from dataclasses import dataclass
 
-from pipeline.config import EvaluateConfig, MetricGate, TaskGates
-from pipeline.promotion import PROMOTED, REJECTED, build_thresholds
-from pipeline.promotion import decide as decide_for_task
+from pipeline.config import EvaluateConfig, MetricGate, TaskGates, load_config
+from pipeline.modeling.promotion import PROMOTED, REJECTED, build_thresholds
+from pipeline.modeling.promotion import decide as decide_for_task
+from tests.conftest import TEST_CONFIG
+
+
+def gates(**sections) -> EvaluateConfig:
+    """The tests' evaluate config with some sections replaced."""
+    return load_config(TEST_CONFIG).evaluate.model_copy(update=sections)
 
 
 @dataclass
@@ -12,8 +18,12 @@ class Metrics:
     metrics: dict
 
 
-GATES = EvaluateConfig(binary=TaskGates(thresholds={"roc_auc": MetricGate(threshold=0.9),
-                                                    "log_loss": MetricGate(threshold=0.5)}, compare_metric="roc_auc"))
+GATES = gates(
+    binary=TaskGates(
+        thresholds={"roc_auc": MetricGate(threshold=0.9), "log_loss": MetricGate(threshold=0.5)},
+        compare_metric="roc_auc",
+    )
+)
 
 
 def decide(config, candidate, baseline):
@@ -46,20 +56,27 @@ def test_a_tie_with_the_champion_is_not_a_defeat():
 
 def test_required_improvement_over_the_champion():
     config = GATES.model_copy(update={"min_relative_improvement": 0.05})
-    assert decide(config, Metrics({"roc_auc": 0.96, "log_loss": 0.2}), Metrics({"roc_auc": 0.95, "log_loss": 0.2})).decision == REJECTED
-    assert decide(config, Metrics({"roc_auc": 0.9, "log_loss": 0.2}), Metrics({"roc_auc": 0.8, "log_loss": 0.2})).decision == PROMOTED
+    assert (
+        decide(
+            config, Metrics({"roc_auc": 0.96, "log_loss": 0.2}), Metrics({"roc_auc": 0.95, "log_loss": 0.2})
+        ).decision
+        == REJECTED
+    )
+    assert (
+        decide(config, Metrics({"roc_auc": 0.9, "log_loss": 0.2}), Metrics({"roc_auc": 0.8, "log_loss": 0.2})).decision
+        == PROMOTED
+    )
 
 
 def test_a_gate_on_a_metric_the_evaluation_lacks_rejects():
-    config = EvaluateConfig(binary=TaskGates(thresholds={"made_up_metric": MetricGate(threshold=0.5)},
-                                             compare_metric="roc_auc"))
+    config = gates(binary=TaskGates(thresholds={"made_up_metric": MetricGate(threshold=0.5)}, compare_metric="roc_auc"))
     verdict = decide(config, Metrics({"roc_auc": 0.99}), None)
     assert verdict.decision == REJECTED
     assert "made_up_metric" in verdict.reason
 
 
 def test_compare_metric_without_absolute_gate_still_compares():
-    config = EvaluateConfig(binary=TaskGates(thresholds={}, compare_metric="f1_score"))
+    config = gates(binary=TaskGates(thresholds={}, compare_metric="f1_score"))
     thresholds = build_thresholds(config, "binary", with_baseline=True)
     assert thresholds["f1_score"].min_relative_change == 0.0
     assert thresholds["f1_score"].threshold is None
@@ -67,9 +84,12 @@ def test_compare_metric_without_absolute_gate_still_compares():
 
 
 def test_regression_gates_know_that_errors_go_down():
-    config = EvaluateConfig(regression=TaskGates(thresholds={"r2_score": MetricGate(threshold=0.3),
-                                                             "mean_absolute_error": MetricGate(threshold=50.0)},
-                                                 compare_metric="root_mean_squared_error"))
+    config = gates(
+        regression=TaskGates(
+            thresholds={"r2_score": MetricGate(threshold=0.3), "mean_absolute_error": MetricGate(threshold=50.0)},
+            compare_metric="root_mean_squared_error",
+        )
+    )
     thresholds = build_thresholds(config, "regression", with_baseline=True)
     assert thresholds["r2_score"].greater_is_better and not thresholds["mean_absolute_error"].greater_is_better
     assert not thresholds["root_mean_squared_error"].greater_is_better

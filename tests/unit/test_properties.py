@@ -8,16 +8,48 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import DataConfig, load_config
+from pipeline.data.schema import build_schema, conform
 from pipeline.errors import ConfigError, DataError
-from pipeline.schema import build_schema, conform
 from tests.conftest import DEFAULT_CONFIG
 
-KEYS = ["split.test_size", "split.seed", "tune.n_trials", "tune.n_jobs", "tune.timeout_s", "tune.metric",
-        "tune.pruner.type", "data.task", "evaluate.min_relative_improvement", "features.derived", "cache.claim_wait_s"]
-VALUES = st.one_of(st.integers(-5, 10**6).map(str), st.floats(-2, 2, allow_nan=False).map(repr),
-                   st.sampled_from(["", "true", "no", "auto", "binary", "regression", "logloss", "rmse", "median",
-                                    "hyperband", "null", "[1, 2]", "{a: 1}", "many", "1e3", "-0.0"]),
-                   st.text(max_size=12))
+KEYS = [
+    "split.test_size",
+    "split.seed",
+    "tune.n_trials",
+    "tune.n_jobs",
+    "tune.timeout_s",
+    "tune.metric",
+    "tune.pruner.type",
+    "data.task",
+    "evaluate.min_relative_improvement",
+    "features.derived",
+    "cache.claim_wait_s",
+]
+VALUES = st.one_of(
+    st.integers(-5, 10**6).map(str),
+    st.floats(-2, 2, allow_nan=False).map(repr),
+    st.sampled_from(
+        [
+            "",
+            "true",
+            "no",
+            "auto",
+            "binary",
+            "regression",
+            "logloss",
+            "rmse",
+            "median",
+            "hyperband",
+            "null",
+            "[1, 2]",
+            "{a: 1}",
+            "many",
+            "1e3",
+            "-0.0",
+        ]
+    ),
+    st.text(max_size=12),
+)
 quick = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -39,19 +71,34 @@ def test_an_override_is_accepted_or_refused_naming_its_key(key, value):
 
 @pytest.fixture(scope="module")
 def schema():
-    frame = pd.DataFrame({"size": [1.0, 2.5, np.nan, 4.0], "color": ["red", "blue", None, "red"],
-                          "count": [1, 2, 3, 4], "y": [0, 1, 0, 1]})
-    return build_schema(frame, frame, DataConfig(source="x.csv", target="y"), ("binary", [0, 1], 1), False,
-                        "data")[0]
+    frame = pd.DataFrame(
+        {
+            "size": [1.0, 2.5, np.nan, 4.0],
+            "color": ["red", "blue", None, "red"],
+            "count": [1, 2, 3, 4],
+            "y": [0, 1, 0, 1],
+        }
+    )
+    return build_schema(
+        frame, frame, DataConfig.whole_table(source="x.csv", target="y"), ("binary", [0, 1], 1), False, "data"
+    )[0]
 
 
-CELLS = st.one_of(st.none(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=False),
-                  st.sampled_from(["red", "blue", "green", "", " 3.5", "NaN", "x"]), st.booleans())
+CELLS = st.one_of(
+    st.none(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=False),
+    st.sampled_from(["red", "blue", "green", "", " 3.5", "NaN", "x"]),
+    st.booleans(),
+)
 
 
 @quick
-@given(rows=st.lists(st.fixed_dictionaries({"size": CELLS, "color": CELLS, "count": CELLS}), min_size=1, max_size=8),
-       drop=st.sets(st.sampled_from(["size", "color", "count"]), max_size=2), extra=st.booleans())
+@given(
+    rows=st.lists(st.fixed_dictionaries({"size": CELLS, "color": CELLS, "count": CELLS}), min_size=1, max_size=8),
+    drop=st.sets(st.sampled_from(["size", "color", "count"]), max_size=2),
+    extra=st.booleans(),
+)
 def test_rows_are_conformed_or_refused_naming_the_column(schema, rows, drop, extra):
     frame = pd.DataFrame(rows).drop(columns=sorted(drop))
     if extra:

@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from pipeline.errors import ConfigError, TrackingError
-from pipeline.study import describe_storage, make_pruner, open_storage, study_name, threads_per_trial
+from pipeline.tuning.study import describe_storage, make_pruner, open_storage, study_name, threads_per_trial
 
 
 def with_tune(config, **changes):
@@ -14,8 +14,12 @@ def with_tune(config, **changes):
 def test_study_name_is_stable_across_run_settings(small_config):
     name = study_name(small_config, "exp", "data-1")
     assert name.startswith("exp-tune-")
-    assert study_name(with_tune(small_config, n_trials=99, n_jobs=2, timeout_s=5.0,
-                                storage="sqlite:///x.db"), "exp", "data-1") == name
+    assert (
+        study_name(
+            with_tune(small_config, n_trials=99, n_jobs=2, timeout_s=5.0, storage="sqlite:///x.db"), "exp", "data-1"
+        )
+        == name
+    )
 
 
 def test_study_name_changes_with_search_or_data(small_config):
@@ -34,7 +38,9 @@ def test_storage_passwords_are_masked():
 
 
 def test_bad_storage_url_is_a_config_error(small_config):
-    with pytest.raises(ConfigError, match="tune.storage 'nosuchdb://user:\\*\\*\\*@host/db' is not a usable storage URL"):
+    with pytest.raises(
+        ConfigError, match="tune.storage 'nosuchdb://user:\\*\\*\\*@host/db' is not a usable storage URL"
+    ):
         open_storage(with_tune(small_config, storage="nosuchdb://user:pw@host/db").tune)
 
 
@@ -44,17 +50,22 @@ def test_unreachable_storage_is_a_tracking_error(small_config):
         open_storage(tune)
 
 
-@pytest.mark.parametrize(("kind", "expected"), [("median", optuna.pruners.MedianPruner),
-                                                ("successive_halving", optuna.pruners.SuccessiveHalvingPruner),
-                                                ("hyperband", optuna.pruners.HyperbandPruner),
-                                                ("none", optuna.pruners.NopPruner)])
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("median", optuna.pruners.MedianPruner),
+        ("successive_halving", optuna.pruners.SuccessiveHalvingPruner),
+        ("hyperband", optuna.pruners.HyperbandPruner),
+        ("none", optuna.pruners.NopPruner),
+    ],
+)
 def test_pruner_follows_the_config(small_config, kind, expected):
     pruner = small_config.tune.pruner.model_copy(update={"type": kind})
     assert isinstance(make_pruner(with_tune(small_config, pruner=pruner).tune), expected)
 
 
 def test_threads_are_shared_between_parallel_trials(small_config, monkeypatch):
-    monkeypatch.setattr("pipeline.study.usable_cores", lambda: 8)
+    monkeypatch.setattr("pipeline.tuning.study.usable_cores", lambda: 8)
     big, small = 1_000_000, 500
     assert threads_per_trial(with_tune(small_config, n_jobs=1).tune, big) == 8
     assert threads_per_trial(with_tune(small_config, n_jobs=3).tune, big) == 2
@@ -65,7 +76,7 @@ def test_threads_are_shared_between_parallel_trials(small_config, monkeypatch):
 
 
 def test_a_stored_study_refuses_another_search(small_config, tmp_path):
-    from pipeline.study import open_study
+    from pipeline.tuning.study import open_study
 
     stored = with_tune(small_config, storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="fixed")
     open_study(stored, "fixed", "digest-a")
@@ -77,7 +88,7 @@ def test_a_stored_study_refuses_another_search(small_config, tmp_path):
 
 
 def test_only_in_memory_studies_are_seeded(small_config, tmp_path):
-    from pipeline.study import open_study
+    from pipeline.tuning.study import open_study
 
     assert open_study(small_config, "memory")._storage is not None
     seeded = [open_study(small_config, f"m{i}").sampler._rng.rng.random() for i in range(2)]
@@ -91,7 +102,7 @@ def test_a_trial_left_before_its_first_heartbeat_is_failed_after_the_grace_perio
     # A worker killed between creating a trial and its first heartbeat: Optuna alone leaves it RUNNING for ever.
     import time
 
-    from pipeline.study import open_study
+    from pipeline.tuning.study import open_study
 
     stored = with_tune(small_config, storage=f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_s=1)
     study = open_study(stored, "orphan")

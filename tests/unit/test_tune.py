@@ -6,14 +6,20 @@ import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from sklearn.datasets import make_classification
 
-from pipeline.lineage import STEP_TAG
-from pipeline.model import suggest_params
-from pipeline.errors import TrackingError
-from pipeline.trial_runs import TrialRunLogger
-from pipeline.trial_writer import TrialRunWriter
-from pipeline.errors import ConfigError
-from pipeline.study import (BEST_ITERATION_ATTR, best_params, eval_metric, metric_direction, open_study,
-                            resolve_metric, run_trials)
+from pipeline.contract import STEP_TAG
+from pipeline.errors import ConfigError, TrackingError
+from pipeline.modeling.model import suggest_params
+from pipeline.tuning.study import (
+    BEST_ITERATION_ATTR,
+    best_params,
+    eval_metric,
+    metric_direction,
+    open_study,
+    resolve_metric,
+    run_trials,
+)
+from pipeline.tuning.trial_runs import TrialRunLogger
+from pipeline.tuning.trial_writer import TrialRunWriter
 
 
 def search(train, config, task="binary"):
@@ -66,19 +72,23 @@ def test_trial_runs_are_children_with_the_trial_state(client):
     logger = TrialRunLogger(client, "0", parent, "auc")
     distributions = {"max_depth": optuna.distributions.IntDistribution(2, 8)}
     finished = [
-        optuna.trial.create_trial(params={"max_depth": 3}, distributions=distributions, value=0.97,
-                                  user_attrs={BEST_ITERATION_ATTR: 41}),
-        optuna.trial.create_trial(params={"max_depth": 7}, distributions=distributions,
-                                  state=optuna.trial.TrialState.PRUNED),
-        optuna.trial.create_trial(params={"max_depth": 5}, distributions=distributions,
-                                  state=optuna.trial.TrialState.FAIL),
+        optuna.trial.create_trial(
+            params={"max_depth": 3}, distributions=distributions, value=0.97, user_attrs={BEST_ITERATION_ATTR: 41}
+        ),
+        optuna.trial.create_trial(
+            params={"max_depth": 7}, distributions=distributions, state=optuna.trial.TrialState.PRUNED
+        ),
+        optuna.trial.create_trial(
+            params={"max_depth": 5}, distributions=distributions, state=optuna.trial.TrialState.FAIL
+        ),
     ]
     for trial in finished:
         study.add_trial(trial)
     for trial in study.trials:
         logger(study, trial)
-    children = client.search_runs(["0"], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}'",
-                                  order_by=["tags.`optuna.trial_number` ASC"])
+    children = client.search_runs(
+        ["0"], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent}'", order_by=["tags.`optuna.trial_number` ASC"]
+    )
     assert [run.info.status for run in children] == ["FINISHED", "KILLED", "FAILED"]
     assert all(STEP_TAG not in run.data.tags for run in children)
     assert children[0].data.params == {"max_depth": "3"}
@@ -86,8 +96,17 @@ def test_trial_runs_are_children_with_the_trial_state(client):
     assert children[1].data.tags["optuna.trial_state"] == "PRUNED"
 
 
-@pytest.mark.parametrize(("metric", "direction"), [("auc", "maximize"), ("aucpr", "maximize"), ("ndcg@5", "maximize"),
-                                                   ("logloss", "minimize"), ("error", "minimize"), ("rmse", "minimize")])
+@pytest.mark.parametrize(
+    ("metric", "direction"),
+    [
+        ("auc", "maximize"),
+        ("aucpr", "maximize"),
+        ("ndcg@5", "maximize"),
+        ("logloss", "minimize"),
+        ("error", "minimize"),
+        ("rmse", "minimize"),
+    ],
+)
 def test_study_direction_follows_the_metric(metric, direction):
     assert metric_direction(metric) == direction
 

@@ -1,5 +1,5 @@
 """Tabular data I/O: loading the configured source (sklearn, CSV, Parquet; path or URL; a SQL database through
-pipeline.sql_source), what of it may be logged, the split, digests."""
+pipeline.data.sql_source), what of it may be logged, the split, digests."""
 
 from __future__ import annotations
 
@@ -87,12 +87,12 @@ def _delimiter_hint(frame: pd.DataFrame) -> str:
 def load_source(data: DataConfig, keep_ids: bool = False) -> pd.DataFrame:
     """Load the configured dataset as one frame holding the feature columns and the target column: id columns
     dropped (unless `keep_ids`), and only `data.features` kept when that list is given."""
-    from pipeline.sql_source import is_sql_url
+    from pipeline.data.sql_source import is_sql_url
 
     if data.source.startswith(SKLEARN_PREFIX):
         frame = _load_sklearn(data.source.removeprefix(SKLEARN_PREFIX), data.target)
     elif is_sql_url(data.source):
-        from pipeline.sql_source import read_sql
+        from pipeline.data.sql_source import read_sql
 
         frame = read_sql(data)
     else:
@@ -101,12 +101,15 @@ def load_source(data: DataConfig, keep_ids: bool = False) -> pd.DataFrame:
     if duplicated := sorted({str(c) for c in frame.columns[frame.columns.duplicated()]}):
         raise DataError(f"{shown} has duplicate column names: {', '.join(duplicated)}")
     if data.target not in frame.columns:
-        raise DataError(f"target column '{data.target}' not in {shown} (columns: {_preview(frame.columns)})"
-                        f"{_delimiter_hint(frame)}")
+        raise DataError(
+            f"target column '{data.target}' not in {shown} (columns: {_preview(frame.columns)}){_delimiter_hint(frame)}"
+        )
     named = [*data.id_columns, *(data.features or [])]
     if missing := [c for c in named if c not in frame.columns]:
-        raise DataError(f"{shown} has no column(s) {', '.join(missing)} (named in data.id_columns / "
-                        f"data.features; columns: {_preview(frame.columns)})")
+        raise DataError(
+            f"{shown} has no column(s) {', '.join(missing)} (named in data.id_columns / "
+            f"data.features; columns: {_preview(frame.columns)})"
+        )
     if data.features:
         return frame[[*(data.id_columns if keep_ids else []), *data.features, data.target]]
     return frame if keep_ids else frame.drop(columns=data.id_columns)
@@ -114,8 +117,8 @@ def load_source(data: DataConfig, keep_ids: bool = False) -> pd.DataFrame:
 
 def loggable_source(data: DataConfig) -> str:
     """`data.source` as params, tags and messages may show it: a database as its masked URL with the table or the
-    query's start (pipeline.sql_source.describe_sql_source), a URL's password masked, anything else as written."""
-    from pipeline.sql_source import describe_sql_source, is_sql_url
+    query's start (pipeline.data.sql_source.describe_sql_source), a URL's password masked, anything else as written."""
+    from pipeline.data.sql_source import describe_sql_source, is_sql_url
 
     return describe_sql_source(data) if is_sql_url(data.source) else mask_source(data.source)
 
@@ -123,7 +126,7 @@ def loggable_source(data: DataConfig) -> str:
 def dataset_name(data: DataConfig) -> str:
     """The name of the logged datasets (`<name>-train`, `<name>-test`): a scikit-learn dataset's name, a file's
     stem, a database table's name, or `sql-query` for a query."""
-    from pipeline.sql_source import is_sql_url
+    from pipeline.data.sql_source import is_sql_url
 
     if is_sql_url(data.source):
         return data.table or "sql-query"
@@ -145,14 +148,13 @@ def _preview(columns: pd.Index, limit: int = 8) -> str:
     return ", ".join(names) + (", ..." if len(columns) > limit else "")
 
 
-def split_frame(frame: pd.DataFrame, target: str, split: SplitConfig,
-                classification: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_frame(
+    frame: pd.DataFrame, target: str, split: SplitConfig, classification: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeded train/test split, stratified on the target when asked (classification only)."""
     stratify = frame[target] if split.stratify and classification else None
     try:
-        train, test = train_test_split(
-            frame, test_size=split.test_size, random_state=split.seed, stratify=stratify
-        )
+        train, test = train_test_split(frame, test_size=split.test_size, random_state=split.seed, stratify=stratify)
     except ValueError as exc:
         raise DataError(f"cannot split {len(frame)} rows with test_size={split.test_size}: {exc}") from exc
     return train.reset_index(drop=True), test.reset_index(drop=True)
@@ -160,8 +162,10 @@ def split_frame(frame: pd.DataFrame, target: str, split: SplitConfig,
 
 def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
     if target not in frame.columns:
-        raise DataError(f"target column '{target}' is not in the prepared data (was data.target changed after "
-                        "preprocess ran? rerun preprocess)")
+        raise DataError(
+            f"target column '{target}' is not in the prepared data (was data.target changed after "
+            "preprocess ran? rerun preprocess)"
+        )
     return frame.drop(columns=[target]), frame[target]
 
 
@@ -182,11 +186,10 @@ def tracked_dataset(frame: pd.DataFrame, *, source, targets: str, name: str):
     from every row, which took 85 s of a 103 s preprocess on 1,000,000 rows x 30 features (benchmarks/scale.py).
     The digest is this module's content hash (MLflow's own took 4 s per split there). Row count, digest and source
     stay those of the whole frame."""
-    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
     from mlflow.types.utils import _infer_schema
 
-    dataset = mlflow.data.from_pandas(frame, source=source, targets=targets, name=name, digest=digest(frame)[-8:])
+    dataset = from_pandas(frame, source=source, targets=targets, name=name, digest=digest(frame)[-8:])
     if len(frame) > SCHEMA_SAMPLE_ROWS:
         dataset.__dict__["schema"] = _infer_schema(frame.head(SCHEMA_SAMPLE_ROWS))  # fills the cached_property
     return dataset
-

@@ -14,11 +14,11 @@ from typing import Any
 import pandas as pd
 from loguru import logger
 
-from pipeline import transform
 from pipeline.config import DataConfig
+from pipeline.contract import SCHEMA_ARTIFACT
+from pipeline.data import transform
 from pipeline.errors import DataError, UpstreamError
 
-SCHEMA_ARTIFACT = "data/schema.json"
 NUMERIC, CATEGORICAL = transform.NUMERIC, transform.CATEGORICAL
 # A text column with at least this share of distinct values among its values (and ID_MIN_ROWS values or more) is
 # an id or free text, not a category: dropped unless listed in data.features.
@@ -104,8 +104,12 @@ def detect_id_like(frame: pd.DataFrame, keep: list[str]) -> list[str]:
     found = []
     for name in frame.columns:
         values = frame[name].dropna()
-        if (name not in keep and _is_text(frame[name]) and len(values) >= ID_MIN_ROWS
-                and values.nunique() >= ID_DISTINCT_SHARE * len(values)):
+        if (
+            name not in keep
+            and _is_text(frame[name])
+            and len(values) >= ID_MIN_ROWS
+            and values.nunique() >= ID_DISTINCT_SHARE * len(values)
+        ):
             found.append(str(name))
     return found
 
@@ -117,16 +121,25 @@ def report_columns(frame: pd.DataFrame, data: DataConfig, what: str) -> dict[str
     empty = [str(c) for c in frame.columns if frame[c].isna().all()]
     constant = [str(c) for c in frame.columns if c not in empty and frame[c].nunique(dropna=False) == 1]
     id_like = [c for c in detect_id_like(frame, keep) if c not in empty]
-    for columns, why in ((empty, "without any value"), (constant, "holding a single value"),
-                         (id_like, "with about one distinct text per row (ids or free text; list them in "
-                                   "data.features to keep them)")):
+    for columns, why in (
+        (empty, "without any value"),
+        (constant, "holding a single value"),
+        (id_like, "with about one distinct text per row (ids or free text; list them in data.features to keep them)"),
+    ):
         if columns:
             logger.warning("{}: dropping {} column(s) {}: {}", what, len(columns), why, ", ".join(columns))
     return {"all_missing": empty, "constant": constant, "id_like": id_like}
 
 
-def build_schema(raw_train: pd.DataFrame, hooked_train: pd.DataFrame, data: DataConfig, labels: tuple, hook: bool,
-                 what: str, id_inputs: dict[str, str] | None = None) -> tuple[Schema, dict[str, list[str]]]:
+def build_schema(
+    raw_train: pd.DataFrame,
+    hooked_train: pd.DataFrame,
+    data: DataConfig,
+    labels: tuple,
+    hook: bool,
+    what: str,
+    id_inputs: dict[str, str] | None = None,
+) -> tuple[Schema, dict[str, list[str]]]:
     """The schema from the training split: raw columns as given (less the target), the hooked columns with dates
     expanded, then without the columns `report_columns` drops; text and data.categorical_columns are categorical.
     `id_inputs` (data.id_columns and their kinds) are inputs the model accepts and ignores."""
@@ -148,11 +161,18 @@ def build_schema(raw_train: pd.DataFrame, hooked_train: pd.DataFrame, data: Data
             columns[name] = NUMERIC
     if not columns:
         raise DataError(f"{what}: no feature column is left besides the target '{data.target}'")
-    schema = Schema(task=task, target=data.target, columns=columns, categories=categories, classes=classes,
-                    positive_class=positive,
-                    inputs={**(id_inputs or {}), **{str(c): raw_kind(raw[c]) for c in raw.columns}},
-                    ignored_inputs=sorted((dropped & set(map(str, raw.columns))) | set(id_inputs or {})),
-                    datetime_columns=dates, hook=hook)
+    schema = Schema(
+        task=task,
+        target=data.target,
+        columns=columns,
+        categories=categories,
+        classes=classes,
+        positive_class=positive,
+        inputs={**(id_inputs or {}), **{str(c): raw_kind(raw[c]) for c in raw.columns}},
+        ignored_inputs=sorted((dropped & set(map(str, raw.columns))) | set(id_inputs or {})),
+        datetime_columns=dates,
+        hook=hook,
+    )
     return schema, report
 
 
@@ -161,8 +181,9 @@ def check_target(target: pd.Series, schema: Schema, what: str) -> pd.Series:
     (regression). Returns the target as the model learns it: class indexes 0..k-1, or the numbers."""
     name = target.name
     if missing := int(target.isna().sum()):
-        raise DataError(f"{what}: target column '{name}' is empty in {missing} of {len(target)} rows; drop or fill "
-                        "those rows")
+        raise DataError(
+            f"{what}: target column '{name}' is empty in {missing} of {len(target)} rows; drop or fill those rows"
+        )
     if schema.is_classification:
         return encode_target(target, schema, what)
     if pd.api.types.is_bool_dtype(target) or not pd.api.types.is_numeric_dtype(target):
@@ -180,8 +201,14 @@ def encode_target(target: pd.Series, schema: Schema, what: str):
         raise DataError(f"{what}: {exc}") from exc
 
 
-def conform(frame: pd.DataFrame, schema: Schema, what: str, with_target: bool = False,
-            dates: bool = False, encoded: bool = False) -> pd.DataFrame:
+def conform(
+    frame: pd.DataFrame,
+    schema: Schema,
+    what: str,
+    with_target: bool = False,
+    dates: bool = False,
+    encoded: bool = False,
+) -> pd.DataFrame:
     """The schema's model inputs (plus the target if asked: as labels, or as class indexes with `encoded`):
     numeric as float64, categorical with the training category set; with `dates`, date columns of hooked rows are
     first turned into their parts. Missing or mistyped columns are a DataError naming them; a category never seen
@@ -193,8 +220,12 @@ def conform(frame: pd.DataFrame, schema: Schema, what: str, with_target: bool = 
     except transform.InputError as exc:
         raise DataError(f"{what} {exc}" if str(exc).startswith("lacks") else f"{what}: {exc}") from exc
     for name, examples in transform.unseen_categories(expanded, conformed, document).items():
-        logger.warning("{}: column '{}' has value(s) not seen in training (e.g. {}), scored as missing", what, name,
-                       ", ".join(map(repr, examples)))
+        logger.warning(
+            "{}: column '{}' has value(s) not seen in training (e.g. {}), scored as missing",
+            what,
+            name,
+            ", ".join(map(repr, examples)),
+        )
     if with_target:
         if schema.target not in frame.columns:
             raise DataError(f"{what} lacks the target column '{schema.target}'")
@@ -214,9 +245,18 @@ def read_schema(document: dict[str, Any]) -> Schema:
 
 def schema_of_run(run) -> Schema:
     """The schema logged by a preprocess run."""
-    from pipeline.lineage import read_json_artifact
+    from pipeline.tracking.lookup import read_json_artifact
 
     try:
         return read_schema(read_json_artifact(run, SCHEMA_ARTIFACT))
     except (UpstreamError, TypeError) as exc:
         raise UpstreamError(f"{exc} (made by an older version of this pipeline: rerun preprocess)") from exc
+
+
+def read_split(run, artifact: str, schema: Schema) -> pd.DataFrame:
+    """A split logged by a preprocess run, typed by its schema (categories exactly as in training), with the
+    target as class indexes 0..k-1 for classification (what XGBoost learns)."""
+    from pipeline.tracking.lookup import read_parquet_artifact
+
+    frame = read_parquet_artifact(run, artifact)
+    return conform(frame, schema, f"{artifact} of preprocess run {run.info.run_id}", with_target=True, encoded=True)

@@ -15,24 +15,36 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import mlflow
 import optuna
 from loguru import logger
 
 from pipeline.config import PipelineConfig
+from pipeline.contract import (
+    BEST_PARAMS_ARTIFACT,
+    DATA_DIGEST_TAG,
+    OPTIMIZATION_HISTORY_ARTIFACT,
+    PARAM_IMPORTANCES_ARTIFACT,
+    TRAIN_ARTIFACT,
+)
+from pipeline.data.schema import read_split, schema_of_run
 from pipeline.errors import PipelineError
-from pipeline.lineage import DATA_DIGEST_TAG
-from pipeline.preprocess import TRAIN_ARTIFACT, read_split
 from pipeline.results import StepResult
-from pipeline.schema import schema_of_run
-from pipeline.study import (best_params, describe_storage, open_study, resolve_metric, run_trials, search_digest,
-                            study_name)
-from pipeline.tracking import RunContext, step_run
-from pipeline.trial_runs import TrialRunLogger
-from pipeline.trial_writer import TrialRunWriter
-
-BEST_PARAMS_ARTIFACT = "best_params.json"
+from pipeline.tracking.runs import RunContext, step_run
+from pipeline.tuning.study import (
+    best_params,
+    describe_storage,
+    open_study,
+    resolve_metric,
+    run_trials,
+    search_digest,
+    study_name,
+)
+from pipeline.tuning.trial_runs import TrialRunLogger
+from pipeline.tuning.trial_writer import TrialRunWriter
 
 
 def _log_plots(study: optuna.Study) -> None:
@@ -42,10 +54,12 @@ def _log_plots(study: optuna.Study) -> None:
     from matplotlib import pyplot
     from optuna.visualization import matplotlib as optuna_plots
 
-    plots = {"plots/optimization_history.png": optuna_plots.plot_optimization_history}
+    plots: dict[str, Callable[[optuna.Study], Any]] = {
+        OPTIMIZATION_HISTORY_ARTIFACT: optuna_plots.plot_optimization_history
+    }
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) > 1 and study.best_trial.params:
-        plots["plots/param_importances.png"] = optuna_plots.plot_param_importances
+        plots[PARAM_IMPORTANCES_ARTIFACT] = optuna_plots.plot_param_importances
     for path, plot in plots.items():
         axes = plot(study)
         mlflow.log_figure(axes.figure, path)
@@ -55,10 +69,15 @@ def _log_plots(study: optuna.Study) -> None:
 def _study_metrics(study: optuna.Study, metric: str, ran_here: int) -> dict[str, float]:
     states = Counter(trial.state for trial in study.trials)
     TrialState = optuna.trial.TrialState
-    return {f"best_valid_{metric}": study.best_value, "n_trials": float(len(study.trials)),
-            "n_finished": float(states[TrialState.COMPLETE] + states[TrialState.PRUNED]),
-            "n_complete": float(states[TrialState.COMPLETE]), "n_pruned": float(states[TrialState.PRUNED]),
-            "n_failed": float(states[TrialState.FAIL]), "n_trials_this_run": float(ran_here)}
+    return {
+        f"best_valid_{metric}": study.best_value,
+        "n_trials": float(len(study.trials)),
+        "n_finished": float(states[TrialState.COMPLETE] + states[TrialState.PRUNED]),
+        "n_complete": float(states[TrialState.COMPLETE]),
+        "n_pruned": float(states[TrialState.PRUNED]),
+        "n_failed": float(states[TrialState.FAIL]),
+        "n_trials_this_run": float(ran_here),
+    }
 
 
 def run(
@@ -73,12 +92,23 @@ def run(
         experiment_name = active.client.get_experiment(active.experiment_id).name
         data_identity = preprocess_run.data.tags.get(DATA_DIGEST_TAG, preprocess_run.info.run_id)
         name = study_name(config, experiment_name, data_identity)
-        mlflow.log_params({"optuna.study_name": name, "optuna.storage": describe_storage(config.tune.storage),
-                           "optuna.pruner": config.tune.pruner.type})
+        mlflow.log_params(
+            {
+                "optuna.study_name": name,
+                "optuna.storage": describe_storage(config.tune.storage),
+                "optuna.pruner": config.tune.pruner.type,
+            }
+        )
         study = open_study(config, name, search_digest(config, data_identity))
-        logger.info("study {} ({}): {} task, {} rows, {} until {} finished trials", name,
-                    describe_storage(config.tune.storage), schema.task, len(train), config.tune.metric,
-                    config.tune.n_trials)
+        logger.info(
+            "study {} ({}): {} task, {} rows, {} until {} finished trials",
+            name,
+            describe_storage(config.tune.storage),
+            schema.task,
+            len(train),
+            config.tune.metric,
+            config.tune.n_trials,
+        )
         trial_runs = TrialRunLogger(active.client, active.experiment_id, active.run_id, config.tune.metric)
         with TrialRunWriter(trial_runs) as writer:
             run_trials(study, train, config, schema.task, callbacks=[writer])
@@ -91,6 +121,12 @@ def run(
         mlflow.log_dict(params, BEST_PARAMS_ARTIFACT)
         _log_plots(study)
         logger.info("best valid {} = {:.5f} with {}", config.tune.metric, study.best_value, params)
-    return StepResult("tune", active.run_id, active.experiment_id, upstream=dict(active.upstream),
-                      outputs={"best_params": f"runs:/{active.run_id}/{BEST_PARAMS_ARTIFACT}"},
-                      metrics=metrics, duration_s=time.monotonic() - started)
+    return StepResult(
+        "tune",
+        active.run_id,
+        active.experiment_id,
+        upstream=dict(active.upstream),
+        outputs={"best_params": f"runs:/{active.run_id}/{BEST_PARAMS_ARTIFACT}"},
+        metrics=metrics,
+        duration_s=time.monotonic() - started,
+    )

@@ -3,8 +3,7 @@
 Reads:  the rows of `data.query` (run in a transaction that is rolled back) or of the whole `data.table`, from the
         database `data.source` names. `${VAR}` in the URL is expanded from the environment only when the
         connection opens, so the config and everything logged keep `${VAR}` literally.
-Writes: nothing. What may be logged about the source (password masked) is `describe_sql_source`, and the MLflow
-        dataset source naming it is `sql_dataset_source`.
+Writes: nothing. What may be logged about the source (password masked) is `describe_sql_source`.
 
 Errors are one line, passwords masked: a URL that does not parse or names a dialect or driver that is not installed
 is a ConfigError (exit 2); a server that cannot be reached, refuses the login or lacks the database is
@@ -18,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipeline.errors import ConfigError, DataError, SourceUnreachable, first_line
 
@@ -28,8 +27,7 @@ if TYPE_CHECKING:
 
     from pipeline.config import DataConfig
 
-SQL_SCHEME = re.compile(r"^(postgresql|postgres|mysql|mariadb|sqlite|mssql|oracle)(\+[A-Za-z0-9_]+)?://",
-                        re.IGNORECASE)
+SQL_SCHEME = re.compile(r"^(postgresql|postgres|mysql|mariadb|sqlite|mssql|oracle)(\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
 SECRET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 CONNECT_TIMEOUT_S = 10
 SHOWN_QUERY_CHARS = 200
@@ -47,8 +45,10 @@ def _expand(text: str | None) -> str | None:
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in os.environ:
-            raise ConfigError(f"data.source: environment variable {name} is not set (the URL uses ${{{name}}}); "
-                              "export it before running the step")
+            raise ConfigError(
+                f"data.source: environment variable {name} is not set (the URL uses ${{{name}}}); "
+                "export it before running the step"
+            )
         return os.environ[name]
 
     return SECRET.sub(value, text) if text else text
@@ -60,21 +60,28 @@ def _parse(source: str) -> URL:
 
     authority = source.partition("://")[2].split("/", 1)[0]
     if authority.count("@") > 1:  # SQLAlchemy would cut the password at the first @ and show the rest as the host
-        raise ConfigError(f"data.source '{_shown_url(source)}': the user or password holds an unescaped '@' "
-                          "(write it as %40)")
+        raise ConfigError(
+            f"data.source '{_shown_url(source)}': the user or password holds an unescaped '@' (write it as %40)"
+        )
     try:
         return make_url(source)
-    except Exception as exc:  # noqa: BLE001 - ArgumentError, or ValueError for a port that is no number
-        raise ConfigError(f"data.source '{_shown_url(source)}' is not a valid database URL: "
-                          f"{_scrub(exc, [])}") from exc
+    except Exception as exc:
+        raise ConfigError(f"data.source '{_shown_url(source)}' is not a valid database URL: {_scrub(exc, [])}") from exc
 
 
 def _expanded(url: URL) -> URL:
     """Each part of the URL with `${VAR}` expanded: a secret's characters (@, /, :) then need no escaping."""
-    query = {key: _expand(value) if isinstance(value, str) else tuple(_expand(v) for v in value)
-             for key, value in url.query.items()}
-    return url.set(username=_expand(url.username), password=_expand(url.password), host=_expand(url.host),
-                   database=_expand(url.database), query=query)
+    query = {
+        key: _expand(value) or "" if isinstance(value, str) else tuple(_expand(v) or "" for v in value)
+        for key, value in url.query.items()
+    }
+    return url.set(
+        username=_expand(url.username),
+        password=_expand(url.password),
+        host=_expand(url.host),
+        database=_expand(url.database),
+        query=query,
+    )
 
 
 def with_psycopg(url: URL) -> URL:
@@ -107,15 +114,6 @@ def describe_sql_source(data: DataConfig) -> str:
     return f"{_shown_url(data.source)} query: {query[:SHOWN_QUERY_CHARS]}{more}"
 
 
-def sql_dataset_source(data: DataConfig) -> Any:
-    """An MLflow dataset source naming the database (password masked) and the table or query. MLflow has no SQL
-    source of its own outside Spark and Databricks, so this is its generic `code` source with tags."""
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-
-    what = {"table": data.table} if data.table else {"query": " ".join((data.query or "").split())[:2000]}
-    return CodeDatasetSource({"database": _shown_url(data.source), **what})
-
-
 def _scrub(exc: BaseException, secrets: list[str | None]) -> str:
     """The driver's first line, without SQLAlchemy's `(module.Class)` prefix and without any secret."""
     text = re.sub(r"^\([\w.]+\)\s*", "", first_line(getattr(exc, "orig", None) or exc))
@@ -136,9 +134,11 @@ def _engine(data: DataConfig):
     timeout = {"connect_timeout": CONNECT_TIMEOUT_S} if url.get_backend_name() in _TIMEOUT_BACKENDS else {}
     try:
         return create_engine(url, poolclass=NullPool, connect_args=timeout)
-    except Exception as exc:  # noqa: BLE001 - NoSuchModuleError (dialect), ImportError (driver), ArgumentError
-        raise ConfigError(f"data.source '{_shown_url(data.source)}' cannot be used: {_scrub(exc, [url.password])} "
-                          "(is the dialect right and its driver installed?)") from exc
+    except Exception as exc:
+        raise ConfigError(
+            f"data.source '{_shown_url(data.source)}' cannot be used: {_scrub(exc, [url.password])} "
+            "(is the dialect right and its driver installed?)"
+        ) from exc
 
 
 def _statement(data: DataConfig):
@@ -147,7 +147,7 @@ def _statement(data: DataConfig):
 
     if data.query:
         return text(data.query)
-    schema, _, name = data.table.rpartition(".")
+    schema, _, name = (data.table or "").rpartition(".")
     return select(literal_column("*")).select_from(table(name, schema=schema or None))
 
 
@@ -156,8 +156,9 @@ def _read(connection: Connection, data: DataConfig) -> pd.DataFrame:
     import pandas as pd
 
     result = connection.execute(_statement(data))
-    return pd.DataFrame.from_records(result.fetchall(), columns=list(result.keys()),
-                                     coerce_float=True)  # NUMERIC's Decimals become floats
+    return pd.DataFrame.from_records(
+        result.fetchall(), columns=list(result.keys()), coerce_float=True
+    )  # NUMERIC's Decimals become floats
 
 
 def _with_dates(frame: pd.DataFrame) -> pd.DataFrame:
@@ -168,7 +169,7 @@ def _with_dates(frame: pd.DataFrame) -> pd.DataFrame:
 
     for position, dtype in enumerate(frame.dtypes):  # by position: a query may repeat a column name
         values = frame.iloc[:, position].dropna()
-        if dtype == object and len(values) and all(type(value) is datetime.date for value in values):
+        if dtype == "object" and len(values) and all(type(value) is datetime.date for value in values):
             frame.isetitem(position, pd.to_datetime(frame.iloc[:, position]))
     return frame
 
@@ -225,15 +226,10 @@ def _key(data: DataConfig) -> tuple[str, str | None, str | None]:
     return (data.source, data.query, data.table)
 
 
-def forget() -> None:
-    """Drop the read handed on between sql_digest and read_sql (frees its memory)."""
-    _handoff.clear()
-
-
 def read_sql(data: DataConfig) -> pd.DataFrame:
     """The rows of the configured query or table: the frame `sql_digest` just read for the same source, if any (so
     `main` reads the table once), else a fresh read whose digest is kept for the next `sql_digest`."""
-    from pipeline.data import digest
+    from pipeline.data.sources import digest
 
     held = _handoff.pop("last", None)
     if held is not None and held.key == _key(data) and held.frame is not None:
@@ -245,9 +241,9 @@ def read_sql(data: DataConfig) -> pd.DataFrame:
 
 
 def sql_digest(data: DataConfig) -> str:
-    """The content digest of the configured rows (pipeline.data.digest): that of the frame `read_sql` just loaded
-    for the same source, if any, else of a fresh read, whose frame is kept for the next `read_sql`."""
-    from pipeline.data import digest
+    """The content digest of the configured rows (pipeline.data.sources.digest): that of the frame `read_sql` just
+    loaded for the same source, if any, else of a fresh read, whose frame is kept for the next `read_sql`."""
+    from pipeline.data.sources import digest
 
     held = _handoff.pop("last", None)
     if held is not None and held.key == _key(data) and held.frame is None:

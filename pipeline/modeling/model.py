@@ -17,15 +17,15 @@ import pandas as pd
 from xgboost import XGBClassifier, XGBModel, XGBRegressor
 
 from pipeline.config import SearchDimension
-from pipeline.schema import Schema
-from pipeline.transform import load_hook, probability_column
+from pipeline.data.schema import Schema
+from pipeline.data.transform import load_hook, probability_column
 
 # Packages a logged model needs to load; pinned to what this environment runs, so MLflow skips inference.
 _MODEL_PACKAGES = ("mlflow", "xgboost", "scikit-learn", "pandas", "numpy", "pyarrow", "loguru")
 # The registered model's code (models from code) and the name of the XGBoost model inside it (the same
 # constant is in served_model.py, which must not import this package).
 SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
-TRANSFORM_CODE = Path(__file__).with_name("transform.py")
+TRANSFORM_CODE = Path(__file__).parent.parent / "data" / "transform.py"
 XGBOOST_ARTIFACT, TRANSFORM_KEY, HOOK_KEY = "xgboost_model", "transform", "feature_hook"
 SCHEMA_KEY, SCHEMA_FILE = "schema", "schema.json"
 
@@ -36,10 +36,12 @@ def suggest_params(trial: optuna.Trial, space: dict[str, SearchDimension]) -> di
     for name, dim in space.items():
         if dim.choices is not None:
             params[name] = trial.suggest_categorical(name, dim.choices)
-        elif dim.is_int:
-            params[name] = trial.suggest_int(name, int(dim.low), int(dim.high), log=dim.log)
         else:
-            params[name] = trial.suggest_float(name, float(dim.low), float(dim.high), log=dim.log)
+            assert dim.low is not None and dim.high is not None, name  # the config requires a range without choices
+            if dim.is_int:
+                params[name] = trial.suggest_int(name, int(dim.low), int(dim.high), log=dim.log)
+            else:
+                params[name] = trial.suggest_float(name, float(dim.low), float(dim.high), log=dim.log)
     return params
 
 
@@ -54,8 +56,9 @@ def model_requirements() -> list[str]:
     return [f"{package}=={version(package)}" for package in _MODEL_PACKAGES]
 
 
-def log_served_model(model: XGBModel, schema: Schema, name: str, raw_sample: pd.DataFrame,
-                     hook_file: Path | None) -> Any:
+def log_served_model(
+    model: XGBModel, schema: Schema, name: str, raw_sample: pd.DataFrame, hook_file: Path | None
+) -> Any:
     """Log `model` as the pyfunc of served_model.py, taking raw rows and answering in the target's labels, with the
     fitted model inside it as an xgboost-flavour model (native UBJ format, no pickle), the schema, the pipeline's
     transform code and the feature hook that made the training data. Returns MLflow's ModelInfo."""
@@ -68,10 +71,14 @@ def log_served_model(model: XGBModel, schema: Schema, name: str, raw_sample: pd.
         artifacts = {XGBOOST_ARTIFACT: str(native), SCHEMA_KEY: str(schema_file), TRANSFORM_KEY: str(TRANSFORM_CODE)}
         if hook_file is not None:
             artifacts[HOOK_KEY] = str(hook_file)
-        return mlflow.pyfunc.log_model(name=name, python_model=str(SERVED_MODEL_CODE), artifacts=artifacts,
-                                       signature=served_signature(schema), input_example=input_example(raw_sample,
-                                                                                                       schema),
-                                       pip_requirements=model_requirements())
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(SERVED_MODEL_CODE),
+            artifacts=artifacts,
+            signature=served_signature(schema),
+            input_example=input_example(raw_sample, schema),
+            pip_requirements=model_requirements(),
+        )
 
 
 # Numeric raw columns are declared `Any`: MLflow's schema enforcement refuses int64 values for a `double` column and
@@ -92,15 +99,20 @@ def served_signature(schema: Schema):
     """Inputs: the raw columns (optional when the model ignores them). Outputs: `prediction` in the labels' type
     and `probability_<label>` per class."""
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec
+    from mlflow.types import ColSpec, TensorSpec
     from mlflow.types import Schema as ColumnSchema
     from mlflow.types.schema import AnyType
 
-    inputs = [ColSpec(_SIGNATURE_TYPES.get(kind) or AnyType(), name, required=name not in schema.ignored_inputs)
-              for name, kind in schema.inputs.items()]
+    inputs = [
+        ColSpec(_SIGNATURE_TYPES.get(kind) or AnyType(), name, required=name not in schema.ignored_inputs)
+        for name, kind in schema.inputs.items()
+    ]
     outputs = [ColSpec("double" if schema.task == "regression" else _label_type(schema.classes), "prediction")]
     outputs += [ColSpec("double", probability_column(label)) for label in schema.classes]
-    return ModelSignature(inputs=ColumnSchema(inputs), outputs=ColumnSchema(outputs))
+    return ModelSignature(
+        inputs=ColumnSchema(list[ColSpec | TensorSpec](inputs)),
+        outputs=ColumnSchema(list[ColSpec | TensorSpec](outputs)),
+    )
 
 
 def input_example(raw_sample: pd.DataFrame, schema: Schema) -> pd.DataFrame:

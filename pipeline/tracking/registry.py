@@ -6,9 +6,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import RegistryConfig
-from pipeline.tracking import StepRun
-
-PREVIOUS_CHAMPION_TAG = "pipeline.previous_champion"
+from pipeline.contract import PREVIOUS_CHAMPION_TAG
+from pipeline.tracking.runs import StepRun
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -50,8 +49,9 @@ def register(active: StepRun, model_uri: str, name: str, tags: dict[str, str]) -
 
     version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     active.on_failure(lambda: active.client.delete_model_version(name, version))
-    lineage = ", ".join(f"{key.removeprefix('pipeline.').removesuffix('_run')} run {value}"
-                        for key, value in tags.items())
+    lineage = ", ".join(
+        f"{key.removeprefix('pipeline.').removesuffix('_run')} run {value}" for key, value in tags.items()
+    )
     active.client.update_model_version(name, version, description=f"Made by the pipeline: {lineage}.")
     return version
 

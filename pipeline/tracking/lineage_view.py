@@ -10,17 +10,36 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from pipeline.contract import (
+    CHAIN_STEPS,
+    STEP_TAG,
+    UPSTREAM_TAG_PREFIX,
+    VERDICT_REASON_TAG,
+    VERDICT_TAG,
+    version_run_tag,
+)
 from pipeline.errors import UpstreamError
-from pipeline.lineage import STEP_TAG, STEPS, UPSTREAM_TAG_PREFIX, VERDICT_REASON_TAG, VERDICT_TAG
 
-KEY_PARAMS = {"preprocess": ("data.source", "data.task", "split.test_size", "split.seed"),
-              "tune": ("optuna.study_name", "n_estimators", "max_depth", "learning_rate"),
-              "train": ("n_estimators", "max_depth", "learning_rate"), "evaluate": ()}
-KEY_METRICS = {"preprocess": ("n_rows", "n_features", "n_train", "n_test"),
-               "tune": ("best_valid_logloss", "best_valid_rmse", "n_complete", "n_pruned"),
-               "train": ("test_roc_auc", "test_accuracy", "test_rmse", "test_r2"),
-               "evaluate": ("roc_auc", "accuracy_score", "f1_score", "root_mean_squared_error", "r2_score",
-                            "champion_roc_auc", "champion_root_mean_squared_error")}
+KEY_PARAMS = {
+    "preprocess": ("data.source", "data.task", "split.test_size", "split.seed"),
+    "tune": ("optuna.study_name", "n_estimators", "max_depth", "learning_rate"),
+    "train": ("n_estimators", "max_depth", "learning_rate"),
+    "evaluate": (),
+}
+KEY_METRICS = {
+    "preprocess": ("n_rows", "n_features", "n_train", "n_test"),
+    "tune": ("best_valid_logloss", "best_valid_rmse", "n_complete", "n_pruned"),
+    "train": ("test_roc_auc", "test_accuracy", "test_rmse", "test_r2"),
+    "evaluate": (
+        "roc_auc",
+        "accuracy_score",
+        "f1_score",
+        "root_mean_squared_error",
+        "r2_score",
+        "champion_roc_auc",
+        "champion_root_mean_squared_error",
+    ),
+}
 
 
 def _get(client: MlflowClient, run_id: str) -> Run:
@@ -51,7 +70,7 @@ def chain_of_version(client: MlflowClient, name: str, version: str) -> dict[str,
         tags = client.get_model_version(name, version).tags
     except MlflowException as exc:
         raise UpstreamError(f"lineage: model '{name}' has no version {version}") from exc
-    return {step: _get(client, tags[f"pipeline.{step}_run"]) for step in STEPS if f"pipeline.{step}_run" in tags}
+    return {step: _get(client, tags[version_run_tag(step)]) for step in CHAIN_STEPS if version_run_tag(step) in tags}
 
 
 def _facts(step: str, run: Run) -> tuple[str, str]:
@@ -64,7 +83,7 @@ def _facts(step: str, run: Run) -> tuple[str, str]:
 
 def render_text(title: str, chain: dict[str, Run]) -> str:
     lines = [title]
-    for step in STEPS:
+    for step in CHAIN_STEPS:
         if step in chain:
             run = chain[step]
             params, metrics = _facts(step, run)
@@ -75,7 +94,7 @@ def render_text(title: str, chain: dict[str, Run]) -> str:
 
 def render_markdown(title: str, chain: dict[str, Run], verdict_reason: str | None = None) -> str:
     lines = [f"# {title}", "", "| step | run | params | metrics |", "|---|---|---|---|"]
-    for step in STEPS:
+    for step in CHAIN_STEPS:
         if step in chain:
             run = chain[step]
             params, metrics = _facts(step, run)
@@ -92,7 +111,12 @@ def describe(client: MlflowClient, run_id: str | None, name: str, version: str |
         chain = chain_of_run(client, _get(client, run_id))
         title = f"lineage of run {run_id}"
     else:
+        assert version, "describe needs a run id or a version"
         chain = chain_of_version(client, name, version)
         title = f"lineage of {name} version {version}"
-    return {"title": title, "runs": {step: run.info.run_id for step, run in chain.items()},
-            "text": render_text(title, chain), "markdown": render_markdown(title, chain)}
+    return {
+        "title": title,
+        "runs": {step: run.info.run_id for step, run in chain.items()},
+        "text": render_text(title, chain),
+        "markdown": render_markdown(title, chain),
+    }

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import transform
 from pipeline.config import PipelineConfig
+from pipeline.data import transform
 from pipeline.errors import ConfigError, DataError, first_line
 
-HOOK_ARTIFACT = "data/feature_hook.py"
 # Relative hook paths are relative to the project folder (where MLproject is), wherever the step runs from.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def hook_path(config: PipelineConfig) -> Path | None:
@@ -31,13 +30,15 @@ def load(path: Path | None) -> transform.Hook | None:
     if path is None:
         return None
     if not path.is_file():
-        raise ConfigError(f"features.hook: {path} not found (a Python file defining derive_features(frame); or set "
-                          "features.derived: false)")
+        raise ConfigError(
+            f"features.hook: {path} not found (a Python file defining derive_features(frame); or set "
+            "features.derived: false)"
+        )
     try:
         return transform.load_hook(path)
     except transform.InputError as exc:
         raise ConfigError(f"features.hook: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - any error in the user's module: name the file, not a traceback
+    except Exception as exc:
         raise ConfigError(f"features.hook {path} cannot be imported: {type(exc).__name__}: {first_line(exc)}") from exc
 
 
@@ -47,5 +48,5 @@ def apply(frame: pd.DataFrame, hook: transform.Hook | None, what: str) -> pd.Dat
         return frame
     try:
         return transform.apply_hook(frame, hook)
-    except Exception as exc:  # noqa: BLE001 - the user's code: one line naming where it failed
+    except Exception as exc:
         raise DataError(f"{what}: the feature hook failed: {type(exc).__name__}: {first_line(exc)}") from exc

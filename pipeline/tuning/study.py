@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 import pandas as pd
@@ -24,9 +24,9 @@ from xgboost.callback import TrainingCallback
 
 from pipeline import interrupts
 from pipeline.config import PipelineConfig, TuneConfig, mask_url
-from pipeline.data import features_and_target
+from pipeline.data.sources import features_and_target
 from pipeline.errors import ConfigError, TrackingError, first_line
-from pipeline.model import build_model, suggest_params
+from pipeline.modeling.model import build_model, suggest_params
 
 BEST_ITERATION_ATTR = "best_iteration"
 GREATER_IS_BETTER = {"auc", "aucpr", "pre", "map", "ndcg"}
@@ -37,7 +37,7 @@ SEARCH_DIGEST_ATTR = "pipeline.search_digest"
 _RUN_SETTINGS = {"n_trials", "timeout_s", "n_jobs", "threads_per_trial", "storage", "study_name", "heartbeat_s"}
 
 
-def metric_direction(metric: str) -> str:
+def metric_direction(metric: str) -> Literal["minimize", "maximize"]:
     """Optuna's direction for an XGBoost eval metric: ranking metrics up, losses and errors down."""
     return "maximize" if metric.split("@")[0] in GREATER_IS_BETTER else "minimize"
 
@@ -46,7 +46,7 @@ def describe_storage(url: str | None) -> str:
     """The storage as it may be logged: passwords masked, ${VARS} left unexpanded."""
     if not url:
         return "in-memory"
-    return url if url.startswith(JOURNAL_PREFIX) else mask_url(url)
+    return url if url.startswith(JOURNAL_PREFIX) else mask_url(url) or url
 
 
 def open_storage(tune: TuneConfig) -> optuna.storages.BaseStorage | None:
@@ -75,7 +75,9 @@ def _rdb_storage(url: str, heartbeat_s: int, attempts: int = 3) -> optuna.storag
     for attempt in range(attempts):
         try:
             return _HeartbeatStorage(
-                url, heartbeat_interval=heartbeat_s, grace_period=2 * heartbeat_s,
+                url,
+                heartbeat_interval=heartbeat_s,
+                grace_period=2 * heartbeat_s,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
         except (IntegrityError, ProgrammingError):
@@ -96,26 +98,33 @@ class _HeartbeatStorage(optuna.storages.RDBStorage):
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         stale = super()._get_stale_trial_ids(study_id)
         grace_s = self.grace_period or 2 * (self.heartbeat_interval or 0)
-        started_before = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(
-            seconds=grace_s)
+        started_before = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(seconds=grace_s)
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
         with _create_scoped_session(self.scoped_session) as session:
-            unheard = (session.query(models.TrialModel.trial_id)
-                       .filter(models.TrialModel.study_id == study_id,
-                               models.TrialModel.state == TrialState.RUNNING,
-                               models.TrialModel._datetime_start_utc < started_before,
-                               ~models.TrialModel.heartbeats.any())
-                       .all())
+            unheard = (
+                session.query(models.TrialModel.trial_id)
+                .filter(
+                    models.TrialModel.study_id == study_id,
+                    models.TrialModel.state == TrialState.RUNNING,
+                    models.TrialModel._datetime_start_utc < started_before,
+                    ~models.TrialModel.heartbeats.any(),
+                )
+                .all()
+            )
         return stale + [trial_id for (trial_id,) in unheard if trial_id not in stale]
 
 
 def search_digest(config: PipelineConfig, data_identity: str) -> str:
     """What makes two studies the same search: tuning settings (not run settings), split, fixed params, data."""
     search = {k: v for k, v in config.tune.model_dump(mode="json").items() if k not in _RUN_SETTINGS}
-    payload = {"search": search, "split": config.split.model_dump(mode="json"),
-               "fixed": config.train.fixed_params, "data": data_identity}
+    payload = {
+        "search": search,
+        "split": config.split.model_dump(mode="json"),
+        "fixed": config.train.fixed_params,
+        "data": data_identity,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -127,8 +136,11 @@ def study_name(config: PipelineConfig, experiment_name: str, data_identity: str)
 def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
     pruner = tune.pruner
     if pruner.type == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=pruner.startup_trials,
-                                           n_warmup_steps=pruner.warmup_rounds, interval_steps=pruner.report_every)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=pruner.startup_trials,
+            n_warmup_steps=pruner.warmup_rounds,
+            interval_steps=pruner.report_every,
+        )
     if pruner.type == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=pruner.report_every)
     if pruner.type == "hyperband":
@@ -144,8 +156,11 @@ def open_study(config: PipelineConfig, name: str, digest: str = "") -> optuna.St
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(config.tune)
     study = optuna.create_study(
-        study_name=name, storage=storage, load_if_exists=True,
-        direction=metric_direction(config.tune.metric), pruner=make_pruner(config.tune),
+        study_name=name,
+        storage=storage,
+        load_if_exists=True,
+        direction=metric_direction(config.tune.metric),
+        pruner=make_pruner(config.tune),
         sampler=optuna.samplers.TPESampler(seed=config.tune.seed if storage is None else None),
     )
     _check_same_search(study, config, digest)
@@ -156,14 +171,18 @@ def _check_same_search(study: optuna.Study, config: PipelineConfig, digest: str)
     """Refuse to resume a stored study made for another metric, search space or data (e.g. a fixed study_name)."""
     direction = metric_direction(config.tune.metric)
     if study.direction.name.lower() != direction:
-        raise ConfigError(f"tune: study '{study.study_name}' was created to {study.direction.name.lower()} its "
-                          f"metric, but tune.metric '{config.tune.metric}' needs {direction}: use another study_name")
+        raise ConfigError(
+            f"tune: study '{study.study_name}' was created to {study.direction.name.lower()} its "
+            f"metric, but tune.metric '{config.tune.metric}' needs {direction}: use another study_name"
+        )
     stored = study.user_attrs.get(SEARCH_DIGEST_ATTR)
     if stored is None and digest:
         study.set_user_attr(SEARCH_DIGEST_ATTR, digest)
     elif digest and stored != digest:
-        raise ConfigError(f"tune: study '{study.study_name}' holds another search (search space, split, fixed params "
-                          "or data differ): use another tune.study_name, or leave it unset to derive one")
+        raise ConfigError(
+            f"tune: study '{study.study_name}' holds another search (search space, split, fixed params "
+            "or data differ): use another tune.study_name, or leave it unset to derive one"
+        )
 
 
 class _EveryRounds(TrainingCallback):
@@ -191,7 +210,7 @@ def resolve_metric(config: PipelineConfig, task: str) -> PipelineConfig:
     """The config with `tune.metric: auto` made concrete for the task (logloss, or rmse for regression); a metric
     that does not fit the task is a ConfigError."""
     allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
-    metric = config.tune.metric
+    metric: str = config.tune.metric
     if metric == "auto":
         metric = allowed[0]
     elif metric not in allowed:
@@ -238,9 +257,14 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
             pruning = XGBoostPruningCallback(trial, f"validation_0-{metric}")
             callbacks.append(_EveryRounds(pruning, tune.pruner.report_every))
         model = build_model(
-            task, suggest_params(trial, tune.search_space), config.train.fixed_params, n_jobs=threads,
-            n_estimators=tune.max_boosting_rounds, early_stopping_rounds=tune.early_stopping_rounds,
-            eval_metric=metric, callbacks=callbacks,
+            task,
+            suggest_params(trial, tune.search_space),
+            config.train.fixed_params,
+            n_jobs=threads,
+            n_estimators=tune.max_boosting_rounds,
+            early_stopping_rounds=tune.early_stopping_rounds,
+            eval_metric=metric,
+            callbacks=callbacks,
         )
         model.fit(x_fit, y_fit, eval_set=[(x_valid, y_valid)], verbose=False)
         interrupts.raise_if_requested()  # a trial cut short by SIGTERM must fail, not complete with a bad score
@@ -284,9 +308,14 @@ def run_trials(study: optuna.Study, train: pd.DataFrame, config: PipelineConfig,
     on_terminal = sys.stderr.isatty()
     progress = [] if on_terminal else [ProgressLog(tune.n_trials, tune.metric)]
     with interrupts.deferred():
-        study.optimize(make_objective(train, config, task), n_trials=remaining, timeout=tune.timeout_s, n_jobs=tune.n_jobs,
-                       callbacks=[*callbacks, *progress, MaxTrialsCallback(tune.n_trials, states=FINISHED_STATES)],
-                       show_progress_bar=on_terminal)
+        study.optimize(
+            make_objective(train, config, task),
+            n_trials=remaining,
+            timeout=tune.timeout_s,
+            n_jobs=tune.n_jobs,
+            callbacks=[*callbacks, *progress, MaxTrialsCallback(tune.n_trials, states=FINISHED_STATES)],
+            show_progress_bar=on_terminal,
+        )
 
 
 def best_params(study: optuna.Study) -> dict[str, Any]:

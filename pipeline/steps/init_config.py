@@ -2,8 +2,9 @@
 
 Reads the table (`data.source`: a CSV/Parquet path or URL, s3://, a SQL source with `query`/`table`, sklearn:<name>)
 with the pipeline's own loader, and decides with the pipeline's own rules what preprocess would infer: the task
-(`pipeline.labels.infer_task`), the positive class of a binary target (`pipeline.labels.positive_class`), the date
-columns (`pipeline.schema.detect_datetime_columns`) and the id-like text columns (`pipeline.schema.detect_id_like`).
+(`pipeline.data.labels.infer_task`), the positive class of a binary target (`pipeline.data.labels.positive_class`),
+the date columns (`pipeline.data.schema.detect_datetime_columns`) and the id-like text columns
+(`pipeline.data.schema.detect_id_like`).
 
 Writes `<configs_dir>/<name>.yaml` (default `configs/<source stem>.yaml`): `extends: pipeline.yaml` plus
 `data.source/target/task/positive_class/id_columns/datetime_columns`, `registry.model_name` (`<name>-xgb`) and
@@ -26,10 +27,10 @@ import yaml
 from pydantic import ValidationError
 
 from pipeline.config import DataConfig, load_config, mask_url
-from pipeline.data import SKLEARN_PREFIX, load_source
+from pipeline.data.labels import MAX_INFERRED_CLASSES, infer_task, positive_class
+from pipeline.data.schema import detect_datetime_columns, detect_id_like, raw_kind
+from pipeline.data.sources import SKLEARN_PREFIX, load_source
 from pipeline.errors import ConfigError, DataError
-from pipeline.labels import MAX_INFERRED_CLASSES, infer_task, positive_class
-from pipeline.schema import detect_datetime_columns, detect_id_like, raw_kind
 
 BASE_CONFIG = "pipeline.yaml"
 # Gates for a first run, per task: modest on purpose (what a table allows is unknown until the first run).
@@ -98,28 +99,36 @@ def _native(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def decide(frame: pd.DataFrame, target: str, name: str, source: str, query: str | None = None,
-            table: str | None = None) -> Scaffold:
+def decide(
+    frame: pd.DataFrame, target: str, name: str, source: str, query: str | None = None, table: str | None = None
+) -> Scaffold:
     """Decide the task, labels, id and date columns of a table (the target column included) with preprocess's
     rules, applied to the whole table rather than a training split."""
     what = f"init-config {name}"
     labels = frame[target]
     notes = []
     if missing := int(labels.isna().sum()):
-        notes.append(f"target column '{target}' is empty in {missing} of {len(labels)} rows: preprocess refuses "
-                     "those rows; drop or fill them")
+        notes.append(
+            f"target column '{target}' is empty in {missing} of {len(labels)} rows: preprocess refuses "
+            "those rows; drop or fill them"
+        )
     if labels.nunique() < 2:
-        raise DataError(f"{what}: target column '{target}' holds a single value "
-                        f"({_native(labels.dropna().iloc[0]) if labels.notna().any() else 'none'}); nothing to learn")
+        raise DataError(
+            f"{what}: target column '{target}' holds a single value "
+            f"({_native(labels.dropna().iloc[0]) if labels.notna().any() else 'none'}); nothing to learn"
+        )
     task, task_reason = infer_task(labels)
     label_counts, positive, positive_reason = [], None, None
     if task != "regression":
         counts = labels.dropna().value_counts()
-        label_counts = sorted(((_native(label), int(count)) for label, count in counts.items()),
-                              key=lambda item: (str(type(item[0])), item[0]))
+        label_counts = sorted(
+            ((_native(label), int(count)) for label, count in counts.items()),
+            key=lambda item: (str(type(item[0])), item[0]),
+        )
         if len(label_counts) > MAX_INFERRED_CLASSES:
-            notes.append(f"target column '{target}' holds {len(label_counts)} distinct labels: is it the column "
-                         "to predict?")
+            notes.append(
+                f"target column '{target}' holds {len(label_counts)} distinct labels: is it the column to predict?"
+            )
         if task == "binary":
             positive, positive_reason = positive_class([label for label, _ in label_counts], None, target)
     features = frame.drop(columns=[target])
@@ -133,10 +142,23 @@ def decide(frame: pd.DataFrame, target: str, name: str, source: str, query: str 
             kinds[kind] = kinds.get(kind, 0) + 1
     if not kinds and not dates:
         notes.append("no feature column is left besides the target, the ids and the dates")
-    return Scaffold(name=name, source=source, target=target, task=task, task_reason=task_reason, n_rows=len(frame),
-                    label_counts=label_counts, positive_class=positive, positive_reason=positive_reason,
-                    id_columns=ids, datetime_columns=dates, feature_kinds=kinds, notes=notes, query=query,
-                    table=table)
+    return Scaffold(
+        name=name,
+        source=source,
+        target=target,
+        task=task,
+        task_reason=task_reason,
+        n_rows=len(frame),
+        label_counts=label_counts,
+        positive_class=positive,
+        positive_reason=positive_reason,
+        id_columns=ids,
+        datetime_columns=dates,
+        feature_kinds=kinds,
+        notes=notes,
+        query=query,
+        table=table,
+    )
 
 
 def _yaml(value: Any) -> str:
@@ -165,12 +187,19 @@ def _labels_text(scaffold: Scaffold) -> str:
 
 def render(scaffold: Scaffold, path: str | Path | None = None) -> str:
     """The config file's text: YAML with a comment on each decision (`path`: where it goes, for the command)."""
-    lines = _comment(f"Written by `python -m pipeline init-config` from {scaffold.n_rows} rows: a starting point "
-                     "to edit. Each value below is what the pipeline inferred from the table, and says why; "
-                     f"everything not written here comes from configs/{BASE_CONFIG}.")
-    lines += [f"#   {next_command(path or f'configs/{scaffold.name}.yaml')}",
-              *(line for note in scaffold.notes for line in _comment(f"Look at this first: {note}.")),
-              f"extends: {BASE_CONFIG}", "", "data:", f"  source: {_yaml(scaffold.source)}"]
+    lines = _comment(
+        f"Written by `python -m pipeline init-config` from {scaffold.n_rows} rows: a starting point "
+        "to edit. Each value below is what the pipeline inferred from the table, and says why; "
+        f"everything not written here comes from configs/{BASE_CONFIG}."
+    )
+    lines += [
+        f"#   {next_command(path or f'configs/{scaffold.name}.yaml')}",
+        *(line for note in scaffold.notes for line in _comment(f"Look at this first: {note}.")),
+        f"extends: {BASE_CONFIG}",
+        "",
+        "data:",
+        f"  source: {_yaml(scaffold.source)}",
+    ]
     if scaffold.query is not None:
         lines.append(f"  query: {_yaml(scaffold.query)}")
     if scaffold.table is not None:
@@ -179,38 +208,56 @@ def render(scaffold: Scaffold, path: str | Path | None = None) -> str:
     why_task = f"{scaffold.task}: {scaffold.task_reason}"
     if scaffold.label_counts:
         why_task += f": {_labels_text(scaffold)}"
-    lines += _comment(f"{why_task}. Written out so that it cannot change with the data; binary, multiclass, "
-                      "regression or auto.", "  ")
+    lines += _comment(
+        f"{why_task}. Written out so that it cannot change with the data; binary, multiclass, regression or auto.", "  "
+    )
     lines.append(f"  task: {scaffold.task}")
     if scaffold.task == "binary":
         negative = next(label for label, _ in scaffold.label_counts if label != scaffold.positive_class)
-        lines += _comment(f"The label ROC AUC, F1 and the gates are about: {scaffold.positive_class!r} "
-                          f"({scaffold.positive_reason}); the negative class is {negative!r}. Quoted where YAML "
-                          "would read it otherwise (a bare yes is the boolean true).", "  ")
+        lines += _comment(
+            f"The label ROC AUC, F1 and the gates are about: {scaffold.positive_class!r} "
+            f"({scaffold.positive_reason}); the negative class is {negative!r}. Quoted where YAML "
+            "would read it otherwise (a bare yes is the boolean true).",
+            "  ",
+        )
         lines.append(f"  positive_class: {_yaml(scaffold.positive_class)}")
     if scaffold.id_columns:
-        why_ids = (f"Found: {', '.join(scaffold.id_columns)}, text with about one distinct value per row (ids, "
-                   "names, free text): kept out of the features, passed through by predict.")
+        why_ids = (
+            f"Found: {', '.join(scaffold.id_columns)}, text with about one distinct value per row (ids, "
+            "names, free text): kept out of the features, passed through by predict."
+        )
     else:
         why_ids = "None found (a text column with about one distinct value per row would be one)."
     lines += _comment(f"{why_ids} Numeric ids are not detected: add them here.", "  ")
     lines.append(f"  id_columns: {_yaml(scaffold.id_columns)}")
     if scaffold.datetime_columns:
         parts = "; ".join(f"{column} -> {', '.join(parts)}" for column, parts in scaffold.datetime_columns.items())
-        why_dates = (f"Found: every value is a date ({parts}). Each becomes those numeric parts; listed, a value "
-                     "that does not parse is an error naming it.")
+        why_dates = (
+            f"Found: every value is a date ({parts}). Each becomes those numeric parts; listed, a value "
+            "that does not parse is an error naming it."
+        )
     else:
         why_dates = "None found (datetime columns, or text columns whose every value is an ISO 8601 date)."
     lines += _comment(why_dates, "  ")
     lines.append(f"  datetime_columns: {_yaml(list(scaffold.datetime_columns))}")
     if scaffold.feature_kinds:
         kinds = ", ".join(f"{count} {kind}" for kind, count in scaffold.feature_kinds.items())
-        lines += _comment(f"Features: the other columns ({kinds}). List "
-                          "data.features to choose, data.categorical_columns for integer-coded categories.", "  ")
-    lines += ["", "registry:", f"  model_name: {_yaml(scaffold.model_name)}   # one registered model (and champion)"
-              " per dataset", "", "evaluate:"]
-    lines += _comment(f"Gates for a {scaffold.task} task, modest for a first run: raise these once you know what "
-                      "your data allows.", "  ")
+        lines += _comment(
+            f"Features: the other columns ({kinds}). List "
+            "data.features to choose, data.categorical_columns for integer-coded categories.",
+            "  ",
+        )
+    lines += [
+        "",
+        "registry:",
+        f"  model_name: {_yaml(scaffold.model_name)}   # one registered model (and champion) per dataset",
+        "",
+        "evaluate:",
+    ]
+    lines += _comment(
+        f"Gates for a {scaffold.task} task, modest for a first run: raise these once you know what your data allows.",
+        "  ",
+    )
     lines += [f"  {scaffold.task}:", "    thresholds:"]
     lines += [f"      {metric}: {{threshold: {threshold}}}" for metric, threshold in scaffold.gates.items()]
     return "\n".join(lines) + "\n"
@@ -219,17 +266,34 @@ def render(scaffold: Scaffold, path: str | Path | None = None) -> str:
 def _check_written(path: Path, scaffold: Scaffold) -> None:
     """The file loads and validates as a pipeline config and reads back what was decided, with the same types."""
     data = load_config(path).data
-    read_back = {"target": data.target, "task": data.task, "positive_class": data.positive_class,
-                 "id_columns": data.id_columns, "datetime_columns": data.datetime_columns}
-    wanted = {"target": scaffold.target, "task": scaffold.task, "positive_class": scaffold.positive_class,
-              "id_columns": scaffold.id_columns, "datetime_columns": list(scaffold.datetime_columns)}
+    read_back = {
+        "target": data.target,
+        "task": data.task,
+        "positive_class": data.positive_class,
+        "id_columns": data.id_columns,
+        "datetime_columns": data.datetime_columns,
+    }
+    wanted = {
+        "target": scaffold.target,
+        "task": scaffold.task,
+        "positive_class": scaffold.positive_class,
+        "id_columns": scaffold.id_columns,
+        "datetime_columns": list(scaffold.datetime_columns),
+    }
     for key, value in wanted.items():
         if read_back[key] != value or type(read_back[key]) is not type(value):
             raise ConfigError(f"init-config: data.{key} reads back as {read_back[key]!r}, not {value!r}")
 
 
-def run(source: str, target: str, name: str | None = None, force: bool = False,
-        configs_dir: Path = Path("configs"), query: str | None = None, table: str | None = None) -> dict[str, Any]:
+def run(
+    source: str,
+    target: str,
+    name: str | None = None,
+    force: bool = False,
+    configs_dir: Path = Path("configs"),
+    query: str | None = None,
+    table: str | None = None,
+) -> dict[str, Any]:
     """Read the table, decide, write `<configs_dir>/<name>.yaml`, validate it; return what was decided and the
     path. Errors (no such source or target column, an existing file without `force`) are ConfigError/DataError."""
     name = _check_name(name) if name else default_name(source, table)
@@ -238,14 +302,16 @@ def run(source: str, target: str, name: str | None = None, force: bool = False,
     if path.exists() and not force:
         raise ConfigError(f"init-config: {path} exists; pass --overwrite to replace it, or --name for another name")
     if not (configs_dir / BASE_CONFIG).is_file():
-        raise ConfigError(f"init-config: {configs_dir / BASE_CONFIG} not found: the config it writes extends it "
-                          "(run from the project folder)")
+        raise ConfigError(
+            f"init-config: {configs_dir / BASE_CONFIG} not found: the config it writes extends it "
+            "(run from the project folder)"
+        )
     try:
-        data = DataConfig(source=source, target=target, **{key: value for key, value in
-                                                             (("query", query), ("table", table)) if value})
+        data = DataConfig.whole_table(source, target, query=query or None, table=table or None)
     except ValidationError as exc:
-        raise ConfigError(f"init-config: {exc.errors()[0]['msg']} (--source {mask_url(source)!r}, "
-                          f"--target {target!r})") from exc
+        raise ConfigError(
+            f"init-config: {exc.errors()[0]['msg']} (--source {mask_url(source)!r}, --target {target!r})"
+        ) from exc
     scaffold = decide(load_source(data), target, name, source, query=query, table=table)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -255,9 +321,14 @@ def run(source: str, target: str, name: str | None = None, force: bool = False,
     finally:
         temporary.unlink(missing_ok=True)
     decided = asdict(scaffold)
-    decided.update(source=mask_url(source), model_name=scaffold.model_name, gates=scaffold.gates, path=str(path),
-                   label_counts=[list(pair) for pair in scaffold.label_counts],
-                   next_command=next_command(path))
+    decided.update(
+        source=mask_url(source),
+        model_name=scaffold.model_name,
+        gates=scaffold.gates,
+        path=str(path),
+        label_counts=[list(pair) for pair in scaffold.label_counts],
+        next_command=next_command(path),
+    )
     return decided
 
 
@@ -267,19 +338,21 @@ def next_command(path: str | Path) -> str:
 
 def summary(decided: dict[str, Any]) -> str:
     """A few lines for the console: what was decided, where it was written, what to run next."""
-    lines = [f"init-config wrote {decided['path']} (validated with load_config):",
-             f"  source     {decided['source']} ({decided['n_rows']} rows)",
-             f"  target     {decided['target']}: {decided['task']} ({decided['task_reason']})"]
+    lines = [
+        f"init-config wrote {decided['path']} (validated with load_config):",
+        f"  source     {decided['source']} ({decided['n_rows']} rows)",
+        f"  target     {decided['target']}: {decided['task']} ({decided['task_reason']})",
+    ]
     if decided["task"] == "binary":
         negative = next(label for label, _ in decided["label_counts"] if label != decided["positive_class"])
-        lines.append(f"  positive   {decided['positive_class']!r} ({decided['positive_reason']}); negative "
-                     f"{negative!r}")
+        lines.append(
+            f"  positive   {decided['positive_class']!r} ({decided['positive_reason']}); negative {negative!r}"
+        )
     lines.append(f"  ids        {', '.join(decided['id_columns']) or 'none found'}")
     lines.append(f"  dates      {', '.join(decided['datetime_columns']) or 'none found'}")
     lines.append(f"  model      {decided['model_name']}")
     gates = ", ".join(f"{metric} >= {threshold}" for metric, threshold in decided["gates"].items())
-    lines.append(f"  gates      evaluate.{decided['task']}: {gates} (raise these once you know what your data "
-                 "allows)")
+    lines.append(f"  gates      evaluate.{decided['task']}: {gates} (raise these once you know what your data allows)")
     lines += [f"  note       {note}" for note in decided["notes"]]
     lines.append(f"then run it: {decided['next_command']}")
     return "\n".join(lines)

@@ -23,9 +23,18 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from pipeline import interrupts
 from pipeline.config import PipelineConfig, loggable_config, mask_url
+from pipeline.contract import (
+    CHAIN_TAG,
+    ERROR_TAG,
+    FINGERPRINT_TAG,
+    LOGS_DIR,
+    RESOLVED_CONFIG_ARTIFACT,
+    STEP_TAG,
+    upstream_tag,
+)
 from pipeline.errors import TrackingError, first_line
-from pipeline.lineage import (CHAIN_TAG, ERROR_TAG, FINGERPRINT_TAG, STEP_TAG, follow_lineage, resolve_upstream,
-                              upstream_tag)
+from pipeline.tracking.lookup import follow_lineage, resolve_upstream
+
 
 def check_tracking_store() -> None:
     """Fail fast, with the URI in the message, when the tracking store cannot be reached."""
@@ -38,8 +47,10 @@ def check_tracking_store() -> None:
         message = first_line(exc, 300)
         if "error code 401" in message or "error code 403" in message:
             code = "401" if "error code 401" in message else "403"
-            raise TrackingError(f"the tracking server {mask_url(uri)} refused the credentials (HTTP {code}): set "
-                                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to a user it knows") from exc
+            raise TrackingError(
+                f"the tracking server {mask_url(uri)} refused the credentials (HTTP {code}): set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to a user it knows"
+            ) from exc
         raise TrackingError(f"cannot reach the tracking store {mask_url(uri)}: {message}") from exc
 
 
@@ -101,7 +112,7 @@ class StepRun:
         return earlier
 
     def fingerprint(self) -> str:
-        from pipeline.cache import step_fingerprint
+        from pipeline.tracking.cache import step_fingerprint
 
         return step_fingerprint(self.step, self.config, self.upstream, self.data_digest)
 
@@ -136,19 +147,22 @@ def step_run(step: str, config: PipelineConfig, context: RunContext) -> Iterator
     FINISHED only after every artifact, the log file last, is logged; on any exception the step's registered undo
     actions run (a registry change of a failed run is taken back), and the run ends FAILED (KILLED if interrupted).
     """
-    tags = {STEP_TAG: step, **({CHAIN_TAG: context.chain_id} if context.chain_id else {}),
-            **({FINGERPRINT_TAG: context.fingerprint} if context.fingerprint else {})}
+    tags = {
+        STEP_TAG: step,
+        **({CHAIN_TAG: context.chain_id} if context.chain_id else {}),
+        **({FINGERPRINT_TAG: context.fingerprint} if context.fingerprint else {}),
+    }
     with _log_file(step) as log_path:
         active = _open_run(step, config, context, tags)
         if context.fingerprint:
             _step_aside_if_claimed(active, context.fingerprint)
         logger.info("{} run {} in experiment {}", step, active.run_id, active.experiment_id)
         try:
-            mlflow.log_dict(loggable_config(config), "config/resolved.yaml")
+            mlflow.log_dict(loggable_config(config), RESOLVED_CONFIG_ARTIFACT)
             yield active
             mlflow.set_tag(FINGERPRINT_TAG, context.fingerprint or active.fingerprint())
             logger.info("{} run {} finished", step, active.run_id)
-            mlflow.log_artifact(str(log_path), "logs")
+            mlflow.log_artifact(str(log_path), LOGS_DIR)
         except BaseException as exc:
             _fail(active, exc, log_path)
             raise
@@ -157,7 +171,7 @@ def step_run(step: str, config: PipelineConfig, context: RunContext) -> Iterator
 
 def _step_aside_if_claimed(active: StepRun, fingerprint: str) -> None:
     """If another chain opened the same step first, delete this still empty run and raise Superseded."""
-    from pipeline.cache import Superseded, earlier_claim
+    from pipeline.tracking.cache import Superseded, earlier_claim
 
     winner = earlier_claim(active.client, active.experiment_id, active.step, fingerprint, active.run_id)
     if winner:
@@ -170,7 +184,7 @@ def _fail(active: StepRun, exc: BaseException, log_path: Path) -> None:
     """Undo, record and end a failed step run, without hiding the original exception."""
     interrupted = interrupts.was_interrupted(exc)
     status = RunStatus.KILLED if interrupted else RunStatus.FAILED
-    exc.pipeline_run_id = active.run_id  # type: ignore[attr-defined] - read by the CLI's result file
+    exc.pipeline_run_id = active.run_id  # type: ignore[attr-defined]  # read by the CLI's result file
     for undo in reversed(active.undo_actions):
         try:
             undo()
@@ -180,7 +194,7 @@ def _fail(active: StepRun, exc: BaseException, log_path: Path) -> None:
         if not interrupted:
             mlflow.set_tag(ERROR_TAG, first_line(exc))
         logger.debug("{} ended {}: {}", active.step, RunStatus.to_string(status), exc)  # for the log file
-        mlflow.log_artifact(str(log_path), "logs")
+        mlflow.log_artifact(str(log_path), LOGS_DIR)
     except Exception as record_error:  # noqa: BLE001 - the step's own error is the one to report
         logger.warning("could not record the failure on run {}: {}", active.run_id, record_error)
     finally:

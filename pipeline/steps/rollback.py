@@ -18,13 +18,11 @@ import mlflow
 from loguru import logger
 
 from pipeline.config import PipelineConfig
+from pipeline.contract import LAST_ROLLBACK_TAG, PREVIOUS_CHAMPION_TAG, ROLLED_BACK_TAG
 from pipeline.errors import UpstreamError
-from pipeline.registry import PREVIOUS_CHAMPION_TAG, alias_version, move_alias
 from pipeline.results import StepResult
-from pipeline.tracking import RunContext, step_run
-
-ROLLED_BACK_TAG = "pipeline.rolled_back"
-LAST_ROLLBACK_TAG = "pipeline.last_rollback"
+from pipeline.tracking.registry import alias_version, move_alias
+from pipeline.tracking.runs import RunContext, step_run
 
 
 def run(config: PipelineConfig, *, reason: str = "", context: RunContext = RunContext()) -> StepResult:
@@ -36,10 +34,17 @@ def run(config: PipelineConfig, *, reason: str = "", context: RunContext = RunCo
         current = alias_version(client, name, registry.champion_alias)
         previous = alias_version(client, name, registry.previous_champion_alias)
         if not current or not previous:
-            raise UpstreamError(f"rollback: model '{name}' has no @{registry.previous_champion_alias} version to "
-                                f"go back to (champion: {current or 'none'})")
-        record = {"from": current, "to": previous, "by": getpass.getuser(),
-                  "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "reason": reason or "not given"}
+            raise UpstreamError(
+                f"rollback: model '{name}' has no @{registry.previous_champion_alias} version to "
+                f"go back to (champion: {current or 'none'})"
+            )
+        record = {
+            "from": current,
+            "to": previous,
+            "by": getpass.getuser(),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "reason": reason or "not given",
+        }
         mlflow.log_params({f"rollback.{key}": value for key, value in record.items()})
         earlier = client.get_model_version(name, previous).tags.get(PREVIOUS_CHAMPION_TAG)
         move_alias(active, name, registry.champion_alias, previous)
@@ -47,11 +52,25 @@ def run(config: PipelineConfig, *, reason: str = "", context: RunContext = RunCo
             move_alias(active, name, registry.previous_champion_alias, earlier)
         else:
             client.delete_registered_model_alias(name, registry.previous_champion_alias)
-            active.on_failure(lambda: client.set_registered_model_alias(name, registry.previous_champion_alias,
-                                                                        previous))
+            active.on_failure(
+                lambda: client.set_registered_model_alias(name, registry.previous_champion_alias, previous)
+            )
         client.set_model_version_tag(name, current, ROLLED_BACK_TAG, record["reason"])
         client.set_registered_model_tag(name, LAST_ROLLBACK_TAG, json.dumps(record))
-        logger.info("rolled {} @{} back from version {} to {} ({})", name, registry.champion_alias, current,
-                    previous, record["reason"])
-    return StepResult("rollback", active.run_id, active.experiment_id, model_name=name, model_version=previous,
-                      outputs={"rolled_back_from": current}, duration_s=time.monotonic() - started)
+        logger.info(
+            "rolled {} @{} back from version {} to {} ({})",
+            name,
+            registry.champion_alias,
+            current,
+            previous,
+            record["reason"],
+        )
+    return StepResult(
+        "rollback",
+        active.run_id,
+        active.experiment_id,
+        model_name=name,
+        model_version=previous,
+        outputs={"rolled_back_from": current},
+        duration_s=time.monotonic() - started,
+    )

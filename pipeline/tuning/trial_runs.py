@@ -45,13 +45,20 @@ class TrialRunLogger:
         start = _millis(trial.datetime_start)
         end = _millis(trial.datetime_complete) if trial.datetime_complete else start
         name = f"trial-{trial.number}"
-        tags = {MLFLOW_PARENT_RUN_ID: self._parent_run_id, MLFLOW_RUN_NAME: name,
-                "optuna.trial_number": str(trial.number), "optuna.trial_state": trial.state.name,
-                "optuna.study_name": study_name}
+        tags = {
+            MLFLOW_PARENT_RUN_ID: self._parent_run_id,
+            MLFLOW_RUN_NAME: name,
+            "optuna.trial_number": str(trial.number),
+            "optuna.trial_state": trial.state.name,
+            "optuna.study_name": study_name,
+        }
         if trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
             tags["optuna.pruned_at_round"] = str(max(trial.intermediate_values) + 1)
-        metrics = [Metric(key, float(value), end, 0) for key, value in trial.user_attrs.items()
-                   if isinstance(value, (int, float))]
+        metrics = [
+            Metric(key, float(value), end, 0)
+            for key, value in trial.user_attrs.items()
+            if isinstance(value, (int, float))
+        ]
         if trial.value is not None:
             metrics.append(Metric(f"valid_{self._metric}", float(trial.value), end, 0))
         params = [Param(key, str(value)) for key, value in trial.params.items()]

@@ -4,8 +4,10 @@ Reads:  the input file (raw rows as the source table has them, without the targe
         `registry.model_name` at `--alias` (default the champion) or `--version`, whose own code derives the
         features (columns missing or mistyped are named; unseen categories are scored as missing).
 Writes: the output file (.csv or .parquet): the input columns plus the model's answer as the served model gives
-        it (`prediction` in the target's labels and `probability_<label>` per class, or `prediction` for regression), written to a temporary file and renamed only
-        when complete (no partial file on failure); the same file as artifact `predictions/<name>`; tags pipeline.model.name / pipeline.model.version; metric n_rows.
+        it (`prediction` in the target's labels and `probability_<label>` per class, or `prediction` for
+        regression), written to a temporary file and renamed only when complete (no partial file on failure); the
+        same file as artifact `predictions/<name>`; tags pipeline.model.name / pipeline.model.version; metric
+        n_rows.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from loguru import logger
 from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PyFuncModel
 
 from pipeline.config import PipelineConfig
+from pipeline.contract import MODEL_NAME_TAG, MODEL_VERSION_TAG, PREDICTIONS_DIR
 from pipeline.errors import DataError, UpstreamError, first_line
-from pipeline.lineage import MODEL_NAME_TAG, MODEL_VERSION_TAG
-from pipeline.registry import alias_version
 from pipeline.results import StepResult
-from pipeline.tracking import RunContext, step_run
+from pipeline.tracking.registry import alias_version
+from pipeline.tracking.runs import RunContext, step_run
 
 SUFFIXES = (".csv", ".parquet")
 DEFAULT_CHUNK_ROWS = 100_000
@@ -52,20 +55,26 @@ def score(served, chunk: pd.DataFrame, what: str) -> pd.DataFrame:
     except served.input_error as exc:
         raise DataError(f"{what} {exc}" if str(exc).startswith("lacks") else f"{what}: {exc}") from exc
     for name, examples in served.transform.unseen_categories(chunk, features, served.schema).items():
-        logger.warning("{}: column '{}' has value(s) not seen in training (e.g. {}), scored as missing", what, name,
-                       ", ".join(map(repr, examples)))
+        logger.warning(
+            "{}: column '{}' has value(s) not seen in training (e.g. {}), scored as missing",
+            what,
+            name,
+            ", ".join(map(repr, examples)),
+        )
     return pd.concat([chunk.reset_index(drop=True), answer.reset_index(drop=True)], axis=1)
 
 
-def served_model(model: mlflow.pyfunc.PyFuncModel, name: str, version: str):
+def served_model(model: PyFuncModel, name: str, version: str):
     """The registered model's Python object (served_model.ServedXGBoostModel), which carries its schema."""
     try:
         served = model.unwrap_python_model()
     except MlflowException as exc:
         raise UpstreamError(f"predict: {name} version {version} is not a model of this pipeline") from exc
     if not hasattr(served, "score"):
-        raise UpstreamError(f"predict: {name} version {version} was logged by an older version of this pipeline "
-                            "(it takes model inputs, not raw rows): retrain it")
+        raise UpstreamError(
+            f"predict: {name} version {version} was logged by an older version of this pipeline "
+            "(it takes model inputs, not raw rows): retrain it"
+        )
     return served
 
 
@@ -97,8 +106,9 @@ def _resolve_version(config: PipelineConfig, alias: str | None, version: str | N
     alias = alias or config.registry.champion_alias
     found = alias_version(mlflow.MlflowClient(), name, alias)
     if not found:
-        raise UpstreamError(f"predict: model '{name}' has no version with alias @{alias} (run evaluate, or pass "
-                            "--version)")
+        raise UpstreamError(
+            f"predict: model '{name}' has no version with alias @{alias} (run evaluate, or pass --version)"
+        )
     return found
 
 
@@ -135,15 +145,23 @@ def _write_predictions(served, source: Path, target: Path, chunk_rows: int) -> i
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".predict-") as tmp:
             partial = Path(tmp) / target.name
             rows = _score_file(served, source, partial, chunk_rows)
-            mlflow.log_artifact(str(partial), "predictions")
+            mlflow.log_artifact(str(partial), PREDICTIONS_DIR)
             partial.replace(target)
     except OSError as exc:
         raise DataError(f"predict: cannot write {target}: {exc.strerror or first_line(exc)}") from exc
     return rows
 
 
-def run(config: PipelineConfig, *, input_path: str, output_path: str, alias: str | None = None,
-        version: str | None = None, chunk_rows: int | None = None, context: RunContext = RunContext()) -> StepResult:
+def run(
+    config: PipelineConfig,
+    *,
+    input_path: str,
+    output_path: str,
+    alias: str | None = None,
+    version: str | None = None,
+    chunk_rows: int | None = None,
+    context: RunContext = RunContext(),
+) -> StepResult:
     started = time.monotonic()
     source, target = Path(input_path), Path(output_path)
     with step_run("predict", config, context) as active:
@@ -156,6 +174,13 @@ def run(config: PipelineConfig, *, input_path: str, output_path: str, alias: str
         rows = _write_predictions(served, source, target, chunk_rows or DEFAULT_CHUNK_ROWS)
         mlflow.log_metric("n_rows", rows)
         logger.info("scored {} rows of {} with {} version {} -> {}", rows, source, name, version, target)
-    return StepResult("predict", active.run_id, active.experiment_id, outputs={"predictions": str(target)},
-                      metrics={"n_rows": float(rows)}, model_name=name, model_version=version,
-                      duration_s=time.monotonic() - started)
+    return StepResult(
+        "predict",
+        active.run_id,
+        active.experiment_id,
+        outputs={"predictions": str(target)},
+        metrics={"n_rows": float(rows)},
+        model_name=name,
+        model_version=version,
+        duration_s=time.monotonic() - started,
+    )

@@ -6,7 +6,8 @@ Reads:  the train run (pinned, else the newest finished one), its registered mod
 Writes: the default evaluator's metrics and artifacts for the task (classifier or regressor) on this run, scoring
         the XGBoost model inside the registered pyfunc so that probabilities, ROC AUC and its curves are there
         (metrics linked to the LoggedModel too); the champion's metrics as `champion_<metric>` (from a nested run
-        `champion-baseline`); tags pipeline.verdict and pipeline.verdict_reason (also on the model version);
+        `champion-baseline`); tags pipeline.model.name / pipeline.model.version (the version judged),
+        pipeline.verdict and pipeline.verdict_reason (the verdict also on the model version);
         alias `registry.champion_alias` moved to the challenger on a pass, gated by `evaluate.<task>`; `lineage.md`,
         the chain behind the version (run ids, key params and metrics, the verdict).
 """
@@ -16,43 +17,51 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import mlflow
 import pandas as pd
 from loguru import logger
 
-from pipeline import feature_hook
 from pipeline.config import PipelineConfig
-from pipeline.cache import file_digest
-from pipeline.data import read_table, tracked_dataset
+from pipeline.contract import (
+    LINEAGE_CARD_ARTIFACT,
+    MODEL_NAME_TAG,
+    MODEL_VERSION_TAG,
+    TEST_ARTIFACT,
+    VERDICT_REASON_TAG,
+    VERDICT_TAG,
+    version_run_tag,
+)
+from pipeline.data import feature_hook
+from pipeline.data.schema import Schema, conform
+from pipeline.data.sources import read_table, tracked_dataset
 from pipeline.errors import DataError, GateRejected, UpstreamError
-from pipeline.lineage import (MODEL_NAME_TAG, MODEL_VERSION_TAG, VERDICT_REASON_TAG, VERDICT_TAG,
-                              read_parquet_artifact)
-from pipeline.lineage_view import chain_of_run, render_markdown
-from pipeline.model import evaluation_model
-from pipeline.preprocess import TEST_ARTIFACT
-from pipeline.promotion import REJECTED, Verdict, decide
-from pipeline.registry import alias_version, promote
+from pipeline.modeling.model import evaluation_model
+from pipeline.modeling.promotion import REJECTED, Verdict, decide
 from pipeline.results import StepResult
-from pipeline.schema import Schema, conform
-from pipeline.tracking import RunContext, StepRun, step_run
+from pipeline.tracking.cache import file_digest
+from pipeline.tracking.lineage_view import chain_of_run, render_markdown
+from pipeline.tracking.lookup import read_parquet_artifact
+from pipeline.tracking.registry import alias_version, promote
+from pipeline.tracking.runs import RunContext, StepRun, step_run
 
-
-LINEAGE_CARD = "lineage.md"
 # mlflow.models.evaluate's model type for each task.
 MODEL_TYPE = {"binary": "classifier", "multiclass": "classifier", "regression": "regressor"}
 
 
 @contextmanager
-def _evaluable(name: str, version: str, frame: pd.DataFrame, raw: bool,
-               what: str) -> Iterator[tuple[object, Schema, pd.DataFrame]]:
+def _evaluable(
+    name: str, version: str, frame: pd.DataFrame, raw: bool, what: str
+) -> Iterator[tuple[object, Schema, pd.DataFrame]]:
     """A registered version's evaluation model and schema, and `frame` put in the shape of that schema: raw rows
     (an eval-data file) through the version's own feature hook and date parts, a test split as it is. Missing or
     mistyped columns are a DataError naming them."""
     with evaluation_model(f"models:/{name}/{version}") as (model, schema, hook):
         if schema is None:
-            raise DataError(f"{name} version {version} carries no schema (logged by an older version of this "
-                            "pipeline): retrain it")
+            raise DataError(
+                f"{name} version {version} carries no schema (logged by an older version of this pipeline): retrain it"
+            )
         rows = feature_hook.apply(frame, hook, what) if raw else frame
         yield model, schema, conform(rows, schema, what, with_target=True, dates=raw)
 
@@ -60,22 +69,31 @@ def _evaluable(name: str, version: str, frame: pd.DataFrame, raw: bool,
 def _evaluate(client: mlflow.MlflowClient, name: str, version: str, model, schema: Schema, data: pd.DataFrame):
     """The default evaluation of the task in the target's labels, its metrics also linked to the version's
     LoggedModel."""
-    evaluator_config = {"log_model_explainability": False}
+    evaluator_config: dict[str, Any] = {"log_model_explainability": False}
     if schema.is_classification:
         evaluator_config["label_list"] = sorted(schema.classes)  # every class, even one missing from these rows
     if schema.positive_class is not None:
         evaluator_config["pos_label"] = schema.positive_class
-    return mlflow.models.evaluate(model, data, targets=schema.target, model_type=MODEL_TYPE[schema.task],
-                                  evaluators="default", evaluator_config=evaluator_config,
-                                  model_id=client.get_model_version(name, version).model_id)
+    return mlflow.models.evaluate(
+        model,
+        data,
+        targets=schema.target,
+        model_type=MODEL_TYPE[schema.task],
+        evaluators="default",
+        evaluator_config=evaluator_config,
+        model_id=client.get_model_version(name, version).model_id,
+    )
 
 
 def _load_eval_data(eval_data: str | None, preprocess_run) -> tuple[pd.DataFrame, bool, str]:
     """The rows to evaluate on, whether they are raw (an eval-data file) or a prepared test split, and their name."""
     if eval_data:
         return read_table(eval_data), True, f"evaluation data {eval_data}"
-    return (read_parquet_artifact(preprocess_run, TEST_ARTIFACT), False,
-            f"test split of preprocess run {preprocess_run.info.run_id}")
+    return (
+        read_parquet_artifact(preprocess_run, TEST_ARTIFACT),
+        False,
+        f"test split of preprocess run {preprocess_run.info.run_id}",
+    )
 
 
 def _evaluate_champion(client: mlflow.MlflowClient, name: str, version: str, rows: tuple[pd.DataFrame, bool, str]):
@@ -87,13 +105,15 @@ def _evaluate_champion(client: mlflow.MlflowClient, name: str, version: str, row
                 result = _evaluate(client, name, version, model, schema, data)
     except DataError as exc:
         return None, f"champion version {version} cannot be evaluated on the same rows ({exc}); compare by hand"
-    mlflow.log_metrics({f"champion_{key}": value for key, value in result.metrics.items()
-                        if isinstance(value, (int, float))})
+    mlflow.log_metrics(
+        {f"champion_{key}": value for key, value in result.metrics.items() if isinstance(value, (int, float))}
+    )
     return result, ""
 
 
-def _judge(active: StepRun, config: PipelineConfig, task: str, version: str, rows: tuple[pd.DataFrame, bool, str],
-           candidate) -> Verdict:
+def _judge(
+    active: StepRun, config: PipelineConfig, task: str, version: str, rows: tuple[pd.DataFrame, bool, str], candidate
+) -> Verdict:
     name = config.registry.model_name
     champion = alias_version(active.client, name, config.registry.champion_alias)
     if champion == version:
@@ -109,13 +129,18 @@ def _record(active: StepRun, verdict: Verdict, config: PipelineConfig, version: 
     name = config.registry.model_name
     mlflow.set_tags({VERDICT_TAG: verdict.decision, VERDICT_REASON_TAG: verdict.reason[:5000]})
     active.client.set_model_version_tag(name, version, VERDICT_TAG, verdict.decision)
-    active.client.set_model_version_tag(name, version, "pipeline.evaluate_run", active.run_id)
+    active.client.set_model_version_tag(name, version, version_run_tag("evaluate"), active.run_id)
     if verdict.promoted:
         promote(active, config.registry, version)
 
 
-def run(config: PipelineConfig, *, upstream_run_id: str | None = None, eval_data: str | None = None,
-        context: RunContext = RunContext()) -> StepResult:
+def run(
+    config: PipelineConfig,
+    *,
+    upstream_run_id: str | None = None,
+    eval_data: str | None = None,
+    context: RunContext = RunContext(),
+) -> StepResult:
     started = time.monotonic()
     with step_run("evaluate", config, context) as active:
         train_run = active.use_upstream(upstream_run_id)
@@ -123,21 +148,32 @@ def run(config: PipelineConfig, *, upstream_run_id: str | None = None, eval_data
         name, version = train_run.data.tags.get(MODEL_NAME_TAG), train_run.data.tags.get(MODEL_VERSION_TAG)
         if not name or not version:
             raise UpstreamError(f"evaluate: train run {train_run.info.run_id} registered no model version")
+        mlflow.set_tags({MODEL_NAME_TAG: name, MODEL_VERSION_TAG: version})  # the version this run judges
         rows = _load_eval_data(eval_data, preprocess_run)
         active.data_digest = file_digest(eval_data) if eval_data else ""  # the test split: known by its run id
         with _evaluable(name, version, *rows) as (model, schema, data):
-            mlflow.log_input(tracked_dataset(data, source=None, targets=schema.target, name="evaluation"),
-                             context="evaluation")
+            mlflow.log_input(
+                tracked_dataset(data, source=None, targets=schema.target, name="evaluation"), context="evaluation"
+            )
             logger.info("evaluating {} version {} ({}) on {} rows", name, version, schema.task, len(data))
             candidate = _evaluate(active.client, name, version, model, schema, data)
         verdict = _judge(active, config, schema.task, version, rows, candidate)
         _record(active, verdict, config, version)
         card = {**chain_of_run(active.client, train_run), "evaluate": active.client.get_run(active.run_id)}
-        mlflow.log_text(render_markdown(f"{name} version {version}", card, verdict.reason), LINEAGE_CARD)
+        mlflow.log_text(render_markdown(f"{name} version {version}", card, verdict.reason), LINEAGE_CARD_ARTIFACT)
         logger.info("verdict for {} version {}: {} ({})", name, version, verdict.decision, verdict.reason)
         if not verdict.promoted and config.evaluate.fail_on_reject:
             raise GateRejected(f"evaluate: {name} version {version} rejected: {verdict.reason}")
     metrics = {k: float(v) for k, v in candidate.metrics.items() if isinstance(v, (int, float))}
-    return StepResult("evaluate", active.run_id, active.experiment_id, upstream=dict(active.upstream),
-                      metrics=metrics, model_name=name, model_version=version, verdict=verdict.decision,
-                      verdict_reason=verdict.reason, duration_s=time.monotonic() - started)
+    return StepResult(
+        "evaluate",
+        active.run_id,
+        active.experiment_id,
+        upstream=dict(active.upstream),
+        metrics=metrics,
+        model_name=name,
+        model_version=version,
+        verdict=verdict.decision,
+        verdict_reason=verdict.reason,
+        duration_s=time.monotonic() - started,
+    )

@@ -29,8 +29,14 @@ import pandas as pd
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 DATE_PARTS = ("year", "month", "day", "day_of_week", "day_of_year")
 TIME_PARTS = ("hour",)
-_PART_ACCESSORS = {"year": "year", "month": "month", "day": "day", "day_of_week": "dayofweek",
-                   "day_of_year": "dayofyear", "hour": "hour"}
+_PART_ACCESSORS = {
+    "year": "year",
+    "month": "month",
+    "day": "day",
+    "day_of_week": "dayofweek",
+    "day_of_year": "dayofyear",
+    "hour": "hour",
+}
 _UNSAFE = re.compile(r"[^0-9A-Za-z_.\-]")
 Hook = Callable[[pd.DataFrame], pd.DataFrame]
 
@@ -46,6 +52,7 @@ def load_hook(path: str | Path) -> Hook:
     source = path.read_bytes()
     name = f"_feature_hook_{hashlib.sha256(source).hexdigest()[:16]}"
     spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path  # a .py path always has a source loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     hook = getattr(module, "derive_features", None)
@@ -70,8 +77,10 @@ def parse_dates(column: pd.Series, name: str) -> pd.Series:
     text = column.astype("string").astype(object).where(column.notna(), None)
     parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
     if len(bad := text[parsed.isna() & column.notna()]):
-        raise InputError(f"column '{name}' holds {len(bad)} value(s) that are not ISO 8601 dates, such as "
-                         f"{bad.iloc[0]!r} (e.g. 2024-05-31 or 2024-05-31T14:30)")
+        raise InputError(
+            f"column '{name}' holds {len(bad)} value(s) that are not ISO 8601 dates, such as "
+            f"{bad.iloc[0]!r} (e.g. 2024-05-31 or 2024-05-31T14:30)"
+        )
     return parsed.dt.tz_localize(None)
 
 
@@ -99,8 +108,9 @@ def category_text(column: pd.Series) -> pd.Series:
     """Values as category keys: text as it is, whole numbers without a decimal part (a zip code read as 94107 or
     94107.0 is '94107'), missing as None."""
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        text = column.astype("float64").map(lambda value: str(int(value)) if value.is_integer() else str(value),
-                                            na_action="ignore")
+        text = column.astype("float64").map(
+            lambda value: str(int(value)) if value.is_integer() else str(value), na_action="ignore"
+        )
         return text.astype(object).where(column.notna(), None)
     return column.astype("string").astype(object).where(column.notna(), None)
 
@@ -115,8 +125,7 @@ def _numeric(column: pd.Series, name: str) -> pd.Series:
 
 
 def _categorical(column: pd.Series, categories: list[str]) -> pd.Series:
-    return pd.Series(pd.Categorical(category_text(column), categories=categories), index=column.index,
-                     name=column.name)
+    return pd.Series(pd.Categorical(category_text(column), categories=categories), index=column.index, name=column.name)
 
 
 def unseen_categories(frame: pd.DataFrame, conformed: pd.DataFrame, schema: dict[str, Any]) -> dict[str, list]:
@@ -135,8 +144,10 @@ def conform(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
     training category set (a value never seen in training becomes missing, as XGBoost treats missing values)."""
     if missing := [name for name in schema["columns"] if name not in frame.columns]:
         raise InputError(f"lacks {len(missing)} column(s) the model needs: {', '.join(missing)}")
-    columns = {name: _numeric(frame[name], name) if kind == NUMERIC
-               else _categorical(frame[name], schema["categories"][name]) for name, kind in schema["columns"].items()}
+    columns = {
+        name: _numeric(frame[name], name) if kind == NUMERIC else _categorical(frame[name], schema["categories"][name])
+        for name, kind in schema["columns"].items()
+    }
     return pd.DataFrame(columns, index=frame.index)
 
 
@@ -167,14 +178,17 @@ def encode_labels(target: pd.Series, classes: list[Any]) -> np.ndarray:
     """Labels as the model's class indexes; a label outside `classes` is an InputError naming it."""
     codes = target.map({label: index for index, label in enumerate(classes)})
     if len(unknown := target[codes.isna()]):
-        raise InputError(f"target column '{target.name}' holds label(s) the model does not know, such as "
-                         f"{unknown.tolist()[0]!r} (known: {', '.join(map(str, classes))})")
+        raise InputError(
+            f"target column '{target.name}' holds label(s) the model does not know, such as "
+            f"{unknown.tolist()[0]!r} (known: {', '.join(map(str, classes))})"
+        )
     return codes.astype("int64").to_numpy()
 
 
 def answer(probabilities: np.ndarray, classes: list[Any], index: pd.Index) -> pd.DataFrame:
     """`prediction` (the most probable label) and `probability_<label>` per class, in the model's class order."""
-    frame = pd.DataFrame({probability_column(label): probabilities[:, i] for i, label in enumerate(classes)},
-                         index=index)
+    frame = pd.DataFrame(
+        {probability_column(label): probabilities[:, i] for i, label in enumerate(classes)}, index=index
+    )
     frame.insert(0, "prediction", np.asarray(classes)[probabilities.argmax(axis=1)])
     return frame

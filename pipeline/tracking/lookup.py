@@ -1,4 +1,4 @@
-"""The lineage contract: run tags, the upstream lookup, and reading a run's artifacts (see shared DESIGN.md)."""
+"""The upstream lookup (newest finished run of a step, or a pinned one) and reading a run's artifacts."""
 
 from __future__ import annotations
 
@@ -11,26 +11,10 @@ from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from pipeline.contract import CHAIN, STEP_TAG, upstream_tag
 from pipeline.errors import UpstreamError
 
-STEP_TAG = "pipeline.step"
-UPSTREAM_TAG_PREFIX = "pipeline.upstream."
-CHAIN_TAG = "pipeline.chain_id"
-FINGERPRINT_TAG = "pipeline.fingerprint"
-DATA_DIGEST_TAG = "pipeline.data_digest"
-TASK_TAG = "pipeline.task"
-VERDICT_TAG = "pipeline.verdict"
-VERDICT_REASON_TAG = "pipeline.verdict_reason"
-ERROR_TAG = "pipeline.error"
-MODEL_NAME_TAG = "pipeline.model.name"
-MODEL_VERSION_TAG = "pipeline.model.version"
-
-STEPS = ("preprocess", "tune", "train", "evaluate")
-UPSTREAM_OF = {"tune": "preprocess", "train": "tune", "evaluate": "train"}
-
-
-def upstream_tag(step: str) -> str:
-    return f"{UPSTREAM_TAG_PREFIX}{step}"
+UPSTREAM_OF = {step.name: step.reads for step in CHAIN if step.reads}
 
 
 def latest_finished_run(client: MlflowClient, experiment_id: str, step: str) -> Run | None:
@@ -60,9 +44,7 @@ def get_step_run(client: MlflowClient, run_id: str, step: str, why: str) -> Run:
     return run
 
 
-def resolve_upstream(
-    client: MlflowClient, experiment_id: str, consumer: str, pinned_run_id: str | None = None
-) -> Run:
+def resolve_upstream(client: MlflowClient, experiment_id: str, consumer: str, pinned_run_id: str | None = None) -> Run:
     """The run `consumer` reads from: the pinned one if given, else the newest finished upstream run."""
     step = UPSTREAM_OF[consumer]
     if pinned_run_id:
@@ -81,7 +63,9 @@ def follow_lineage(client: MlflowClient, run: Run, step: str) -> Run:
     """The `step` run that `run` itself consumed (its `pipeline.upstream.<step>` tag)."""
     run_id = run.data.tags.get(upstream_tag(step))
     if not run_id:
-        raise UpstreamError(f"run {run.info.run_id} has no '{upstream_tag(step)}' tag: it was not made by this pipeline")
+        raise UpstreamError(
+            f"run {run.info.run_id} has no '{upstream_tag(step)}' tag: it was not made by this pipeline"
+        )
     return get_step_run(client, run_id, step, f"lineage of run {run.info.run_id}")
 
 

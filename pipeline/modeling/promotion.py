@@ -33,8 +33,10 @@ class Verdict:
 def build_thresholds(config: EvaluateConfig, task: str, with_baseline: bool) -> dict[str, MetricThreshold]:
     """The task's absolute gates, plus 'must not be beaten' on its compare_metric vs a baseline."""
     task_gates = config.gates(task)
-    gates = {name: {"threshold": gate.threshold, "greater_is_better": gate.higher_is_better(name)}
-             for name, gate in task_gates.thresholds.items()}
+    gates = {
+        name: {"threshold": gate.threshold, "greater_is_better": gate.higher_is_better(name)}
+        for name, gate in task_gates.thresholds.items()
+    }
     if with_baseline:
         metric = task_gates.compare_metric
         compare = gates.setdefault(metric, {"greater_is_better": not lower_is_better(metric)})
@@ -42,13 +44,15 @@ def build_thresholds(config: EvaluateConfig, task: str, with_baseline: bool) -> 
     return {name: MetricThreshold(**kwargs) for name, kwargs in gates.items()}
 
 
-def decide(config: EvaluateConfig, task: str, candidate: HasMetrics, baseline: HasMetrics | None,
-           note: str = "") -> Verdict:
+def decide(
+    config: EvaluateConfig, task: str, candidate: HasMetrics, baseline: HasMetrics | None, note: str = ""
+) -> Verdict:
     """Promote when every gate of the task passes; the reason names what failed or what was checked (`note`
     overrides the default remark on the champion, e.g. when the candidate already is the champion)."""
     thresholds = build_thresholds(config, task, with_baseline=baseline is not None)
     try:
-        mlflow.validate_evaluation_results(thresholds, candidate, baseline)
+        # It reads only `.metrics` of the results: any HasMetrics will do.
+        mlflow.validate_evaluation_results(thresholds, candidate, baseline)  # type: ignore[arg-type]
     except ModelValidationFailedException as exc:
         return Verdict(REJECTED, " ".join(str(exc.message).split()))
     except MlflowException as exc:  # e.g. a gate on a metric the evaluation does not produce

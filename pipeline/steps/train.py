@@ -20,26 +20,37 @@ import mlflow
 import numpy as np
 import pandas as pd
 from loguru import logger
-from sklearn.metrics import (accuracy_score, f1_score, log_loss, mean_absolute_error, r2_score, roc_auc_score,
-                             root_mean_squared_error)
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
+    root_mean_squared_error,
+)
 from xgboost import XGBModel
 
 from pipeline import interrupts
 from pipeline.config import PipelineConfig
-from pipeline.data import features_and_target
-from pipeline.feature_hook import HOOK_ARTIFACT
-from pipeline.lineage import (MODEL_NAME_TAG, MODEL_VERSION_TAG, download_artifact, read_json_artifact,
-                              read_parquet_artifact)
-from pipeline.model import build_model, log_served_model
-from pipeline.preprocess import RAW_SAMPLE_ARTIFACT, TEST_ARTIFACT, TRAIN_ARTIFACT, read_split
+from pipeline.contract import (
+    BEST_PARAMS_ARTIFACT,
+    HOOK_ARTIFACT,
+    MODEL_ARTIFACT,
+    MODEL_NAME_TAG,
+    MODEL_VERSION_TAG,
+    RAW_SAMPLE_ARTIFACT,
+    TEST_ARTIFACT,
+    TRAIN_ARTIFACT,
+    version_run_tag,
+)
+from pipeline.data.schema import Schema, read_split, schema_of_run
+from pipeline.data.sources import features_and_target
+from pipeline.modeling.model import build_model, log_served_model
 from pipeline.results import StepResult
-from pipeline.schema import Schema, schema_of_run
-from pipeline.registry import move_alias, register
-from pipeline.tracking import RunContext, StepRun, step_run
-from pipeline.tune import BEST_PARAMS_ARTIFACT
-
-MODEL_NAME_IN_RUN = "model"
-
+from pipeline.tracking.lookup import download_artifact, read_json_artifact, read_parquet_artifact
+from pipeline.tracking.registry import move_alias, register
+from pipeline.tracking.runs import RunContext, StepRun, step_run
 
 # The metric the chain's summary and the README quote for each task.
 HEADLINE_METRIC = {"binary": "test_roc_auc", "multiclass": "test_roc_auc", "regression": "test_rmse"}
@@ -49,8 +60,11 @@ def test_metrics(model: XGBModel, x_test: pd.DataFrame, y_test: pd.Series, task:
     """Held-out metrics of the task: regression RMSE, MAE, R2; classification ROC AUC, accuracy, F1, log loss."""
     if task == "regression":
         predicted = model.predict(x_test)
-        return {"test_rmse": float(root_mean_squared_error(y_test, predicted)),
-                "test_mae": float(mean_absolute_error(y_test, predicted)), "test_r2": float(r2_score(y_test, predicted))}
+        return {
+            "test_rmse": float(root_mean_squared_error(y_test, predicted)),
+            "test_mae": float(mean_absolute_error(y_test, predicted)),
+            "test_r2": float(r2_score(y_test, predicted)),
+        }
     return classification_metrics(y_test, model.predict_proba(x_test))
 
 
@@ -69,8 +83,12 @@ def classification_metrics(y_true: pd.Series, probabilities: np.ndarray) -> dict
 
 def _read_inputs(tune_run, preprocess_run) -> tuple[dict, Schema, pd.DataFrame, pd.DataFrame]:
     schema = schema_of_run(preprocess_run)
-    return (read_json_artifact(tune_run, BEST_PARAMS_ARTIFACT), schema,
-            read_split(preprocess_run, TRAIN_ARTIFACT, schema), read_split(preprocess_run, TEST_ARTIFACT, schema))
+    return (
+        read_json_artifact(tune_run, BEST_PARAMS_ARTIFACT),
+        schema,
+        read_split(preprocess_run, TRAIN_ARTIFACT, schema),
+        read_split(preprocess_run, TEST_ARTIFACT, schema),
+    )
 
 
 def _log_model(model: XGBModel, schema: Schema, preprocess_run):
@@ -78,12 +96,12 @@ def _log_model(model: XGBModel, schema: Schema, preprocess_run):
     raw_sample = read_parquet_artifact(preprocess_run, RAW_SAMPLE_ARTIFACT)
     with tempfile.TemporaryDirectory(prefix="feature-hook-") as tmp:
         hook_file = download_artifact(preprocess_run, HOOK_ARTIFACT, Path(tmp)) if schema.hook else None
-        return log_served_model(model, schema, MODEL_NAME_IN_RUN, raw_sample, hook_file)
+        return log_served_model(model, schema, MODEL_ARTIFACT, raw_sample, hook_file)
 
 
 def _register(active: StepRun, model_uri: str, config: PipelineConfig) -> str:
     """Register the logged model and point the challenger alias at the new version (both undone on failure)."""
-    lineage = {f"pipeline.{step}_run": run_id for step, run_id in {"train": active.run_id, **active.upstream}.items()}
+    lineage = {version_run_tag(step): run_id for step, run_id in {"train": active.run_id, **active.upstream}.items()}
     version = register(active, model_uri, config.registry.model_name, lineage)
     move_alias(active, config.registry.model_name, config.registry.challenger_alias, version)
     return version
@@ -110,9 +128,22 @@ def run(
         version = _register(active, model_info.model_uri, config)
         mlflow.set_tags({MODEL_NAME_TAG: config.registry.model_name, MODEL_VERSION_TAG: version})
         headline = HEADLINE_METRIC[schema.task]
-        logger.info("{} {:.4f}; registered {} version {} as @{}", headline, metrics[headline],
-                    config.registry.model_name, version, config.registry.challenger_alias)
-    return StepResult("train", active.run_id, active.experiment_id, upstream=dict(active.upstream),
-                      outputs={"model_uri": model_info.model_uri}, metrics=metrics,
-                      model_name=config.registry.model_name, model_version=version,
-                      duration_s=time.monotonic() - started)
+        logger.info(
+            "{} {:.4f}; registered {} version {} as @{}",
+            headline,
+            metrics[headline],
+            config.registry.model_name,
+            version,
+            config.registry.challenger_alias,
+        )
+    return StepResult(
+        "train",
+        active.run_id,
+        active.experiment_id,
+        upstream=dict(active.upstream),
+        outputs={"model_uri": model_info.model_uri},
+        metrics=metrics,
+        model_name=config.registry.model_name,
+        model_version=version,
+        duration_s=time.monotonic() - started,
+    )

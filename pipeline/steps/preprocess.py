@@ -26,19 +26,24 @@ import mlflow
 import pandas as pd
 from loguru import logger
 
-from pipeline.cache import source_digest
 from pipeline.config import PipelineConfig
-from pipeline.data import dataset_name, digest, load_source, loggable_source, split_frame, tracked_dataset
-from pipeline import feature_hook
-from pipeline.lineage import DATA_DIGEST_TAG, TASK_TAG, read_parquet_artifact
+from pipeline.contract import (
+    DATA_DIGEST_TAG,
+    HOOK_ARTIFACT,
+    RAW_SAMPLE_ARTIFACT,
+    SCHEMA_ARTIFACT,
+    TASK_TAG,
+    TEST_ARTIFACT,
+    TRAIN_ARTIFACT,
+)
+from pipeline.data import feature_hook
+from pipeline.data.labels import settle_labels
+from pipeline.data.schema import Schema, build_schema, conform, raw_kind, schema_document
+from pipeline.data.sources import dataset_name, digest, load_source, loggable_source, split_frame, tracked_dataset
 from pipeline.results import StepResult
-from pipeline.labels import settle_labels
-from pipeline.schema import SCHEMA_ARTIFACT, Schema, build_schema, conform, raw_kind, schema_document
-from pipeline.tracking import RunContext, log_params, step_run
+from pipeline.tracking.cache import source_digest
+from pipeline.tracking.runs import RunContext, log_params, step_run
 
-TRAIN_ARTIFACT = "data/train.parquet"
-TEST_ARTIFACT = "data/test.parquet"
-RAW_SAMPLE_ARTIFACT = "data/raw_sample.parquet"
 RAW_SAMPLE_ROWS = 5
 
 
@@ -48,13 +53,6 @@ class Prepared(NamedTuple):
     schema: Schema
     report: dict[str, list[str]]
     raw_sample: pd.DataFrame
-
-
-def read_split(run, artifact: str, schema: Schema) -> pd.DataFrame:
-    """A split logged by a preprocess run, typed by its schema (categories exactly as in training), with the
-    target as class indexes 0..k-1 for classification (what XGBoost learns)."""
-    frame = read_parquet_artifact(run, artifact)
-    return conform(frame, schema, f"{artifact} of preprocess run {run.info.run_id}", with_target=True, encoded=True)
 
 
 def prepare(config: PipelineConfig) -> Prepared:
@@ -67,8 +65,15 @@ def prepare(config: PipelineConfig) -> Prepared:
     hook = feature_hook.load(feature_hook.hook_path(config))
     raw_train, raw_test = split_frame(frame, data.target, config.split, classification=labels[0] != "regression")
     hooked_train = feature_hook.apply(raw_train, hook, what)
-    schema, report = build_schema(raw_train, hooked_train, data, labels, hook is not None, what,
-                                  id_inputs={str(c): raw_kind(table[c]) for c in data.id_columns})
+    schema, report = build_schema(
+        raw_train,
+        hooked_train,
+        data,
+        labels,
+        hook is not None,
+        what,
+        id_inputs={str(c): raw_kind(table[c]) for c in data.id_columns},
+    )
     train = conform(hooked_train, schema, what, with_target=True, dates=True)
     test = conform(feature_hook.apply(raw_test, hook, what), schema, what, with_target=True, dates=True)
     return Prepared(train, test, schema, report, raw_train.drop(columns=[data.target]).head(RAW_SAMPLE_ROWS))
@@ -87,26 +92,33 @@ def dataset_source(artifact_uri: str):
     server = urlsplit(mlflow.get_tracking_uri())
     host = f"{server.hostname}:{server.port}" if server.port else server.hostname
     path = urlsplit(artifact_uri).path.lstrip("/")
-    return HTTPDatasetSource(f"{server.scheme}://{host}{server.path.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/"
-                             f"{path}")
+    return HTTPDatasetSource(
+        f"{server.scheme}://{host}{server.path.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/{path}"
+    )
 
 
 def _log_splits(prepared: Prepared, config: PipelineConfig) -> dict[str, str]:
     train, test = prepared.train, prepared.test
     with tempfile.TemporaryDirectory() as tmp:
-        for frame, artifact in ((train, TRAIN_ARTIFACT), (test, TEST_ARTIFACT), (prepared.raw_sample,
-                                                                               RAW_SAMPLE_ARTIFACT)):
+        for frame, artifact in (
+            (train, TRAIN_ARTIFACT),
+            (test, TEST_ARTIFACT),
+            (prepared.raw_sample, RAW_SAMPLE_ARTIFACT),
+        ):
             frame.to_parquet(Path(tmp) / Path(artifact).name, index=False)
         if hook := feature_hook.hook_path(config):
-            shutil.copyfile(hook, Path(tmp) / Path(feature_hook.HOOK_ARTIFACT).name)
+            shutil.copyfile(hook, Path(tmp) / Path(HOOK_ARTIFACT).name)
         mlflow.log_artifacts(tmp, "data")
     name = dataset_name(config.data)
     outputs = {}
-    for frame, artifact, split, context in ((train, TRAIN_ARTIFACT, "train", "training"),
-                                            (test, TEST_ARTIFACT, "test", "testing")):
+    for frame, artifact, split, context in (
+        (train, TRAIN_ARTIFACT, "train", "training"),
+        (test, TEST_ARTIFACT, "test", "testing"),
+    ):
         outputs[split] = mlflow.get_artifact_uri(artifact)
-        dataset = tracked_dataset(frame, source=dataset_source(outputs[split]), targets=config.data.target,
-                                  name=f"{name}-{split}")
+        dataset = tracked_dataset(
+            frame, source=dataset_source(outputs[split]), targets=config.data.target, name=f"{name}-{split}"
+        )
         mlflow.log_input(dataset, context=context)
     return outputs
 
@@ -116,16 +128,36 @@ def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepRe
     with step_run("preprocess", config, context) as active:
         prepared = prepare(config)
         train, test, schema = prepared.train, prepared.test, prepared.schema
-        logger.info("{} task: {} rows, {} features ({} categorical) -> train {} / test {}", schema.task,
-                    len(train) + len(test), len(schema.features), len(schema.categories), len(train), len(test))
+        logger.info(
+            "{} task: {} rows, {} features ({} categorical) -> train {} / test {}",
+            schema.task,
+            len(train) + len(test),
+            len(schema.features),
+            len(schema.categories),
+            len(train),
+            len(test),
+        )
         # The label mapping: class index i of the model is the i-th label (also in data/schema.json).
         classes = json.dumps(schema.classes)[:6000] if schema.classes else None
-        log_params({"data.source": loggable_source(config.data), "data.target": config.data.target, "data.task": schema.task,
-                    "data.classes": classes, "data.positive_class": schema.positive_class,
-                    "data.datetime_columns": ", ".join(schema.datetime_columns) or None,
-                    "split.test_size": config.split.test_size, "split.seed": config.split.seed})
-        metrics = {"n_rows": len(train) + len(test), "n_features": len(schema.features),
-                   "n_categorical": len(schema.categories), "n_train": len(train), "n_test": len(test)}
+        log_params(
+            {
+                "data.source": loggable_source(config.data),
+                "data.target": config.data.target,
+                "data.task": schema.task,
+                "data.classes": classes,
+                "data.positive_class": schema.positive_class,
+                "data.datetime_columns": ", ".join(schema.datetime_columns) or None,
+                "split.test_size": config.split.test_size,
+                "split.seed": config.split.seed,
+            }
+        )
+        metrics: dict[str, float] = {
+            "n_rows": len(train) + len(test),
+            "n_features": len(schema.features),
+            "n_categorical": len(schema.categories),
+            "n_train": len(train),
+            "n_test": len(test),
+        }
         mlflow.log_metrics(metrics)
         mlflow.log_dict(schema_document(schema, prepared.report), SCHEMA_ARTIFACT)
         # The source's digest goes into the fingerprint (skip-if-done); the prepared data's digest names tune's
@@ -133,5 +165,11 @@ def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepRe
         active.data_digest = source_digest(config.data) or f"not-cached:{active.run_id}"
         mlflow.set_tags({DATA_DIGEST_TAG: digest(pd.concat([train, test])), TASK_TAG: schema.task})
         outputs = _log_splits(prepared, config)
-    return StepResult("preprocess", active.run_id, active.experiment_id, outputs=outputs,
-                      metrics={k: float(v) for k, v in metrics.items()}, duration_s=time.monotonic() - started)
+    return StepResult(
+        "preprocess",
+        active.run_id,
+        active.experiment_id,
+        outputs=outputs,
+        metrics={k: float(v) for k, v in metrics.items()},
+        duration_s=time.monotonic() - started,
+    )

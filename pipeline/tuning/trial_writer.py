@@ -22,7 +22,7 @@ import optuna
 from loguru import logger
 
 from pipeline.errors import TrackingError
-from pipeline.trial_runs import TrialRunLogger
+from pipeline.tuning.trial_runs import TrialRunLogger
 
 _STOP = "stop"
 
@@ -36,8 +36,9 @@ def _forget_inherited_connections() -> None:
     request_utils._cached_get_request_session.cache_clear()
 
 
-def _write_trial_runs(writer: TrialRunLogger, trials: multiprocessing.Queue, errors: multiprocessing.Queue,
-                      parent_pid: int) -> None:
+def _write_trial_runs(
+    writer: TrialRunLogger, trials: multiprocessing.Queue, errors: multiprocessing.Queue, parent_pid: int
+) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     code = 0
@@ -78,8 +79,12 @@ class TrialRunWriter:
             return
         context = multiprocessing.get_context("fork")
         self._trials, self._errors = context.Queue(), context.Queue()
-        self._process = context.Process(target=_write_trial_runs, name="trial-run-writer", daemon=True,
-                                        args=(writer, self._trials, self._errors, os.getpid()))
+        self._process = context.Process(
+            target=_write_trial_runs,
+            name="trial-run-writer",
+            daemon=True,
+            args=(writer, self._trials, self._errors, os.getpid()),
+        )
         self._process.start()
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

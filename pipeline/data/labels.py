@@ -39,8 +39,10 @@ def infer_task(target: pd.Series) -> tuple[str, str]:
     if integral and labels == list(range(count)) and count <= MAX_INFERRED_CLASSES:
         return "multiclass", f"the target holds the integer class labels 0..{count - 1}"
     if integral and count <= MAX_INFERRED_CLASSES:
-        return "regression", (f"the target holds {count} distinct integers that are not 0..{count - 1}; set "
-                              "data.task: multiclass if they are classes")
+        return "regression", (
+            f"the target holds {count} distinct integers that are not 0..{count - 1}; set "
+            "data.task: multiclass if they are classes"
+        )
     return "regression", f"the target is numeric with {count} distinct values"
 
 
@@ -70,13 +72,22 @@ def positive_class(labels: list[Any], configured: Any, name: str) -> tuple[Any, 
     """The positive label of a binary target, and why it was chosen."""
     if configured is not None:
         # Same value and same kind (True is not 1), or the same text (a label 2 given as '2').
-        found = [label for label in labels if str(label) == str(configured) or (
-            label == configured and isinstance(label, bool) == isinstance(configured, bool))]
+        found = [
+            label
+            for label in labels
+            if str(label) == str(configured)
+            or (label == configured and isinstance(label, bool) == isinstance(configured, bool))
+        ]
         if not found:
-            hint = " (YAML reads yes/no/on/off as booleans: quote the label, e.g. 'yes')" if isinstance(
-                configured, bool) else ""
-            raise DataError(f"data.positive_class {configured!r} is not a label of target column '{name}' (labels: "
-                            f"{', '.join(map(repr, labels))}){hint}")
+            hint = (
+                " (YAML reads yes/no/on/off as booleans: quote the label, e.g. 'yes')"
+                if isinstance(configured, bool)
+                else ""
+            )
+            raise DataError(
+                f"data.positive_class {configured!r} is not a label of target column '{name}' (labels: "
+                f"{', '.join(map(repr, labels))}){hint}"
+            )
         return found[0], "data.positive_class"
     for candidate in POSITIVE_CANDIDATES:
         if found := [label for label in labels if _matches(label, candidate)]:
@@ -88,14 +99,18 @@ def _check_counts(target: pd.Series, split: SplitConfig, what: str) -> None:
     counts = target.value_counts()
     name = target.name
     if len(counts) < 2:
-        raise DataError(f"{what}: target column '{name}' holds one class ({_native(counts.index[0])!r}, "
-                        f"{int(counts.iloc[0])} rows); a classifier needs at least two")
+        raise DataError(
+            f"{what}: target column '{name}' holds one class ({_native(counts.index[0])!r}, "
+            f"{int(counts.iloc[0])} rows); a classifier needs at least two"
+        )
     need = rows_needed_per_class(split)
     if (small := counts[counts < need]).any():
         label, count = _native(small.index[-1]), int(small.iloc[-1])
-        raise DataError(f"{what}: class {label!r} of target column '{name}' has {count} row(s); the split "
-                        f"(test_size={split.test_size}) needs at least {need} per class: add rows, or drop or merge "
-                        "that class")
+        raise DataError(
+            f"{what}: class {label!r} of target column '{name}' has {count} row(s); the split "
+            f"(test_size={split.test_size}) needs at least {need} per class: add rows, or drop or merge "
+            "that class"
+        )
 
 
 def settle_labels(target: pd.Series, data: DataConfig, split: SplitConfig, what: str) -> tuple[str, list[Any], Any]:
@@ -103,27 +118,38 @@ def settle_labels(target: pd.Series, data: DataConfig, split: SplitConfig, what:
     target can be learnt: no missing values, numeric for regression, two classes or more with enough rows each."""
     name = target.name
     if missing := int(target.isna().sum()):
-        raise DataError(f"{what}: target column '{name}' is empty in {missing} of {len(target)} rows; drop or fill "
-                        "those rows")
+        raise DataError(
+            f"{what}: target column '{name}' is empty in {missing} of {len(target)} rows; drop or fill those rows"
+        )
     task = resolve_task(data.task, target, what)
     if task == "regression":
         if pd.api.types.is_bool_dtype(target) or not pd.api.types.is_numeric_dtype(target):
-            raise DataError(f"{what}: target column '{name}' must be numeric for regression, not {target.dtype} "
-                            f"values such as {_native(target.iloc[0])!r}")
+            raise DataError(
+                f"{what}: target column '{name}' must be numeric for regression, not {target.dtype} "
+                f"values such as {_native(target.iloc[0])!r}"
+            )
         if target.nunique() < 2:
-            raise DataError(f"{what}: target column '{name}' holds a single value ({_native(target.iloc[0])!r}); "
-                            "nothing to learn")
+            raise DataError(
+                f"{what}: target column '{name}' holds a single value ({_native(target.iloc[0])!r}); nothing to learn"
+            )
         return task, [], None
     _check_counts(target, split, what)
     labels = sorted(_native(label) for label in target.unique().tolist())
     if (task == "binary") != (len(labels) == 2):
-        raise DataError(f"{what}: data.task is {task} but target column '{name}' holds {len(labels)} classes; "
-                        f"set data.task to {'binary' if len(labels) == 2 else 'multiclass'} (or auto)")
+        raise DataError(
+            f"{what}: data.task is {task} but target column '{name}' holds {len(labels)} classes; "
+            f"set data.task to {'binary' if len(labels) == 2 else 'multiclass'} (or auto)"
+        )
     if task == "multiclass":
         logger.info("{}: {} classes, in model order: {}", what, len(labels), ", ".join(map(repr, labels)))
         return task, labels, None
     positive, reason = positive_class(labels, data.positive_class, str(name))
     negative = next(label for label in labels if label != positive)
-    logger.info("{}: positive class {!r} ({}), negative class {!r}; set data.positive_class to choose", what,
-                positive, reason, negative)
+    logger.info(
+        "{}: positive class {!r} ({}), negative class {!r}; set data.positive_class to choose",
+        what,
+        positive,
+        reason,
+        negative,
+    )
     return task, [negative, positive], positive

@@ -39,6 +39,7 @@ def _load_module(path: str, prefix: str):
     with open(path, "rb") as source:
         name = f"{prefix}_{hashlib.sha256(source.read()).hexdigest()[:16]}"
     spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path  # a .py path always has a source loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

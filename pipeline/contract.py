@@ -1,0 +1,139 @@
+"""The pipeline's contract, declared once: the steps, what each reads and writes, and every tag it sets.
+
+A step run is found by its `pipeline.step` tag, reads the newest FINISHED run of its upstream step (or a pinned
+one) and records every run it consumed as `pipeline.upstream.<step>`. Its fingerprint hashes its code, its
+`config_sections` and those upstream run ids. docs/design.md explains the rules; this module is what the code (chain,
+cache, CLI, lineage view, registry) and the doc-consistency tests derive from. A new step, tag or artifact is added
+here first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- tags on runs ---------------------------------------------------------------------------------------------------
+STEP_TAG = "pipeline.step"  # the step (or `main`) that made the run: the lookup key
+UPSTREAM_TAG_PREFIX = "pipeline.upstream."  # + step name: the run of that step this run consumed
+CHAIN_TAG = "pipeline.chain_id"  # the chain (main run, or an orchestrator's id) the run belongs to
+FINGERPRINT_TAG = "pipeline.fingerprint"  # code + config sections + upstream runs + input data: reuse key of `main`
+DATA_DIGEST_TAG = "pipeline.data_digest"  # preprocess: content digest of the splits
+TASK_TAG = "pipeline.task"  # preprocess: binary, multiclass or regression
+VERDICT_TAG = "pipeline.verdict"  # evaluate: promoted / rejected / ...
+VERDICT_REASON_TAG = "pipeline.verdict_reason"
+ERROR_TAG = "pipeline.error"  # a failed run: the one-line error
+MODEL_NAME_TAG = "pipeline.model.name"  # train, evaluate, predict: the registered model the run made or used
+MODEL_VERSION_TAG = "pipeline.model.version"
+
+# --- tags on registered model versions and models -------------------------------------------------------------------
+PREVIOUS_CHAMPION_TAG = "pipeline.previous_champion"  # version: the champion it replaced (rollback's target)
+ROLLED_BACK_TAG = "pipeline.rolled_back"  # version: why it stopped being the champion
+LAST_ROLLBACK_TAG = "pipeline.last_rollback"  # registered model: the last rollback, as JSON
+
+
+def upstream_tag(step: str) -> str:
+    return f"{UPSTREAM_TAG_PREFIX}{step}"
+
+
+def version_run_tag(step: str) -> str:
+    """Tag of a registered version naming the `step` run behind it (`pipeline.train_run`, `pipeline.evaluate_run`)."""
+    return f"pipeline.{step}_run"
+
+
+# --- artifacts ------------------------------------------------------------------------------------------------------
+RESOLVED_CONFIG_ARTIFACT = "config/resolved.yaml"  # every run: the config it ran with, secrets masked
+LOGS_DIR = "logs"  # every step run: logs/<step>.log
+TRAIN_ARTIFACT = "data/train.parquet"
+TEST_ARTIFACT = "data/test.parquet"
+SCHEMA_ARTIFACT = "data/schema.json"
+RAW_SAMPLE_ARTIFACT = "data/raw_sample.parquet"  # raw rows: the registered model's input example
+HOOK_ARTIFACT = "data/feature_hook.py"  # the feature hook preprocess ran, packed into the model by train
+BEST_PARAMS_ARTIFACT = "best_params.json"
+OPTIMIZATION_HISTORY_ARTIFACT = "plots/optimization_history.png"
+PARAM_IMPORTANCES_ARTIFACT = "plots/param_importances.png"  # when two or more trials completed
+MODEL_ARTIFACT = "model"  # train: the name of its logged pyfunc model (raw rows in), registered as a version
+LINEAGE_CARD_ARTIFACT = "lineage.md"
+PREDICTIONS_DIR = "predictions"
+CHAIN_RECORD_ARTIFACT = "chain.json"  # main: every step's result
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the chain: `reads` is the upstream step it looks up (pinned or newest finished); `records` every
+    step whose run it tags as `pipeline.upstream.<step>` (and whose run ids feed its fingerprint)."""
+
+    name: str
+    reads: str | None
+    records: tuple[str, ...]
+    config_sections: tuple[str, ...]
+    artifacts: tuple[str, ...]
+    run_tags: tuple[str, ...] = ()
+    version_tags: tuple[str, ...] = ()
+
+    @property
+    def module(self) -> str:
+        """The module whose `run(...)` does the step (and whose imports make the code part of its fingerprint)."""
+        return f"pipeline.steps.{self.name}"
+
+
+CHAIN = (
+    Step(
+        "preprocess",
+        reads=None,
+        records=(),
+        config_sections=("data", "features", "split"),
+        artifacts=(TRAIN_ARTIFACT, TEST_ARTIFACT, SCHEMA_ARTIFACT, RAW_SAMPLE_ARTIFACT, HOOK_ARTIFACT),
+        run_tags=(DATA_DIGEST_TAG, TASK_TAG),
+    ),
+    Step(
+        "tune",
+        reads="preprocess",
+        records=("preprocess",),
+        config_sections=("data", "split", "tune", "train"),
+        artifacts=(BEST_PARAMS_ARTIFACT, OPTIMIZATION_HISTORY_ARTIFACT, PARAM_IMPORTANCES_ARTIFACT),
+    ),
+    Step(
+        "train",
+        reads="tune",
+        records=("tune", "preprocess"),
+        config_sections=("data", "train", "registry"),
+        artifacts=(MODEL_ARTIFACT,),
+        run_tags=(MODEL_NAME_TAG, MODEL_VERSION_TAG),
+        version_tags=(version_run_tag("train"), version_run_tag("tune"), version_run_tag("preprocess")),
+    ),
+    Step(
+        "evaluate",
+        reads="train",
+        records=("train", "preprocess"),
+        config_sections=("data", "registry", "evaluate"),
+        artifacts=(LINEAGE_CARD_ARTIFACT,),
+        run_tags=(VERDICT_TAG, VERDICT_REASON_TAG, MODEL_NAME_TAG, MODEL_VERSION_TAG),
+        version_tags=(VERDICT_TAG, version_run_tag("evaluate"), PREVIOUS_CHAMPION_TAG),
+    ),
+)
+# Commands that act on the registry rather than extend the chain (their runs carry a fingerprint too).
+SIDE_STEPS = (
+    Step(
+        "predict",
+        reads=None,
+        records=(),
+        config_sections=("features", "registry"),
+        artifacts=(PREDICTIONS_DIR,),
+        run_tags=(MODEL_NAME_TAG, MODEL_VERSION_TAG),
+    ),
+    Step(
+        "rollback",
+        reads=None,
+        records=(),
+        config_sections=("registry",),
+        artifacts=(),
+        version_tags=(ROLLED_BACK_TAG, LAST_ROLLBACK_TAG),
+    ),
+)
+MAIN_STEP = "main"  # the chain's own run (`pipeline.step` = main), artifacts CHAIN_RECORD_ARTIFACT
+
+STEPS = {step.name: step for step in CHAIN + SIDE_STEPS}
+CHAIN_STEPS = tuple(step.name for step in CHAIN)
+
+
+def step(name: str) -> Step:
+    return STEPS[name]

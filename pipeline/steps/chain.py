@@ -1,0 +1,267 @@
+"""main: the four steps in one process, each its own top-level run, pinned to the run made just before it.
+
+Reads:  what each step reads (see their modules); of runs made by other chains, only finished runs with the same
+        fingerprint (reused instead of computing the step again, see cache.py).
+Writes: one run per computed step tagged `pipeline.chain_id`, plus the chain's own run (tag `pipeline.step` =
+        `main`) whose id is the chain id and whose artifact `chain.json` lists every step's result (`reused` says
+        which steps were taken from earlier runs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from mlflow.entities import Run, RunStatus
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+
+from pipeline import interrupts
+from pipeline.config import PipelineConfig, loggable_config
+from pipeline.contract import (
+    BEST_PARAMS_ARTIFACT,
+    CHAIN,
+    CHAIN_RECORD_ARTIFACT,
+    CHAIN_STEPS,
+    CHAIN_TAG,
+    ERROR_TAG,
+    MAIN_STEP,
+    MODEL_NAME_TAG,
+    MODEL_VERSION_TAG,
+    RESOLVED_CONFIG_ARTIFACT,
+    STEP_TAG,
+    TEST_ARTIFACT,
+    TRAIN_ARTIFACT,
+    UPSTREAM_TAG_PREFIX,
+    VERDICT_REASON_TAG,
+    VERDICT_TAG,
+)
+from pipeline.errors import ConfigError, first_line
+from pipeline.results import StepResult
+from pipeline.steps import evaluate, preprocess, train, tune
+from pipeline.tracking.cache import Superseded, file_digest, find_reusable, source_digest, step_fingerprint
+from pipeline.tracking.registry import fill_model_aliases
+from pipeline.tracking.runs import RunContext, resolve_experiment_id
+
+
+@dataclass
+class ChainResult:
+    chain_id: str
+    experiment_id: str
+    run_id: str = ""
+    steps: list[StepResult] = field(default_factory=list)
+    status: str = "FINISHED"
+
+    def step(self, name: str) -> StepResult:
+        return next(result for result in self.steps if result.step == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": MAIN_STEP,
+            "run_id": self.run_id,
+            "chain_id": self.chain_id,
+            "status": self.status,
+            "experiment_id": self.experiment_id,
+            "steps": [result.to_dict() for result in self.steps],
+        }
+
+
+def _open_chain_run(
+    client: MlflowClient, config: PipelineConfig, launcher_run_id: str | None, chain_id: str | None
+) -> tuple[str, str, str]:
+    """The chain's own run (the launcher's when given) -> (run id, experiment id, chain id)."""
+    if launcher_run_id:
+        run = client.get_run(launcher_run_id)
+    else:
+        experiment_id = resolve_experiment_id(client, config.experiment)
+        name = f"main-{time.strftime('%Y%m%d-%H%M%S')}"
+        run = client.create_run(experiment_id, tags={MLFLOW_RUN_NAME: name}, run_name=name)
+    run_id = run.info.run_id
+    client.set_tag(run_id, STEP_TAG, MAIN_STEP)
+    client.set_tag(run_id, CHAIN_TAG, chain_id or run_id)
+    return run_id, run.info.experiment_id, chain_id or run_id
+
+
+def _reused_result(client: MlflowClient, run: Run) -> StepResult:
+    """A finished run's result, as if the step had just run (read back from its tags, params and metrics)."""
+    tags, step = run.data.tags, run.data.tags[STEP_TAG]
+    outputs = {
+        "preprocess": {
+            "train": f"{run.info.artifact_uri}/{TRAIN_ARTIFACT}",
+            "test": f"{run.info.artifact_uri}/{TEST_ARTIFACT}",
+        },
+        "tune": {"best_params": f"runs:/{run.info.run_id}/{BEST_PARAMS_ARTIFACT}"},
+    }.get(step, {})
+    name, version = tags.get(MODEL_NAME_TAG), tags.get(MODEL_VERSION_TAG)
+    if step == "train" and name and version:
+        outputs = {"model_uri": client.get_model_version(name, version).source or ""}
+    upstream = {
+        key.removeprefix(UPSTREAM_TAG_PREFIX): value
+        for key, value in tags.items()
+        if key.startswith(UPSTREAM_TAG_PREFIX)
+    }
+    return StepResult(
+        step,
+        run.info.run_id,
+        run.info.experiment_id,
+        upstream=upstream,
+        outputs=outputs,
+        metrics=dict(run.data.metrics),
+        model_name=name,
+        model_version=version,
+        verdict=tags.get(VERDICT_TAG),
+        verdict_reason=tags.get(VERDICT_REASON_TAG),
+        reused=True,
+    )
+
+
+def _cached(
+    step: str,
+    config: PipelineConfig,
+    context: RunContext,
+    force: frozenset[str],
+    upstream: dict[str, str],
+    data_digest: str | None,
+    compute: Callable[[RunContext], StepResult],
+) -> StepResult:
+    """Reuse a finished run with the step's fingerprint, or wait for another chain computing it, or compute it."""
+    if not config.cache.enabled or data_digest is None:
+        return compute(context)
+    fingerprint = step_fingerprint(step, config, upstream, data_digest)
+    client = MlflowClient()
+    assert context.experiment_id, "the chain sets its experiment before any step"
+    while True:
+        if step not in force and (
+            found := find_reusable(client, context.experiment_id, step, fingerprint, config.cache.claim_wait_s)
+        ):
+            logger.info(
+                "{}: reusing run {} (same fingerprint {}; --force {} recomputes it)",
+                step,
+                found.info.run_id,
+                fingerprint,
+                step,
+            )
+            return _reused_result(client, found)
+        try:
+            return compute(replace(context, fingerprint=fingerprint))
+        except Superseded as claim:
+            logger.info(
+                "{}: run {} of another chain started the same step first; waiting for it", step, claim.winner_run_id
+            )
+            force = force - {step}
+
+
+# How `main` calls each step of the chain: (config, the run of the step it reads, eval-data, context) -> result.
+COMPUTE: dict[str, Callable[[PipelineConfig, str | None, str | None, RunContext], StepResult]] = {
+    "preprocess": lambda config, _, __, ctx: preprocess.run(config, context=ctx),
+    "tune": lambda config, upstream, _, ctx: tune.run(config, upstream_run_id=upstream, context=ctx),
+    "train": lambda config, upstream, _, ctx: train.run(config, upstream_run_id=upstream, context=ctx),
+    "evaluate": lambda config, upstream, eval_data, ctx: evaluate.run(
+        config, upstream_run_id=upstream, eval_data=eval_data, context=ctx
+    ),
+}
+
+
+def _input_digest(step: str, config: PipelineConfig, eval_data: str | None) -> str | None:
+    """The digest of a step's own input data ("" when it has none; None: unknown, so never reused)."""
+    if step == "preprocess":
+        return source_digest(config.data)
+    if step == "evaluate" and eval_data:
+        # A missing eval-data file is not cached: evaluate runs and fails with its own one-line error.
+        return file_digest(eval_data) if Path(eval_data).is_file() else None
+    return ""
+
+
+def _run_steps(
+    config: PipelineConfig, context: RunContext, eval_data: str | None, result: ChainResult, force: frozenset[str]
+) -> None:
+    """Each step of the contract's chain in order, pinned to the runs just made (or reused) before it."""
+    run_ids: dict[str, str] = {}
+    for step in CHAIN:
+        upstream = {name: run_ids[name] for name in step.records}
+        pinned = run_ids.get(step.reads) if step.reads else None
+        step_result = _cached(
+            step.name,
+            config,
+            context,
+            force,
+            upstream,
+            _input_digest(step.name, config, eval_data),
+            partial(COMPUTE[step.name], config, pinned, eval_data),
+        )
+        result.steps.append(step_result)
+        run_ids[step.name] = step_result.run_id
+
+
+def run_chain(
+    config: PipelineConfig,
+    *,
+    eval_data: str | None = None,
+    launcher_run_id: str | None = None,
+    chain_id: str | None = None,
+    force: Iterable[str] = (),
+) -> ChainResult:
+    """Run preprocess -> tune -> train -> evaluate; the chain run ends FAILED if any step fails.
+
+    A step whose fingerprint matches a finished run is reused (config `cache`), unless named in `force` ("all"
+    for every step); a recomputed step changes its run id, so every step after it is recomputed too.
+    `chain_id` (default: the chain run's id) is what an orchestrator passes to tag the runs with its own id."""
+    force = frozenset(CHAIN_STEPS if "all" in force else force)
+    if unknown := force - set(CHAIN_STEPS):
+        raise ConfigError(
+            f"--force: unknown step(s) {', '.join(sorted(unknown))} (use {', '.join(CHAIN_STEPS)} or all)"
+        )
+    client = MlflowClient()
+    run_id, experiment_id, chain_id = _open_chain_run(client, config, launcher_run_id, chain_id)
+    logger.info("chain {} (run {}) in experiment {}", chain_id, run_id, experiment_id)
+    result = ChainResult(chain_id, experiment_id, run_id=run_id)
+    context = RunContext(chain_id=chain_id, experiment_id=experiment_id)
+    try:
+        client.log_dict(run_id, loggable_config(config), RESOLVED_CONFIG_ARTIFACT)
+        _run_steps(config, context, eval_data, result, force)
+        fill_model_aliases(client, result.steps)
+    except BaseException as exc:
+        result.status = RunStatus.to_string(RunStatus.KILLED if interrupts.was_interrupted(exc) else RunStatus.FAILED)
+        exc.pipeline_run_id = run_id  # type: ignore[attr-defined]  # read by the CLI's result file
+        client.set_tag(run_id, ERROR_TAG, first_line(exc))
+        raise
+    finally:
+        try:
+            client.log_dict(run_id, result.to_dict(), CHAIN_RECORD_ARTIFACT)
+        finally:
+            client.set_terminated(run_id, result.status)
+    return result
+
+
+def summary(result: ChainResult) -> str:
+    """What a person reads at the end of `main`: each step's run, the model and its headline metric, the verdict."""
+    train_result, evaluate_result = result.step("train"), result.step("evaluate")
+    lines = [f"chain {result.chain_id} finished in experiment {result.experiment_id}:"]
+    lines += [
+        f"  {step.step:<10} run {step.run_id}  " + ("(reused)" if step.reused else f"({step.duration_s:.1f} s)")
+        for step in result.steps
+    ]
+    headline = next(name for name in train.HEADLINE_METRIC.values() if name in train_result.metrics)
+    lines.append(
+        f"  model      {train_result.model_name} version {train_result.model_version}, "
+        f"{headline.replace('_', ' ').replace('roc auc', 'ROC AUC')} {train_result.metrics[headline]:.4f}"
+    )
+    lines.append(f"  verdict    {evaluate_result.verdict}: {evaluate_result.verdict_reason}")
+    lines.append(f"  look at it: {_where_to_look()}")
+    return "\n".join(lines)
+
+
+def _where_to_look() -> str:
+    import mlflow
+
+    from pipeline.config import mask_url
+
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return f"open {mask_url(uri)} in a browser"
+    return f"mlflow ui --backend-store-uri {mask_url(uri)}"

@@ -1,0 +1,197 @@
+"""Skip-if-done for `main`: step fingerprints, finding a finished run to reuse, and claims between chains.
+
+A step's fingerprint hashes what decides its output: the step, the source of the modules it runs (its import
+closure inside this package, across subpackages, so editing steps/train.py leaves preprocess and tune cached), its
+config sections (pipeline.contract), its upstream run ids and the digest of its own input data (preprocess: the
+source file, or a database query's rows; evaluate: an `eval-data` file). Everything lives in MLflow tags, so the
+cache works from any machine against a shared tracking server.
+
+Claims: a chain opens a step's run with the fingerprint tag before doing any work. A chain that finds a RUNNING run
+with its fingerprint waits for it (up to `cache.claim_wait_s`) and reuses it if it finishes; two chains that open
+the same step at the same moment both see each other, and the later one steps aside (its empty run is deleted).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import time
+from functools import cache
+from pathlib import Path
+
+from loguru import logger
+from mlflow.entities import Run, RunStatus
+from mlflow.tracking import MlflowClient
+
+from pipeline.config import DataConfig, PipelineConfig, config_as_dict
+from pipeline.contract import FINGERPRINT_TAG, STEP_TAG, STEPS
+
+PACKAGE = Path(__file__).resolve().parents[1]  # the `pipeline` package
+FINISHED, RUNNING = RunStatus.to_string(RunStatus.FINISHED), RunStatus.to_string(RunStatus.RUNNING)
+
+
+class Superseded(Exception):
+    """Another chain opened the same step (same fingerprint) first: this run steps aside and waits for it."""
+
+    def __init__(self, winner_run_id: str) -> None:
+        super().__init__(f"run {winner_run_id} computes the same step")
+        self.winner_run_id = winner_run_id
+
+
+def _module_file(module: str, root: Path) -> Path | None:
+    """The source file of a dotted module of this package (a module or a package's __init__), if it is one."""
+    base = root.joinpath(*module.split(".")[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path, module: str, root: Path) -> set[str]:
+    """Dotted names of this package's modules a source file imports (top-level and inside functions), with the
+    packages around them (whose __init__ runs first). `from pipeline.x import y` counts y when y is a module."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+    tree = ast.parse(path.read_text())
+    # A package's __init__ is imported on the way to any module inside it: only its module-level imports run then
+    # (pipeline/__init__.py's lazy API imports inside __getattr__ would otherwise pull every step into every step).
+    nodes = tree.body if path.name == "__init__.py" else ast.walk(tree)
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the file's own package upwards
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
+            if base == "pipeline" or base.startswith("pipeline."):
+                names.add(base)
+                names.update(f"{base}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names if alias.name.startswith("pipeline."))
+    with_parents = {".".join(name.split(".")[:depth]) for name in names for depth in range(1, name.count(".") + 2)}
+    return {name for name in with_parents if _module_file(name, root) is not None}
+
+
+def import_closure(module: str, root: Path | None = None) -> dict[str, Path]:
+    """Every module of this package that `module` imports, directly or not (itself included) -> its file."""
+    root = root or PACKAGE
+    seen: dict[str, Path] = {}
+    todo = [".".join(module.split(".")[:depth]) for depth in range(1, module.count(".") + 2)]
+    while todo:
+        name = todo.pop()
+        if name in seen or (path := _module_file(name, root)) is None:
+            continue
+        seen[name] = path
+        todo.extend(_imported_modules(path, name, root) - set(seen))
+    return seen
+
+
+@cache
+def code_digest(step: str, root: Path = PACKAGE) -> str:
+    """Hash of the step's module and every module of this package it imports, directly or not."""
+    code = hashlib.sha256()
+    for name, path in sorted(import_closure(STEPS[step].module, root).items()):
+        code.update(name.encode() + b"\0" + path.read_bytes())
+    return code.hexdigest()
+
+
+def hook_digest(step: str, config: PipelineConfig) -> str:
+    """preprocess runs the feature hook file, which lies outside this package: its content counts as code."""
+    from pipeline.data.feature_hook import hook_path
+
+    path = hook_path(config) if step == "preprocess" else None
+    return file_digest(path) if path is not None and path.is_file() else ""
+
+
+def step_fingerprint(step: str, config: PipelineConfig, upstream: dict[str, str], data_digest: str = "") -> str:
+    resolved = config_as_dict(config)
+    payload = json.dumps(
+        {
+            "step": step,
+            "code": code_digest(step),
+            "hook": hook_digest(step, config),
+            "upstream": upstream,
+            "data": data_digest,
+            "config": {name: resolved[name] for name in STEPS[step].config_sections},
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_digest(data: DataConfig) -> str | None:
+    """What identifies the content of the data source: a bundled dataset's name, a local file's hash, a database
+    query's or table's rows hashed (read once per process: sql_source hands the frame on to preprocess); None for
+    a file URL, whose content may change behind it (preprocess then always runs)."""
+    from pipeline.data.sources import SKLEARN_PREFIX
+    from pipeline.data.sql_source import is_sql_url, sql_digest
+
+    if data.source.startswith(SKLEARN_PREFIX):
+        return data.source
+    if is_sql_url(data.source):
+        return f"sql:{sql_digest(data)}"
+    if "://" in data.source or not Path(data.source).is_file():
+        return None
+    return file_digest(data.source)
+
+
+def _same_fingerprint(client: MlflowClient, experiment_id: str, step: str, fingerprint: str) -> list[Run]:
+    return client.search_runs(
+        [experiment_id],
+        f"tags.`{FINGERPRINT_TAG}` = '{fingerprint}' and tags.`{STEP_TAG}` = '{step}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=100,
+    )
+
+
+def earlier_claim(client: MlflowClient, experiment_id: str, step: str, fingerprint: str, run_id: str) -> str | None:
+    """The run that opened the same step before `run_id` and is still running: the one to wait for. (Finished runs
+    were offered for reuse before this run opened; a forced step must not step aside for them.)"""
+    runs = _same_fingerprint(client, experiment_id, step, fingerprint)
+    mine = next((run for run in runs if run.info.run_id == run_id), None)
+    if mine is None:
+        return None
+    order = (mine.info.start_time, run_id)
+    for run in runs:
+        if run.info.status == RUNNING and (run.info.start_time, run.info.run_id) < order:
+            return run.info.run_id
+    return None
+
+
+def find_reusable(
+    client: MlflowClient, experiment_id: str, step: str, fingerprint: str, wait_s: float, poll_s: float = 1.0
+) -> Run | None:
+    """The newest FINISHED run of `step` with this fingerprint; if only a RUNNING one exists (another chain's
+    claim), wait for it to end, at most `wait_s`. None when there is nothing to reuse."""
+    deadline, announced = time.monotonic() + wait_s, False
+    while True:
+        runs = _same_fingerprint(client, experiment_id, step, fingerprint)
+        finished = [run for run in runs if run.info.status == FINISHED]
+        if finished:
+            return max(finished, key=lambda run: run.info.end_time or 0)
+        running = [run for run in runs if run.info.status == RUNNING]
+        if not running:
+            return None
+        if time.monotonic() > deadline:
+            logger.warning(
+                "{}: run {} has held the same work for over {:.0f} s (a dead process?); computing it here instead",
+                step,
+                running[0].info.run_id,
+                wait_s,
+            )
+            return None
+        if not announced:
+            logger.info(
+                "{}: run {} of another chain is computing the same step; waiting for it", step, running[0].info.run_id
+            )
+            announced = True
+        time.sleep(poll_s)
