@@ -3,7 +3,7 @@ sets, and the class labels. Columns are judged on the training split only.
 
 preprocess builds it and logs it as `data/schema.json`; tune, train and evaluate read it from the preprocess run and
 put every frame in its shape (`conform`); the registered model carries a copy and applies it to raw rows with
-pipeline/transform.py, so predict, `mlflow.pyfunc.load_model` and `mlflow models serve` answer alike.
+pipeline/data/transform.py, so predict, `mlflow.pyfunc.load_model` and `mlflow models serve` answer alike.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ This is the code the pipeline and the registered model share. The registered mod
 feature hook as artifacts and loads them by path (see served_model.py), so a model loaded anywhere computes its
 inputs exactly as preprocess did when it was trained. Hence: pandas and numpy only, no import of the pipeline.
 
-`schema` below is the document preprocess logs as `data/schema.json` (see pipeline/schema.py): `inputs` (raw
+`schema` below is the document preprocess logs as `data/schema.json` (see pipeline/data/schema.py): `inputs` (raw
 columns), `datetime_columns` (raw date column -> parts), `columns` (model inputs -> numeric | categorical),
 `categories`, `classes` (labels in the model's class order) and `hook` (whether the feature hook runs).
 

@@ -28,7 +28,7 @@ import pandas as pd
 from loguru import logger
 from mlflow.pyfunc import PythonModel
 
-# The same names as in pipeline/model.py (this file must not import the pipeline).
+# The same names as in pipeline/modeling/model.py (this file must not import the pipeline).
 XGBOOST_ARTIFACT, SCHEMA_KEY, TRANSFORM_KEY, HOOK_KEY = "xgboost_model", "schema", "transform", "feature_hook"
 # Requests up to this many rows are scored on one thread: starting XGBoost's thread pool costs more than a small
 # batch (one row: 1.6 ms on one thread against 5.8-10 ms on all cores, 2-core machine, benchmarks/serving_latency).

@@ -1,4 +1,4 @@
-"""The upstream lookup and lineage rules of DESIGN.md, on hand-made runs in a private store."""
+"""The upstream lookup and lineage rules of docs/design.md, on hand-made runs in a private store."""
 
 import pytest
 from mlflow.tracking import MlflowClient
