@@ -58,6 +58,9 @@ $(AIRFLOW_STAMP): examples/orchestrators/airflow-requirements.txt
 install: $(STAMP) ## create .venv and install the pipeline's pinned packages (no test tools)
 
 run: $(STAMP) ## run the whole chain (entry point main) through `mlflow run`
+	@# `mlflow run` opens the tracking store before the pipeline starts and retries a bad database for ~100 s:
+	@# check it first, so a wrong MLFLOW_TRACKING_URI is one line with the fix, in seconds.
+	$(BIN)/python -m pipeline check-store
 	$(BIN)/mlflow run . -e main --env-manager local $(MLFLOW_RUN_ARGS)
 
 test: $(TEST_STAMP) $(AIRFLOW_STAMP) ## run all tests, the slow end-to-end ones included

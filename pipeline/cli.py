@@ -210,8 +210,26 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "predict": _predict,
     "lineage": _lineage,
 }
-# Commands that need no config and no tracking store: handler(args, launcher run id) -> result dict.
-LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace, str | None], dict[str, Any]]] = {"init-config": _init_config}
+
+
+def _check_store(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, Any]:
+    """What every command checks first, alone: the tracking store opens (`make run` calls it before `mlflow run`,
+    whose launcher would retry a wrong database for about 100 s)."""
+    import mlflow
+
+    from pipeline.config import mask_url
+    from pipeline.tracking.runs import check_tracking_store
+
+    check_tracking_store()
+    logger.success("the tracking store {} answers", mask_url(mlflow.get_tracking_uri()))
+    return {"step": "check-store", "status": "FINISHED"}
+
+
+# Commands that load no config: handler(args, launcher run id) -> result dict.
+LOCAL_COMMANDS: dict[str, Callable[[argparse.Namespace, str | None], dict[str, Any]]] = {
+    "init-config": _init_config,
+    "check-store": _check_store,
+}
 
 
 def _fail_launcher_run(launcher_run_id: str | None, error: str) -> None:

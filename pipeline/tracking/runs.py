@@ -37,10 +37,15 @@ from pipeline.tracking.lookup import follow_lineage, resolve_upstream
 
 
 def check_tracking_store() -> None:
-    """Fail fast, with the URI in the message, when the tracking store cannot be reached."""
+    """Fail fast, with the URI in the message, when the tracking store cannot be reached (a database store is
+    probed first: MLflow itself would retry it for about 100 s)."""
     from mlflow.exceptions import MlflowException
 
+    from pipeline.tracking.database import is_database_uri, probe_tracking_database
+
     uri = mlflow.get_tracking_uri()
+    if is_database_uri(uri):
+        probe_tracking_database(uri)
     try:
         MlflowClient().search_experiments(max_results=1)
     except (MlflowException, OSError) as exc:
