@@ -66,7 +66,9 @@ def _parse(source: str) -> URL:
     try:
         return make_url(source)
     except Exception as exc:
-        raise ConfigError(f"data.source '{_shown_url(source)}' is not a valid database URL: {_scrub(exc, [])}") from exc
+        raise ConfigError(
+            f"data.source '{_shown_url(source)}' is not a valid database URL: {scrub_error(exc, [])}"
+        ) from exc
 
 
 def _expanded(url: URL) -> URL:
@@ -114,7 +116,7 @@ def describe_sql_source(data: DataConfig) -> str:
     return f"{_shown_url(data.source)} query: {query[:SHOWN_QUERY_CHARS]}{more}"
 
 
-def _scrub(exc: BaseException, secrets: list[str | None]) -> str:
+def scrub_error(exc: BaseException, secrets: list[str | None]) -> str:
     """The driver's first line, without SQLAlchemy's `(module.Class)` prefix and without any secret."""
     text = re.sub(r"^\([\w.]+\)\s*", "", first_line(getattr(exc, "orig", None) or exc))
     for secret in filter(None, secrets):
@@ -122,21 +124,27 @@ def _scrub(exc: BaseException, secrets: list[str | None]) -> str:
     return text[:MESSAGE_CHARS]
 
 
-def _engine(data: DataConfig):
-    """An engine for the expanded URL: one connection, no pool, a short connect timeout."""
+def single_connection_engine(url: URL, connect_timeout_s: int):
+    """An engine that opens one connection per use (no pool), giving up connecting after `connect_timeout_s` where
+    the driver takes a timeout. Shared by SQL sources and the tracking-database probe."""
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
+    timeout = {"connect_timeout": connect_timeout_s} if url.get_backend_name() in _TIMEOUT_BACKENDS else {}
+    return create_engine(url, poolclass=NullPool, connect_args=timeout)
+
+
+def _engine(data: DataConfig):
+    """An engine for the expanded URL: one connection, no pool, a short connect timeout."""
     url = with_psycopg(_expanded(_parse(data.source)))
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         if not Path(url.database).is_file():  # sqlite would create an empty file and then find no table
             raise DataError(f"data.source {_shown_url(data.source)}: database file {url.database} not found")
-    timeout = {"connect_timeout": CONNECT_TIMEOUT_S} if url.get_backend_name() in _TIMEOUT_BACKENDS else {}
     try:
-        return create_engine(url, poolclass=NullPool, connect_args=timeout)
+        return single_connection_engine(url, CONNECT_TIMEOUT_S)
     except Exception as exc:
         raise ConfigError(
-            f"data.source '{_shown_url(data.source)}' cannot be used: {_scrub(exc, [url.password])} "
+            f"data.source '{_shown_url(data.source)}' cannot be used: {scrub_error(exc, [url.password])} "
             "(is the dialect right and its driver installed?)"
         ) from exc
 
@@ -184,16 +192,18 @@ def fetch(data: DataConfig) -> pd.DataFrame:
     try:
         connection = engine.connect()
     except SQLAlchemyError as exc:
-        raise SourceUnreachable(f"cannot reach the database {database} (data.source): {_scrub(exc, secrets)}") from exc
+        raise SourceUnreachable(
+            f"cannot reach the database {database} (data.source): {scrub_error(exc, secrets)}"
+        ) from exc
     try:
         with connection:  # leaving it rolls back: a query that writes changes nothing
             frame = _read(connection, data)
     except DBAPIError as exc:
         if exc.connection_invalidated:
-            raise SourceUnreachable(f"lost the database {database} (data.source): {_scrub(exc, secrets)}") from exc
-        raise DataError(f"the database {database} refused {_what(data)}: {_scrub(exc, secrets)}") from exc
+            raise SourceUnreachable(f"lost the database {database} (data.source): {scrub_error(exc, secrets)}") from exc
+        raise DataError(f"the database {database} refused {_what(data)}: {scrub_error(exc, secrets)}") from exc
     except SQLAlchemyError as exc:  # no rows returned (not a SELECT), a `:name` without a value, ...
-        raise DataError(f"{_what(data)} on {database} failed: {_scrub(exc, secrets)}") from exc
+        raise DataError(f"{_what(data)} on {database} failed: {scrub_error(exc, secrets)}") from exc
     finally:
         engine.dispose()
     if frame.empty:

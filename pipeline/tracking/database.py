@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from pipeline.config import mask_url
-from pipeline.data.sql_source import SQL_SCHEME, with_psycopg
+from pipeline.data.sql_source import scrub_error, single_connection_engine, with_psycopg
 from pipeline.errors import TrackingError, first_line
 
 CONNECT_TIMEOUT_S = 5
@@ -43,10 +43,6 @@ _CAUSES = (
         "nothing answers on {host}:{port}: is the database server running, and is the port right?",
     ),
 )
-
-
-def is_database_uri(uri: str) -> bool:
-    return bool(SQL_SCHEME.match(uri))
 
 
 def probe_tracking_database(uri: str) -> None:
@@ -85,13 +81,10 @@ def _check_sqlite_folder(database: str | None, shown: str | None) -> None:
 
 
 def _connect(url, shown: str | None) -> None:
-    from sqlalchemy import create_engine
     from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
-    from sqlalchemy.pool import NullPool
 
-    timeout = {"connect_timeout": CONNECT_TIMEOUT_S} if url.get_backend_name() in ("postgresql", "mysql") else {}
     try:
-        engine = create_engine(url, poolclass=NullPool, connect_args=timeout)
+        engine = single_connection_engine(url, CONNECT_TIMEOUT_S)
     except (NoSuchModuleError, ImportError) as exc:
         raise TrackingError(
             f"the tracking store {shown} needs a database driver that is not installed: "
@@ -107,9 +100,7 @@ def _connect(url, shown: str | None) -> None:
 
 def _cause(exc: BaseException, url) -> str:
     """The likely cause and its fix, or the driver's own first line (password removed) when none is known."""
-    message = first_line(getattr(exc, "orig", None) or exc)
-    if url.password:
-        message = message.replace(url.password, "***")
+    message = scrub_error(exc, [url.password])
     names = {
         "database": url.database or "?",
         "host": url.host or "localhost",
@@ -119,4 +110,4 @@ def _cause(exc: BaseException, url) -> str:
     for pattern, advice in _CAUSES:
         if pattern.search(message):
             return advice.format(**names)
-    return re.sub(r"^\([\w.]+\)\s*", "", message)[:300]
+    return message

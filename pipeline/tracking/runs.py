@@ -41,10 +41,11 @@ def check_tracking_store() -> None:
     probed first: MLflow itself would retry it for about 100 s)."""
     from mlflow.exceptions import MlflowException
 
-    from pipeline.tracking.database import is_database_uri, probe_tracking_database
+    from pipeline.data.sql_source import is_sql_url
+    from pipeline.tracking.database import probe_tracking_database
 
     uri = mlflow.get_tracking_uri()
-    if is_database_uri(uri):
+    if is_sql_url(uri):
         probe_tracking_database(uri)
     try:
         MlflowClient().search_experiments(max_results=1)
