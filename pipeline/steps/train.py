@@ -1,12 +1,13 @@
 """train: fit the final XGBoost model with the tuned params, log it, register it as the challenger.
 
 Reads:  `best_params.json` of the tune run (pinned, else the newest finished one) and `data/train.parquet`,
-        `data/test.parquet`, `data/schema.json` of the preprocess run *that tune run used*.
+        `data/test.parquet`, `data/schema.json`, `data/raw_sample.parquet` and `data/feature_hook.py` of the
+        preprocess run *that tune run used*.
 Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss (classification) or test_rmse, test_mae,
-        test_r2 (regression); the model (LoggedModel `model`: the pyfunc
-        of served_model.py, answering with `prediction` and `probability_<class>` (or `prediction` alone for
-        regression), with signature and input example, the XGBoost model inside as `artifacts/xgboost_model` and
-        the schema as `artifacts/schema.json`) registered under `registry.model_name`,
+        test_r2 (regression); the model (LoggedModel `model`: the pyfunc of modeling/served_model.py taking raw
+        rows and answering with `prediction` and `probability_<label>` (or `prediction` alone for regression), with
+        signature and input example (`data/raw_sample.parquet`); inside it the XGBoost model, the schema, the
+        transform (data/transform.py) and the feature hook preprocess ran) registered under `registry.model_name`,
         alias `registry.challenger_alias` on the new version; tags pipeline.model.name / pipeline.model.version.
 """
 
