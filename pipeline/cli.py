@@ -23,6 +23,7 @@ from pipeline.errors import ConfigError, PipelineError
 
 # CLI option -> dotted config key it overrides.
 OVERRIDES = {
+    "engine": "engine",
     "test_size": "split.test_size",
     "n_trials": "tune.n_trials",
     "n_jobs": "tune.n_jobs",
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override one config value, e.g. --set tune.seed=7 (repeatable)",
     )
+    parser.add_argument("--engine", default="", help="override engine (local or dask)")
     parser.add_argument("--test-size", default="", help="override split.test_size")
     parser.add_argument("--n-trials", default="", help="override tune.n_trials (finished trials the study must hold)")
     parser.add_argument("--n-jobs", default="", help="override tune.n_jobs (trials in parallel threads)")

@@ -35,6 +35,9 @@ class DataConfig(_Strict):
     features: list[str] | None = Field(min_length=1)
     datetime_columns: list[str]
     categorical_columns: list[str]
+    # engine: dask: where preprocess writes the splits instead of the run's artifacts (an object-store prefix every
+    # worker can reach); the run records the location.
+    output_uri: str | None = Field(min_length=1)
 
     @classmethod
     def whole_table(cls, source: str, target: str, **settings: Any) -> DataConfig:
@@ -47,6 +50,7 @@ class DataConfig(_Strict):
             "features": None,
             "datetime_columns": [],
             "categorical_columns": [],
+            "output_uri": None,
         }
         return cls.model_validate({**as_it_is, "source": source, "target": target, **settings})
 
@@ -133,6 +137,8 @@ class TuneConfig(_Strict):
     storage: str | None
     study_name: str | None
     heartbeat_s: int = Field(ge=1)
+    # engine: dask: trials train on a random sample of this many rows of the train split (null: all of it).
+    sample_rows: int | None = Field(ge=100)
     search_space: dict[str, SearchDimension] = Field(min_length=1)
 
 
@@ -173,6 +179,9 @@ class EvaluateConfig(_Strict):
     regression: TaskGates
     min_relative_improvement: float = Field(ge=0, le=1)
     fail_on_reject: bool
+    # engine: dask: rows of the test split mlflow.models.evaluate scores for its plots (the gates use metrics of the
+    # whole split, computed on the cluster).
+    sample_rows: int = Field(ge=100)
 
     def gates(self, task: str) -> TaskGates:
         return getattr(self, task)
@@ -183,8 +192,18 @@ class CacheConfig(_Strict):
     claim_wait_s: float = Field(ge=0)
 
 
+class DaskConfig(_Strict):
+    scheduler: str | None = Field(min_length=1)  # None: a LocalCluster the step starts and stops
+    n_workers: int = Field(ge=1)
+    threads_per_worker: int = Field(ge=1)
+    memory_limit: str = Field(min_length=1)
+    timeout_s: float = Field(gt=0)
+
+
 class PipelineConfig(_Strict):
     experiment: str = Field(min_length=1)
+    engine: Literal["local", "dask"]
+    dask: DaskConfig
     data: DataConfig
     features: FeaturesConfig
     split: SplitConfig
@@ -317,4 +336,5 @@ def loggable_config(config: PipelineConfig) -> dict[str, Any]:
     resolved = config_as_dict(config)
     resolved["tune"]["storage"] = mask_url(resolved["tune"]["storage"])
     resolved["data"]["source"] = mask_source(resolved["data"]["source"])
+    resolved["dask"]["scheduler"] = mask_source(resolved["dask"]["scheduler"] or "") or None
     return resolved

@@ -114,21 +114,34 @@ def detect_id_like(frame: pd.DataFrame, keep: list[str]) -> list[str]:
     return found
 
 
-def report_columns(frame: pd.DataFrame, data: DataConfig, what: str) -> dict[str, list[str]]:
+def report_columns(frame: pd.DataFrame, data: DataConfig) -> dict[str, list[str]]:
     """Columns of the (hooked, date-expanded) training split the model does without: all missing, constant, and
-    id-like text. Each group is logged as a warning."""
+    id-like text."""
     keep = list(data.features or [])
     empty = [str(c) for c in frame.columns if frame[c].isna().all()]
     constant = [str(c) for c in frame.columns if c not in empty and frame[c].nunique(dropna=False) == 1]
     id_like = [c for c in detect_id_like(frame, keep) if c not in empty]
-    for columns, why in (
-        (empty, "without any value"),
-        (constant, "holding a single value"),
-        (id_like, "with about one distinct text per row (ids or free text; list them in data.features to keep them)"),
-    ):
-        if columns:
-            logger.warning("{}: dropping {} column(s) {}: {}", what, len(columns), why, ", ".join(columns))
     return {"all_missing": empty, "constant": constant, "id_like": id_like}
+
+
+def _warn_dropped(report: dict[str, list[str]], what: str) -> None:
+    for group, why in (
+        ("all_missing", "without any value"),
+        ("constant", "holding a single value"),
+        ("id_like", "with about one distinct text per row (ids or free text; list them in data.features to keep them)"),
+    ):
+        if columns := report[group]:
+            logger.warning("{}: dropping {} column(s) {}: {}", what, len(columns), why, ", ".join(columns))
+
+
+@dataclass(frozen=True)
+class ColumnFacts:
+    """What build_schema otherwise reads off the whole training split, computed elsewhere (on a Dask cluster, by
+    pipeline/dask_engine/profile.py): date columns and their parts, the columns dropped, the category sets."""
+
+    datetime_columns: dict[str, list[str]]
+    report: dict[str, list[str]]
+    categories: dict[str, list[str]]
 
 
 def build_schema(
@@ -139,16 +152,19 @@ def build_schema(
     hook: bool,
     what: str,
     id_inputs: dict[str, str] | None = None,
+    facts: ColumnFacts | None = None,
 ) -> tuple[Schema, dict[str, list[str]]]:
     """The schema from the training split: raw columns as given (less the target), the hooked columns with dates
     expanded, then without the columns `report_columns` drops; text and data.categorical_columns are categorical.
-    `id_inputs` (data.id_columns and their kinds) are inputs the model accepts and ignores."""
+    `id_inputs` (data.id_columns and their kinds) are inputs the model accepts and ignores. With `facts` (of the
+    whole split), the frames are a sample of it that only settles the column kinds."""
     task, classes, positive = labels
     raw = raw_train.drop(columns=[data.target])
     features = hooked_train.drop(columns=[data.target])
-    dates = detect_datetime_columns(features, data.datetime_columns, what)
+    dates = facts.datetime_columns if facts else detect_datetime_columns(features, data.datetime_columns, what)
     expanded = transform.expand_dates(features, dates)
-    report = report_columns(expanded, data, what)
+    report = facts.report if facts else report_columns(expanded, data)
+    _warn_dropped(report, what)
     dropped = {name for group in report.values() for name in group}
     if missing := [name for name in data.categorical_columns if name not in expanded.columns]:
         raise DataError(f"{what}: data.categorical_columns names column(s) the data lacks: {', '.join(missing)}")
@@ -156,7 +172,9 @@ def build_schema(
     for name in (c for c in expanded.columns if c not in dropped):
         if _is_text(expanded[name]) or name in data.categorical_columns:
             columns[name] = CATEGORICAL
-            categories[name] = sorted(set(transform.category_text(expanded[name]).dropna()))
+            categories[name] = (
+                facts.categories[name] if facts else sorted(set(transform.category_text(expanded[name]).dropna()))
+            )
         else:
             columns[name] = NUMERIC
     if not columns:

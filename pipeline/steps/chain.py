@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -198,6 +199,15 @@ def _run_steps(
         run_ids[step.name] = step_result.run_id
 
 
+def _shared_cluster(config: PipelineConfig):
+    """engine dask: one cluster for all the steps (started when first needed)."""
+    if config.engine != "dask":
+        return nullcontext()
+    from pipeline.dask_engine.cluster import shared_clusters
+
+    return shared_clusters()
+
+
 def run_chain(
     config: PipelineConfig,
     *,
@@ -223,7 +233,8 @@ def run_chain(
     context = RunContext(chain_id=chain_id, experiment_id=experiment_id)
     try:
         client.log_dict(run_id, loggable_config(config), RESOLVED_CONFIG_ARTIFACT)
-        _run_steps(config, context, eval_data, result, force)
+        with _shared_cluster(config):
+            _run_steps(config, context, eval_data, result, force)
         fill_model_aliases(client, result.steps)
     except BaseException as exc:
         result.status = RunStatus.to_string(RunStatus.KILLED if interrupts.was_interrupted(exc) else RunStatus.FAILED)

@@ -34,7 +34,7 @@ from pipeline.contract import (
     version_run_tag,
 )
 from pipeline.data import feature_hook
-from pipeline.data.schema import Schema, conform
+from pipeline.data.schema import Schema, conform, schema_of_run
 from pipeline.data.sources import read_table, tracked_dataset
 from pipeline.errors import DataError, GateRejected, UpstreamError
 from pipeline.modeling.model import evaluation_model
@@ -85,10 +85,14 @@ def _evaluate(client: mlflow.MlflowClient, name: str, version: str, model, schem
     )
 
 
-def _load_eval_data(eval_data: str | None, preprocess_run) -> tuple[pd.DataFrame, bool, str]:
+def _load_eval_data(eval_data: str | None, preprocess_run, cluster) -> tuple[pd.DataFrame, bool, str]:
     """The rows to evaluate on, whether they are raw (an eval-data file) or a prepared test split, and their name."""
     if eval_data:
         return read_table(eval_data), True, f"evaluation data {eval_data}"
+    if cluster is not None:
+        sample = cluster.sample(schema_of_run(preprocess_run))
+        mlflow.log_metric("evaluate_sample_rows", len(sample))
+        return sample, False, f"sample of the test split of preprocess run {preprocess_run.info.run_id}"
     return (
         read_parquet_artifact(preprocess_run, TEST_ARTIFACT),
         False,
@@ -96,13 +100,43 @@ def _load_eval_data(eval_data: str | None, preprocess_run) -> tuple[pd.DataFrame
     )
 
 
-def _evaluate_champion(client: mlflow.MlflowClient, name: str, version: str, rows: tuple[pd.DataFrame, bool, str]):
+@contextmanager
+def _on_cluster(config: PipelineConfig, preprocess_run, eval_data: str | None) -> Iterator[Any]:
+    """engine dask, evaluating the test split: the cluster's view of it (ClusterEvaluation); else None. An
+    eval-data file is read into this process on either engine."""
+    if config.engine != "dask" or eval_data:
+        yield None
+        return
+    from pipeline.dask_engine.cluster import dask_client
+    from pipeline.dask_engine.evaluation import ClusterEvaluation
+
+    with dask_client(config.dask) as client:
+        yield ClusterEvaluation(client, config, preprocess_run)
+
+
+def _whole_split(cluster, result, model, schema: Schema, prefix: str):
+    """On the cluster: the sample's metrics overlaid by those of the whole test split (logged with `prefix`), which
+    the gates then use. Locally: the result as it is."""
+    if cluster is None:
+        return result
+    from pipeline.dask_engine.evaluation import Scores
+
+    full = cluster.full_metrics(model, schema)
+    mlflow.log_metrics({f"{prefix}{key}": value for key, value in full.items()})
+    return Scores({**{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}, **full})
+
+
+def _evaluate_champion(
+    client: mlflow.MlflowClient, name: str, version: str, rows: tuple[pd.DataFrame, bool, str], cluster
+):
     """The champion on the same rows, in a nested run; None with a reason when its columns are not there."""
     try:
         with _evaluable(name, version, *rows) as (model, schema, data):
             with mlflow.start_run(run_name="champion-baseline", nested=True):
                 mlflow.set_tag(MODEL_VERSION_TAG, version)
-                result = _evaluate(client, name, version, model, schema, data)
+                result = _whole_split(
+                    cluster, _evaluate(client, name, version, model, schema, data), model, schema, "full_test_"
+                )
     except DataError as exc:
         return None, f"champion version {version} cannot be evaluated on the same rows ({exc}); compare by hand"
     mlflow.log_metrics(
@@ -112,7 +146,13 @@ def _evaluate_champion(client: mlflow.MlflowClient, name: str, version: str, row
 
 
 def _judge(
-    active: StepRun, config: PipelineConfig, task: str, version: str, rows: tuple[pd.DataFrame, bool, str], candidate
+    active: StepRun,
+    config: PipelineConfig,
+    task: str,
+    version: str,
+    rows: tuple[pd.DataFrame, bool, str],
+    candidate,
+    cluster,
 ) -> Verdict:
     name = config.registry.model_name
     champion = alias_version(active.client, name, config.registry.champion_alias)
@@ -121,7 +161,7 @@ def _judge(
     if champion is None:
         return decide(config.evaluate, task, candidate, None)
     logger.info("comparing with champion version {}", champion)
-    baseline, problem = _evaluate_champion(active.client, name, champion, rows)
+    baseline, problem = _evaluate_champion(active.client, name, champion, rows, cluster)
     return decide(config.evaluate, task, candidate, baseline) if baseline is not None else Verdict(REJECTED, problem)
 
 
@@ -149,15 +189,17 @@ def run(
         if not name or not version:
             raise UpstreamError(f"evaluate: train run {train_run.info.run_id} registered no model version")
         mlflow.set_tags({MODEL_NAME_TAG: name, MODEL_VERSION_TAG: version})  # the version this run judges
-        rows = _load_eval_data(eval_data, preprocess_run)
         active.data_digest = file_digest(eval_data) if eval_data else ""  # the test split: known by its run id
-        with _evaluable(name, version, *rows) as (model, schema, data):
-            mlflow.log_input(
-                tracked_dataset(data, source=None, targets=schema.target, name="evaluation"), context="evaluation"
-            )
-            logger.info("evaluating {} version {} ({}) on {} rows", name, version, schema.task, len(data))
-            candidate = _evaluate(active.client, name, version, model, schema, data)
-        verdict = _judge(active, config, schema.task, version, rows, candidate)
+        with _on_cluster(config, preprocess_run, eval_data) as cluster:
+            rows = _load_eval_data(eval_data, preprocess_run, cluster)
+            with _evaluable(name, version, *rows) as (model, schema, data):
+                mlflow.log_input(
+                    tracked_dataset(data, source=None, targets=schema.target, name="evaluation"), context="evaluation"
+                )
+                logger.info("evaluating {} version {} ({}) on {} rows", name, version, schema.task, len(data))
+                candidate = _evaluate(active.client, name, version, model, schema, data)
+                candidate = _whole_split(cluster, candidate, model, schema, "full_test_")
+            verdict = _judge(active, config, schema.task, version, rows, candidate, cluster)
         _record(active, verdict, config, version)
         card = {**chain_of_run(active.client, train_run), "evaluate": active.client.get_run(active.run_id)}
         mlflow.log_text(render_markdown(f"{name} version {version}", card, verdict.reason), LINEAGE_CARD_ARTIFACT)

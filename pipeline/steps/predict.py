@@ -30,7 +30,7 @@ from pipeline.contract import MODEL_NAME_TAG, MODEL_VERSION_TAG, PREDICTIONS_DIR
 from pipeline.errors import DataError, UpstreamError, first_line
 from pipeline.results import StepResult
 from pipeline.tracking.registry import alias_version
-from pipeline.tracking.runs import RunContext, step_run
+from pipeline.tracking.runs import RunContext, log_params, step_run
 
 SUFFIXES = (".csv", ".parquet")
 DEFAULT_CHUNK_ROWS = 100_000
@@ -112,7 +112,15 @@ def _resolve_version(config: PipelineConfig, alias: str | None, version: str | N
     return found
 
 
-def _check_paths(input_path: Path, output_path: Path) -> None:
+def _check_paths(input_path: Path, output_path: Path, engine: str) -> None:
+    if engine == "dask":
+        if output_path.suffix.lower() != ".parquet":
+            raise DataError(
+                f"predict: engine dask writes a Parquet folder: name the output *.parquet, not {output_path}"
+            )
+        if not output_path.parent.is_dir():
+            raise DataError(f"predict: output folder {output_path.parent} does not exist")
+        return  # the input may be a folder, a glob or an s3:// URI: read on the cluster
     if not input_path.is_file():
         raise DataError(f"predict: input file {input_path} not found")
     for path in (input_path, output_path):
@@ -152,6 +160,20 @@ def _write_predictions(served, source: Path, target: Path, chunk_rows: int) -> i
     return rows
 
 
+def _predict_on_cluster(config: PipelineConfig, served, model_uri: str, source: str, target: Path) -> int:
+    """engine dask: partition by partition on the cluster, into the Parquet folder `target` (not copied to the
+    run's artifacts: its location is the param predict.output)."""
+    from pipeline.dask_engine.cluster import cluster_facts, dask_client
+    from pipeline.dask_engine.scoring import score_to_parquet
+
+    with dask_client(config.dask) as client:
+        log_params({**cluster_facts(client, config.dask), "predict.output": str(target.resolve())})
+        try:
+            return score_to_parquet(served, model_uri, source, target, local_cluster=not config.dask.scheduler)
+        except OSError as exc:
+            raise DataError(f"predict: cannot write {target}: {exc.strerror or first_line(exc)}") from exc
+
+
 def run(
     config: PipelineConfig,
     *,
@@ -165,13 +187,16 @@ def run(
     started = time.monotonic()
     source, target = Path(input_path), Path(output_path)
     with step_run("predict", config, context) as active:
-        _check_paths(source, target)
+        _check_paths(source, target, config.engine)
         name = config.registry.model_name
         version = _resolve_version(config, alias, version)
         model_uri = f"models:/{name}/{version}"
         mlflow.set_tags({MODEL_NAME_TAG: name, MODEL_VERSION_TAG: version})
         served = served_model(mlflow.pyfunc.load_model(model_uri), name, version)
-        rows = _write_predictions(served, source, target, chunk_rows or DEFAULT_CHUNK_ROWS)
+        if config.engine == "dask":
+            rows = _predict_on_cluster(config, served, model_uri, input_path, target)
+        else:
+            rows = _write_predictions(served, source, target, chunk_rows or DEFAULT_CHUNK_ROWS)
         mlflow.log_metric("n_rows", rows)
         logger.info("scored {} rows of {} with {} version {} -> {}", rows, source, name, version, target)
     return StepResult(

@@ -97,18 +97,30 @@ def dataset_source(artifact_uri: str):
     )
 
 
-def _log_splits(prepared: Prepared, config: PipelineConfig) -> dict[str, str]:
-    train, test = prepared.train, prepared.test
+class Outcome(NamedTuple):
+    """What either engine made: the schema, the columns report, the split sizes and digest, where the splits are."""
+
+    schema: Schema
+    report: dict[str, list[str]]
+    n_train: int
+    n_test: int
+    data_digest: str
+    outputs: dict[str, str]
+
+
+def _log_sample_and_hook(raw_sample: pd.DataFrame, config: PipelineConfig, splits: dict[str, pd.DataFrame]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        for frame, artifact in (
-            (train, TRAIN_ARTIFACT),
-            (test, TEST_ARTIFACT),
-            (prepared.raw_sample, RAW_SAMPLE_ARTIFACT),
-        ):
+        for artifact, frame in {RAW_SAMPLE_ARTIFACT: raw_sample, **splits}.items():
             frame.to_parquet(Path(tmp) / Path(artifact).name, index=False)
         if hook := feature_hook.hook_path(config):
             shutil.copyfile(hook, Path(tmp) / Path(HOOK_ARTIFACT).name)
         mlflow.log_artifacts(tmp, "data")
+
+
+def _run_local(config: PipelineConfig) -> Outcome:
+    prepared = prepare(config)
+    train, test = prepared.train, prepared.test
+    _log_sample_and_hook(prepared.raw_sample, config, {TRAIN_ARTIFACT: train, TEST_ARTIFACT: test})
     name = dataset_name(config.data)
     outputs = {}
     for frame, artifact, split, context in (
@@ -120,22 +132,39 @@ def _log_splits(prepared: Prepared, config: PipelineConfig) -> dict[str, str]:
             frame, source=dataset_source(outputs[split]), targets=config.data.target, name=f"{name}-{split}"
         )
         mlflow.log_input(dataset, context=context)
-    return outputs
+    data_digest = digest(pd.concat([train, test]))
+    return Outcome(prepared.schema, prepared.report, len(train), len(test), data_digest, outputs)
+
+
+def _run_on_cluster(config: PipelineConfig, run_id: str) -> Outcome:
+    from pipeline.dask_engine import preprocess as on_cluster
+    from pipeline.dask_engine.cluster import cluster_facts, dask_client
+
+    with dask_client(config.dask) as client:
+        log_params(cluster_facts(client, config.dask))
+        splits, schema, report, raw_sample = on_cluster.prepare(config)
+        mlflow.log_metric("n_partitions", splits["train"].npartitions)
+        outputs, written = on_cluster.write_splits(splits, config, run_id)
+    _log_sample_and_hook(raw_sample, config, {})
+    on_cluster.log_split_inputs(outputs, written["digests"], dataset_name(config.data))
+    counts, digests = written["counts"], written["digests"]
+    data_digest = str((int(digests["train"]) + int(digests["test"])) % 2**64)  # = digest() of both as one frame
+    return Outcome(schema, report, int(counts["train"]), int(counts["test"]), data_digest, outputs)
 
 
 def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepResult:
     started = time.monotonic()
     with step_run("preprocess", config, context) as active:
-        prepared = prepare(config)
-        train, test, schema = prepared.train, prepared.test, prepared.schema
+        done = _run_on_cluster(config, active.run_id) if config.engine == "dask" else _run_local(config)
+        schema = done.schema
         logger.info(
             "{} task: {} rows, {} features ({} categorical) -> train {} / test {}",
             schema.task,
-            len(train) + len(test),
+            done.n_train + done.n_test,
             len(schema.features),
             len(schema.categories),
-            len(train),
-            len(test),
+            done.n_train,
+            done.n_test,
         )
         # The label mapping: class index i of the model is the i-th label (also in data/schema.json).
         classes = json.dumps(schema.classes)[:6000] if schema.classes else None
@@ -152,24 +181,23 @@ def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepRe
             }
         )
         metrics: dict[str, float] = {
-            "n_rows": len(train) + len(test),
+            "n_rows": done.n_train + done.n_test,
             "n_features": len(schema.features),
             "n_categorical": len(schema.categories),
-            "n_train": len(train),
-            "n_test": len(test),
+            "n_train": done.n_train,
+            "n_test": done.n_test,
         }
         mlflow.log_metrics(metrics)
-        mlflow.log_dict(schema_document(schema, prepared.report), SCHEMA_ARTIFACT)
+        mlflow.log_dict(schema_document(schema, done.report), SCHEMA_ARTIFACT)
         # The source's digest goes into the fingerprint (skip-if-done); the prepared data's digest names tune's
         # study (same data, same study); the task tells downstream steps what to fit.
         active.data_digest = source_digest(config.data) or f"not-cached:{active.run_id}"
-        mlflow.set_tags({DATA_DIGEST_TAG: digest(pd.concat([train, test])), TASK_TAG: schema.task})
-        outputs = _log_splits(prepared, config)
+        mlflow.set_tags({DATA_DIGEST_TAG: done.data_digest, TASK_TAG: schema.task})
     return StepResult(
         "preprocess",
         active.run_id,
         active.experiment_id,
-        outputs=outputs,
+        outputs=done.outputs,
         metrics={k: float(v) for k, v in metrics.items()},
         duration_s=time.monotonic() - started,
     )

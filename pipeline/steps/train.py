@@ -51,22 +51,22 @@ from pipeline.modeling.model import build_model, log_served_model
 from pipeline.results import StepResult
 from pipeline.tracking.lookup import download_artifact, read_json_artifact, read_parquet_artifact
 from pipeline.tracking.registry import move_alias, register
-from pipeline.tracking.runs import RunContext, StepRun, step_run
+from pipeline.tracking.runs import RunContext, StepRun, log_params, step_run
 
 # The metric the chain's summary and the README quote for each task.
 HEADLINE_METRIC = {"binary": "test_roc_auc", "multiclass": "test_roc_auc", "regression": "test_rmse"}
 
 
-def test_metrics(model: XGBModel, x_test: pd.DataFrame, y_test: pd.Series, task: str) -> dict[str, float]:
-    """Held-out metrics of the task: regression RMSE, MAE, R2; classification ROC AUC, accuracy, F1, log loss."""
+def test_metrics(y_test, predicted: np.ndarray, task: str) -> dict[str, float]:
+    """Held-out metrics of the task from the model's predictions (values, or class probabilities): regression
+    RMSE, MAE, R2; classification ROC AUC, accuracy, F1, log loss."""
     if task == "regression":
-        predicted = model.predict(x_test)
         return {
             "test_rmse": float(root_mean_squared_error(y_test, predicted)),
             "test_mae": float(mean_absolute_error(y_test, predicted)),
             "test_r2": float(r2_score(y_test, predicted)),
         }
-    return classification_metrics(y_test, model.predict_proba(x_test))
+    return classification_metrics(y_test, predicted)
 
 
 def classification_metrics(y_true: pd.Series, probabilities: np.ndarray) -> dict[str, float]:
@@ -82,14 +82,33 @@ def classification_metrics(y_true: pd.Series, probabilities: np.ndarray) -> dict
     }
 
 
-def _read_inputs(tune_run, preprocess_run) -> tuple[dict, Schema, pd.DataFrame, pd.DataFrame]:
-    schema = schema_of_run(preprocess_run)
-    return (
-        read_json_artifact(tune_run, BEST_PARAMS_ARTIFACT),
-        schema,
-        read_split(preprocess_run, TRAIN_ARTIFACT, schema),
-        read_split(preprocess_run, TEST_ARTIFACT, schema),
-    )
+def _fit_local(config: PipelineConfig, params: dict, schema: Schema, preprocess_run) -> tuple[XGBModel, dict]:
+    train = read_split(preprocess_run, TRAIN_ARTIFACT, schema)
+    x_test, y_test = features_and_target(read_split(preprocess_run, TEST_ARTIFACT, schema), config.data.target)
+    logger.info("training a {} model on {} rows with {}", schema.task, len(train), params)
+    model = build_model(schema.task, params, config.train.fixed_params, callbacks=[interrupts.StopOnSignal()])
+    with interrupts.deferred():
+        model.fit(*features_and_target(train, config.data.target), verbose=False)
+    predicted = model.predict(x_test) if schema.task == "regression" else model.predict_proba(x_test)
+    return model, test_metrics(y_test, predicted, schema.task)
+
+
+def _fit_on_cluster(config: PipelineConfig, params: dict, schema: Schema, preprocess_run) -> tuple[XGBModel, dict]:
+    """The same model and metrics with xgboost.dask: fitted on the whole train split, scored on the whole test
+    split, on the cluster."""
+    from pipeline.dask_engine import boosting, tables
+    from pipeline.dask_engine.cluster import cluster_facts, dask_client
+
+    with dask_client(config.dask) as client:
+        train = tables.read_split(preprocess_run, TRAIN_ARTIFACT, schema)
+        log_params({**cluster_facts(client, config.dask), "dask.n_partitions": train.npartitions})
+        logger.info(
+            "training a {} model on the cluster ({} partitions) with {}", schema.task, train.npartitions, params
+        )
+        model = boosting.fit(client, train, config.data.target, schema.task, params, config, len(schema.classes))
+        test = tables.read_split(preprocess_run, TEST_ARTIFACT, schema)
+        predicted, y_test = boosting.predict(client, model, test, config.data.target)
+    return model, test_metrics(y_test, predicted, schema.task)
 
 
 def _log_model(model: XGBModel, schema: Schema, preprocess_run):
@@ -115,14 +134,9 @@ def run(
     with step_run("train", config, context) as active:
         tune_run = active.use_upstream(upstream_run_id)
         preprocess_run = active.follow(tune_run, "preprocess")
-        params, schema, train, test = _read_inputs(tune_run, preprocess_run)
-        x_train, y_train = features_and_target(train, config.data.target)
-        x_test, y_test = features_and_target(test, config.data.target)
-        logger.info("training a {} model on {} rows with {}", schema.task, len(train), params)
-        model = build_model(schema.task, params, config.train.fixed_params, callbacks=[interrupts.StopOnSignal()])
-        with interrupts.deferred():
-            model.fit(x_train, y_train, verbose=False)
-        metrics = test_metrics(model, x_test, y_test, schema.task)
+        params, schema = read_json_artifact(tune_run, BEST_PARAMS_ARTIFACT), schema_of_run(preprocess_run)
+        fit = _fit_on_cluster if config.engine == "dask" else _fit_local
+        model, metrics = fit(config, params, schema, preprocess_run)
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         model_info = _log_model(model, schema, preprocess_run)

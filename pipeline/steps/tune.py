@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import mlflow
@@ -30,13 +31,14 @@ from pipeline.contract import (
     PARAM_IMPORTANCES_ARTIFACT,
     TRAIN_ARTIFACT,
 )
-from pipeline.data.schema import read_split, schema_of_run
+from pipeline.data.schema import Schema, read_split, schema_of_run
 from pipeline.errors import PipelineError
 from pipeline.results import StepResult
-from pipeline.tracking.runs import RunContext, step_run
+from pipeline.tracking.runs import RunContext, log_params, step_run
 from pipeline.tuning.study import (
     best_params,
     describe_storage,
+    make_objective,
     open_study,
     resolve_metric,
     run_trials,
@@ -66,6 +68,26 @@ def _log_plots(study: optuna.Study) -> None:
         pyplot.close(axes.figure)
 
 
+@contextmanager
+def _objective(config: PipelineConfig, schema: Schema, preprocess_run) -> Iterator[Callable[[optuna.Trial], float]]:
+    """The trials' objective on the configured engine (on dask, with the cluster open while the trials run)."""
+    if config.engine != "dask":
+        train = read_split(preprocess_run, TRAIN_ARTIFACT, schema)
+        logger.info("tuning on {} rows", len(train))
+        yield make_objective(train, config, schema.task)
+        return
+    from pipeline.dask_engine import boosting, tables
+    from pipeline.dask_engine.cluster import cluster_facts, dask_client
+
+    if config.tune.n_jobs > 1:
+        logger.warning("tune.n_jobs {} ignored on engine dask: each trial uses every worker", config.tune.n_jobs)
+    n_train = int(preprocess_run.data.metrics.get("n_train", 0))
+    with dask_client(config.dask) as client:
+        train = tables.read_split(preprocess_run, TRAIN_ARTIFACT, schema)
+        log_params({**cluster_facts(client, config.dask), "tune.sample_rows": config.tune.sample_rows})
+        yield boosting.make_objective(client, train, config, schema.task, len(schema.classes), n_train)
+
+
 def _study_metrics(study: optuna.Study, metric: str, ran_here: int) -> dict[str, float]:
     states = Counter(trial.state for trial in study.trials)
     TrialState = optuna.trial.TrialState
@@ -88,7 +110,6 @@ def run(
         preprocess_run = active.use_upstream(upstream_run_id)
         schema = schema_of_run(preprocess_run)
         config = resolve_metric(config, schema.task)
-        train = read_split(preprocess_run, TRAIN_ARTIFACT, schema)
         experiment_name = active.client.get_experiment(active.experiment_id).name
         data_identity = preprocess_run.data.tags.get(DATA_DIGEST_TAG, preprocess_run.info.run_id)
         name = study_name(config, experiment_name, data_identity)
@@ -101,17 +122,16 @@ def run(
         )
         study = open_study(config, name, search_digest(config, data_identity))
         logger.info(
-            "study {} ({}): {} task, {} rows, {} until {} finished trials",
+            "study {} ({}): {} task, {} until {} finished trials",
             name,
             describe_storage(config.tune.storage),
             schema.task,
-            len(train),
             config.tune.metric,
             config.tune.n_trials,
         )
         trial_runs = TrialRunLogger(active.client, active.experiment_id, active.run_id, config.tune.metric)
-        with TrialRunWriter(trial_runs) as writer:
-            run_trials(study, train, config, schema.task, callbacks=[writer])
+        with _objective(config, schema, preprocess_run) as objective, TrialRunWriter(trial_runs) as writer:
+            run_trials(study, None, config, schema.task, callbacks=[writer], objective=objective)
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             raise PipelineError(f"tune: no trial of study {name} completed; see the trial runs' errors")
         params = best_params(study)

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import optuna
@@ -298,8 +299,16 @@ class ProgressLog:
             logger.info("{}/{} trials finished; best valid {} {}", finished, self._n_trials, self._metric, best)
 
 
-def run_trials(study: optuna.Study, train: pd.DataFrame, config: PipelineConfig, task: str, callbacks: list) -> None:
-    """Run trials until the study holds `n_trials` finished ones, counting other workers' trials, or timeout_s."""
+def run_trials(
+    study: optuna.Study,
+    train: pd.DataFrame | None,
+    config: PipelineConfig,
+    task: str,
+    callbacks: list,
+    objective: Callable[[optuna.Trial], float] | None = None,
+) -> None:
+    """Run trials until the study holds `n_trials` finished ones, counting other workers' trials, or timeout_s.
+    The objective is `make_objective` on `train`, unless another one is given (the dask engine's)."""
     tune = config.tune
     remaining = tune.n_trials - count_finished(study)
     if remaining <= 0:
@@ -309,7 +318,7 @@ def run_trials(study: optuna.Study, train: pd.DataFrame, config: PipelineConfig,
     progress = [] if on_terminal else [ProgressLog(tune.n_trials, tune.metric)]
     with interrupts.deferred():
         study.optimize(
-            make_objective(train, config, task),
+            objective or make_objective(train, config, task),
             n_trials=remaining,
             timeout=tune.timeout_s,
             n_jobs=tune.n_jobs,

@@ -169,7 +169,7 @@ def test_useless_columns_are_reported():
         }
     )
     data = DataConfig.whole_table(source="x.csv", target="y", features=["useful", "name", "plan", "same", "empty"])
-    assert report_columns(frame, data, "data") == {
+    assert report_columns(frame, data) == {
         "all_missing": ["empty"],
         "constant": ["same"],
         "id_like": ["key"],

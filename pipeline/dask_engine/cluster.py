@@ -1,0 +1,111 @@
+"""The Dask cluster a step works on: the configured scheduler, or a LocalCluster started and stopped by the step.
+
+What can go wrong here is said in one line: the dask extra not installed (ConfigError, exit 2), a scheduler that
+does not answer within `dask.timeout_s` (TrackingError, exit 4, the address masked)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from loguru import logger
+
+from pipeline.config import DaskConfig, mask_source
+from pipeline.errors import ConfigError, TrackingError, first_line
+
+EXTRA_HINT = "pip install -e '.[dask]' (dask, distributed)"
+
+
+def require_dask() -> None:
+    """A ConfigError naming the package to install when the dask extra is missing."""
+    for module in ("dask.dataframe", "distributed", "xgboost.dask"):
+        try:
+            __import__(module)
+        except ImportError as exc:
+            raise ConfigError(
+                f"engine: dask needs the dask extra ({first_line(exc)}): {EXTRA_HINT}, or set engine: local"
+            ) from exc
+
+
+def describe_scheduler(dask: DaskConfig) -> str:
+    """The scheduler as runs may record it: credentials masked; a LocalCluster as such."""
+    if not dask.scheduler:
+        return f"LocalCluster({dask.n_workers} workers x {dask.threads_per_worker} threads, {dask.memory_limit})"
+    return mask_source(dask.scheduler)
+
+
+# Clients open in this process by config, and the sessions (`shared_clusters`) that keep them open.
+_OPEN: dict[DaskConfig, Any] = {}
+_SESSIONS: list[ExitStack] = []
+
+
+@contextmanager
+def shared_clusters() -> Iterator[None]:
+    """Clusters opened inside stay open until the end: `main`'s steps share one cluster, started by the first
+    step that needs it (none when every step is reused)."""
+    with ExitStack() as stack:
+        _SESSIONS.append(stack)
+        try:
+            yield
+        finally:
+            _SESSIONS.pop()
+
+
+@contextmanager
+def dask_client(dask: DaskConfig) -> Iterator[Any]:
+    """A distributed Client on the configured cluster, closed (and a LocalCluster stopped) on the way out; the
+    client already open in this process for the same config, when there is one."""
+    if dask in _OPEN:
+        yield _OPEN[dask]
+        return
+    if _SESSIONS:
+        _OPEN[dask] = _SESSIONS[-1].enter_context(_connect(dask))
+        _SESSIONS[-1].callback(_OPEN.pop, dask, None)
+        yield _OPEN[dask]
+        return
+    with _connect(dask) as client:
+        _OPEN[dask] = client
+        try:
+            yield client
+        finally:
+            del _OPEN[dask]
+
+
+@contextmanager
+def _connect(dask: DaskConfig) -> Iterator[Any]:
+    require_dask()
+    from distributed import Client, LocalCluster
+
+    shown = describe_scheduler(dask)
+    if dask.scheduler:
+        try:
+            client = Client(dask.scheduler, timeout=dask.timeout_s)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise TrackingError(
+                f"cannot reach the Dask scheduler {shown} within {dask.timeout_s:g} s ({first_line(exc)}): "
+                "check dask.scheduler, or set it to null for a local cluster"
+            ) from exc
+        with client:
+            logger.info("dask: {} workers on {}", len(client.scheduler_info()["workers"]), shown)
+            yield client
+        return
+    cluster = LocalCluster(
+        n_workers=dask.n_workers,
+        threads_per_worker=dask.threads_per_worker,
+        memory_limit=dask.memory_limit,
+        dashboard_address=None,
+        silence_logs=40,  # workers' INFO lines (spilling, start-up) stay out of the step's log
+    )
+    with cluster, Client(cluster) as client:
+        logger.info("dask: {}", shown)
+        yield client
+
+
+def cluster_facts(client: Any, dask: DaskConfig) -> dict[str, Any]:
+    """What a run records about the cluster it ran on."""
+    return {"engine": "dask", "dask.scheduler": describe_scheduler(dask), "dask.n_workers": n_workers(client)}
+
+
+def n_workers(client: Any) -> int:
+    return len(client.scheduler_info()["workers"])

@@ -1,0 +1,86 @@
+"""evaluate on the dask engine: the gates' metrics on the whole test split, scored on the cluster, and a bounded
+sample of the split for `mlflow.models.evaluate` (its plots and artifacts).
+
+The whole-split metrics carry the names and definitions of MLflow's default evaluator (its own metric functions
+compute them here, from the predictions gathered to this process: 8 bytes per row and class), so a gate such as
+`roc_auc` or `f1_score` means the same on both engines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from loguru import logger
+from sklearn.metrics import roc_auc_score
+
+from pipeline.config import PipelineConfig
+from pipeline.contract import TEST_ARTIFACT
+from pipeline.dask_engine import boosting, tables
+from pipeline.data.schema import Schema
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Metrics as `pipeline.modeling.promotion.decide` reads them."""
+
+    metrics: dict[str, float]
+
+
+def evaluator_metrics(schema: Schema, truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """MLflow's default-evaluator metrics of the task from class indexes (or values) and predictions."""
+    from mlflow.models.evaluation.evaluators.classifier import (
+        _get_binary_classifier_metrics,
+        _get_multiclass_classifier_metrics,
+    )
+    from mlflow.models.evaluation.evaluators.regressor import _get_regressor_metrics
+
+    if not schema.is_classification:
+        metrics = _get_regressor_metrics(truth, predicted, None)
+    else:
+        labels = np.asarray(schema.classes)
+        ordered = sorted(schema.classes)
+        proba = predicted[:, [schema.classes.index(label) for label in ordered]]
+        y_true, y_pred = labels[truth.astype(int)], labels[predicted.argmax(axis=1)]
+        if schema.task == "binary":
+            metrics = _get_binary_classifier_metrics(
+                y_true=y_true, y_pred=y_pred, y_proba=proba, labels=ordered, pos_label=schema.positive_class
+            )
+            positive = schema.classes.index(schema.positive_class)
+            metrics["roc_auc"] = roc_auc_score(y_true == schema.positive_class, predicted[:, positive])
+        else:
+            metrics = _get_multiclass_classifier_metrics(y_true=y_true, y_pred=y_pred, y_proba=proba, labels=ordered)
+    return {name: float(value) for name, value in metrics.items()}
+
+
+def _xgboost_model(scored: Any) -> Any:
+    """The XGBoost estimator inside the evaluation model (`modeling.model.evaluation_model`)."""
+    inner = scored._model_impl.xgb_model
+    return getattr(inner, "model", inner)  # a LabelledClassifier wraps classifiers
+
+
+class ClusterEvaluation:
+    """The test split of a preprocess run on the cluster: its sample, and a model's metrics on all of it."""
+
+    def __init__(self, client: Any, config: PipelineConfig, preprocess_run: Any) -> None:
+        self.client, self.config, self.preprocess_run = client, config, preprocess_run
+
+    def sample(self, schema: Schema) -> pd.DataFrame:
+        """About `evaluate.sample_rows` rows of the test split drawn at random, as the local engine reads it."""
+        test = tables.read_split(self.preprocess_run, TEST_ARTIFACT, schema, encoded=False)
+        n_test = int(self.preprocess_run.data.metrics.get("n_test", 0)) or int(test.shape[0].compute())
+        wanted = self.config.evaluate.sample_rows
+        if n_test > wanted:
+            test = test.sample(frac=wanted / n_test, random_state=self.config.split.seed)
+            logger.info(
+                "mlflow.models.evaluate runs on about {} of {} test rows (evaluate.sample_rows)", wanted, n_test
+            )
+        return test.compute().reset_index(drop=True)
+
+    def full_metrics(self, scored: Any, schema: Schema) -> dict[str, float]:
+        """The model's metrics on the whole test split, typed by the model's own schema."""
+        test = tables.read_split(self.preprocess_run, TEST_ARTIFACT, schema)
+        predicted, truth = boosting.predict(self.client, _xgboost_model(scored), test, schema.target)
+        assert truth is not None  # a target was asked for
+        return evaluator_metrics(schema, truth, predicted)

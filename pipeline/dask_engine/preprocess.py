@@ -1,0 +1,110 @@
+"""preprocess on the dask engine: the same splits, schema and artifacts as the local engine, computed on the
+cluster and written as partitioned Parquet (`data/train.parquet/` and `data/test.parquet/` are folders of part
+files), without collecting the table. Only the target column comes to this process, to settle the labels.
+
+Where the splits go: the run's artifact folder itself when the artifact store is local, `data.output_uri`
+(`<output_uri>/<run id>/<split>.parquet`, recorded as tag `pipeline.split_uri.<split>`), or a temporary folder
+then logged as artifacts."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from loguru import logger
+
+from pipeline.config import PipelineConfig
+from pipeline.contract import TEST_ARTIFACT, TRAIN_ARTIFACT
+from pipeline.dask_engine import tables
+from pipeline.dask_engine.profile import column_facts
+from pipeline.data import feature_hook
+from pipeline.data.labels import settle_labels
+from pipeline.data.schema import Schema, build_schema, raw_kind
+from pipeline.data.sources import loggable_source
+
+SPLITS = {"train": TRAIN_ARTIFACT, "test": TEST_ARTIFACT}
+
+
+def prepare(config: PipelineConfig) -> tuple[dict[str, Any], Schema, dict, pd.DataFrame]:
+    """The typed splits (lazy), the schema, the columns report and the raw sample (see the local engine's
+    `pipeline.steps.preprocess.prepare`)."""
+    data, what = config.data, f"data source {loggable_source(config.data)}"
+    table = tables.read_source(data)
+    frame = table.drop(columns=data.id_columns)
+    logger.info("{}: {} partitions; settling the labels on the target column", what, frame.npartitions)
+    labels = settle_labels(frame[data.target].compute().reset_index(drop=True), data, config.split, what)
+    hook_file = feature_hook.hook_path(config)
+    hook = feature_hook.load(hook_file)
+    raw_train, raw_test = tables.split_frame(frame, config.split)
+    raw_sample = tables.sample_rows(raw_train)
+    hooked_sample = feature_hook.apply(raw_sample, hook, what)
+    hooked_train = tables.apply_hook(raw_train, hook_file, what)
+    facts = column_facts(
+        hooked_train.drop(columns=[data.target]), hooked_sample.drop(columns=[data.target]), data, what
+    )
+    schema, report = build_schema(
+        raw_sample,
+        hooked_sample,
+        data,
+        labels,
+        hook is not None,
+        what,
+        id_inputs={str(c): raw_kind(table._meta[c]) for c in data.id_columns},
+        facts=facts,
+    )
+    splits = {
+        "train": tables.conform_partitions(hooked_train, schema, what, with_target=True, dates=True),
+        "test": tables.conform_partitions(
+            tables.apply_hook(raw_test, hook_file, what), schema, what, with_target=True, dates=True
+        ),
+    }
+    return splits, schema, report, raw_sample.drop(columns=[data.target])
+
+
+def write_splits(splits: dict[str, Any], config: PipelineConfig, run_id: str) -> tuple[dict[str, str], dict]:
+    """Write both splits in one pass over the data, with their row counts and digests. Returns where each split
+    is (URI) and {n_train, n_test, digest_train, digest_test}."""
+    import dask
+
+    with tempfile.TemporaryDirectory(prefix="dask-splits-") as tmp:
+        locations = {name: _write_location(config, run_id, name, Path(tmp)) for name in splits}
+        logger.info("writing the splits to {}", ", ".join(sorted(set(map(str, locations.values())))))
+        writes = [splits[name].to_parquet(str(locations[name]), write_index=False, compute=False) for name in splits]
+        _, counts, digests = dask.compute(
+            writes,
+            {name: frame.shape[0] for name, frame in splits.items()},
+            {name: tables.digest(frame) for name, frame in splits.items()},
+        )
+        uris = {}
+        for name, location in locations.items():
+            if str(location).startswith(tmp):
+                mlflow.log_artifacts(str(location), SPLITS[name])
+            elif config.data.output_uri:
+                mlflow.set_tag(tables.SPLIT_URI_TAG_PREFIX + name, str(location))
+            uris[name] = str(location) if config.data.output_uri else mlflow.get_artifact_uri(SPLITS[name])
+    return uris, {"counts": counts, "digests": digests}
+
+
+def _write_location(config: PipelineConfig, run_id: str, name: str, tmp: Path) -> Path | str:
+    if config.data.output_uri:
+        return f"{config.data.output_uri.rstrip('/')}/{run_id}/{name}.parquet"
+    folder = tables.local_path(mlflow.get_artifact_uri(SPLITS[name]))
+    if folder is not None:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        return folder
+    return tmp / f"{name}.parquet"
+
+
+def log_split_inputs(uris: dict[str, str], digests: dict[str, str], name: str) -> None:
+    """The splits as MLflow dataset inputs by reference: source URI and digest, never the rows."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    for split, context in (("train", "training"), ("test", "testing")):
+        dataset = MetaDataset(  # type: ignore[abstract]  # instantiable: MLflow leaves `profile` optional
+            source=resolve_dataset_source(uris[split]), name=f"{name}-{split}", digest=digests[split][-8:]
+        )
+        mlflow.log_input(dataset, context=context)

@@ -1,0 +1,89 @@
+"""predict on the dask engine: a Parquet dataset (a folder, file or glob) or CSV files scored partition by
+partition on the cluster with the registered model's own code, written as partitioned Parquet. All or nothing: the
+parts go to a hidden folder beside the output, renamed to it only when every partition is written.
+
+Each worker loads the model once (from the downloaded copy on a LocalCluster, from the registry by its
+`models:/` URI on another cluster, whose workers then need MLFLOW_TRACKING_URI and the project installed)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.errors import DataError, first_line
+
+
+@functools.lru_cache(maxsize=4)
+def _served(model_uri: str, tracking_uri: str) -> Any:
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+
+
+def _score(served: Any, part: pd.DataFrame, what: str) -> pd.DataFrame:
+    from pipeline.steps.predict import score  # the local engine's scoring of a chunk, the same on every partition
+
+    return score(served, part, what)
+
+
+def _score_part(part: pd.DataFrame, model_uri: str, tracking_uri: str, what: str) -> pd.DataFrame:
+    return _score(_served(model_uri, tracking_uri), part, what)
+
+
+def read_rows(source: str):
+    """The input rows as a lazy Dask DataFrame: CSV files (a path or glob ending in .csv), else Parquet."""
+    import dask.dataframe as dd
+
+    try:
+        if source.endswith(".csv"):
+            return dd.read_csv(source, blocksize="64MB", assume_missing=True)
+        return dd.read_parquet(source)
+    except (OSError, ValueError, ImportError) as exc:
+        raise DataError(f"predict: input {source} cannot be read: {first_line(exc)}") from exc
+
+
+def score_to_parquet(served: Any, model_uri: str, source: str, target: Path, local_cluster: bool) -> int:
+    """Score `source` into the Parquet folder `target`; returns the number of rows scored."""
+    import dask
+    import mlflow
+
+    rows, what = read_rows(source), f"predict input {source}"
+    sample = rows.head(50, npartitions=1, compute=True, safe=False)
+    meta = _score(served, sample, what).iloc[:0]
+    with tempfile.TemporaryDirectory(prefix="predict-model-") as model_copy:
+        uri = mlflow.artifacts.download_artifacts(model_uri, dst_path=model_copy) if local_cluster else model_uri
+        scored = rows.map_partitions(_score_part, uri, mlflow.get_tracking_uri(), what, meta=meta)
+        partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=".predict-"))
+        partial.chmod(0o777 & ~_umask())  # mkdtemp's folder is private; the output is not
+        try:
+            write = scored.to_parquet(str(partial), write_index=False, compute=False)
+            _, count = dask.compute(write, scored.shape[0])
+            _replace(partial, target)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    if not count:
+        raise DataError(f"predict input {source} holds no rows")
+    return int(count)
+
+
+def _replace(partial: Path, target: Path) -> None:
+    """Put the finished folder in the target's place (an older output is removed only once the new one is whole)."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    partial.rename(target)
+    if old.exists():
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

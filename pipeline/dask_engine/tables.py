@@ -1,0 +1,191 @@
+"""Tables on the cluster: reading the source as a Dask DataFrame, the deterministic split, the feature hook and the
+schema applied partition by partition, and the splits written to and read back from partitioned Parquet.
+
+Nothing here collects a table: each function returns a lazy Dask DataFrame, or computes one small result (a digest,
+a sample). Workers import `pipeline.data.transform` (the project installed on them, as on a LocalCluster) and get
+the feature hook as its source text."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import DataConfig, SplitConfig
+from pipeline.data import feature_hook, transform
+from pipeline.data.schema import Schema, conform
+from pipeline.data.sources import SKLEARN_PREFIX, load_source, loggable_source
+from pipeline.errors import DataError, UpstreamError, first_line
+
+# Rows of the first partition used to learn what the hook and the schema make of a partition (Dask's meta).
+META_ROWS = 200
+# A table read into this process (scikit-learn, SQL) is cut into partitions of at most this many rows (at least two):
+# by its size, not the cluster's, so the split does not change with the number of workers.
+PARTITION_ROWS = 100_000
+SPLIT_URI_TAG_PREFIX = "pipeline.split_uri."
+
+
+def _is_parquet(source: str) -> bool:
+    path = source.split("?")[0].rstrip("/")
+    return path.endswith(".parquet") or (not _is_remote(source) and Path(path).is_dir())
+
+
+def _is_remote(source: str) -> bool:
+    return "://" in source
+
+
+def read_source(data: DataConfig):
+    """The configured source as a lazy Dask DataFrame: a Parquet dataset (a folder, a file or a glob; local or
+    s3://) or a CSV file or glob read on the cluster; a scikit-learn dataset or a database read here and split into
+    partitions of PARTITION_ROWS. Columns are checked as for the local engine (target, id columns, features)."""
+    import dask.dataframe as dd
+
+    from pipeline.data.sql_source import is_sql_url
+
+    source, shown = data.source, loggable_source(data)
+    try:
+        if source.startswith(SKLEARN_PREFIX) or is_sql_url(source):
+            table = load_source(data, keep_ids=True)
+            frame = dd.from_pandas(table, npartitions=max(2, -(-len(table) // PARTITION_ROWS)), sort=False)
+        elif source.split("?")[0].endswith(".csv") or ("*" in source and ".csv" in source):
+            frame = dd.read_csv(source, blocksize="64MB", assume_missing=True)
+        elif _is_parquet(source) or "*" in source:
+            frame = dd.read_parquet(source)
+        elif not _is_remote(source) and not Path(source).exists():
+            raise DataError(f"data source {shown} not found")
+        else:
+            raise DataError(f"data source {shown}: engine dask reads Parquet (a folder, file or glob) or CSV files")
+    except ImportError as exc:  # s3:// without s3fs, say
+        raise DataError(f"data source {shown}: {first_line(exc)}") from exc
+    except (OSError, ValueError) as exc:
+        raise DataError(f"data source {shown} cannot be read: {first_line(exc)}") from exc
+    return _checked(frame, data, shown)
+
+
+def _checked(frame, data: DataConfig, shown: str):
+    columns = [str(c) for c in frame.columns]
+    if duplicated := sorted({c for c in columns if columns.count(c) > 1}):
+        raise DataError(f"{shown} has duplicate column names: {', '.join(duplicated)}")
+    if data.target not in columns:
+        raise DataError(f"target column '{data.target}' not in {shown} (columns: {', '.join(columns[:8])}, ...)")
+    if missing := [c for c in [*data.id_columns, *(data.features or [])] if c not in columns]:
+        raise DataError(f"{shown} has no column(s) {', '.join(missing)} (named in data.id_columns / data.features)")
+    return frame[[*data.id_columns, *data.features, data.target]] if data.features else frame
+
+
+def _split_part(part: pd.DataFrame, seed: int, share: float, held_out: bool, partition_info=None) -> pd.DataFrame:
+    number = partition_info["number"] if partition_info else 0
+    drawn = np.random.default_rng([seed, number]).random(len(part)) < share
+    return part[drawn if held_out else ~drawn]
+
+
+def split(frame, share: float, seed: int):
+    """A seeded split without a shuffle: each row is held out with probability `share`, drawn from a generator
+    seeded by (seed, partition number), so the same data in the same partitions splits the same way every time.
+    Not stratified: class shares match in expectation."""
+    kept = frame.map_partitions(_split_part, seed, share, False, meta=frame._meta)
+    held_out = frame.map_partitions(_split_part, seed, share, True, meta=frame._meta)
+    return kept, held_out
+
+
+def split_frame(frame, split_config: SplitConfig):
+    """(train, test) of the source table."""
+    return split(frame, split_config.test_size, split_config.seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _hook_from_source(text: str) -> transform.Hook:
+    folder = Path(tempfile.gettempdir()) / "pipeline-feature-hooks"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.py"
+    if not path.exists():
+        path.write_text(text)
+    return transform.load_hook(path)
+
+
+def _hooked_part(part: pd.DataFrame, hook_text: str | None, what: str) -> pd.DataFrame:
+    return feature_hook.apply(part, _hook_from_source(hook_text) if hook_text else None, what)
+
+
+def sample_rows(frame, rows: int = META_ROWS) -> pd.DataFrame:
+    """The first rows of the first partition that has any (computed)."""
+    sample = frame.head(rows, npartitions=1, compute=True, safe=False)  # safe: warn of a short partition
+    return sample if len(sample) else frame.head(rows, npartitions=-1, compute=True, safe=False)
+
+
+def apply_hook(frame, hook_file: Path | None, what: str):
+    """The feature hook run on every partition (the frame as it is without one)."""
+    if hook_file is None:
+        return frame
+    text = hook_file.read_text()
+    meta = _hooked_part(sample_rows(frame), text, what).iloc[:0]
+    return frame.map_partitions(_hooked_part, text, what, meta=meta)
+
+
+def _conformed_part(part: pd.DataFrame, document: dict, what: str, options: dict) -> pd.DataFrame:
+    return conform(part, Schema.from_dict(document), what, **options)
+
+
+def conform_partitions(frame, schema: Schema, what: str, **options: Any):
+    """`pipeline.data.schema.conform` on every partition (the same options), with the category sets of training:
+    partitions typed alike, which XGBoost's Dask interface needs for categorical columns."""
+    document = schema.to_dict()
+    meta = _conformed_part(sample_rows(frame), document, what, options).iloc[:0]
+    return frame.map_partitions(_conformed_part, document, what, options, meta=meta)
+
+
+def _part_digest(part: pd.DataFrame) -> pd.Series:
+    return pd.Series([int(pd.util.hash_pandas_object(part, index=False).sum())], dtype=object)
+
+
+def digest(frame):
+    """A lazy content hash equal to `pipeline.data.sources.digest` of the same rows as one frame (a sum of row
+    hashes modulo 2**64, whatever the partitioning)."""
+    return frame.map_partitions(_part_digest, meta=(None, object)).reduction(
+        lambda part: pd.Series([sum(part) % 2**64], dtype=object),
+        lambda parts: str(sum(parts) % 2**64),
+        meta=(None, object),
+    )
+
+
+def local_path(uri: str) -> Path | None:
+    """The local folder of a file: URI or plain path; None for any other scheme."""
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        return Path(parts.path)
+    return Path(uri) if not parts.scheme or len(parts.scheme) == 1 else None  # C:\ on Windows
+
+
+def read_split(run, artifact: str, schema: Schema, **options: Any):
+    """A split a preprocess run wrote, as a lazy Dask DataFrame typed by the schema (by default the target as
+    class indexes, what XGBoost learns): from the location the run recorded (`data.output_uri`), else from its
+    artifacts, read in place when they are local folders, else downloaded first."""
+    import dask.dataframe as dd
+
+    name = Path(artifact).stem
+    location = run.data.tags.get(SPLIT_URI_TAG_PREFIX + name) or _artifact_location(run, artifact)
+    what = f"{artifact} of preprocess run {run.info.run_id}"
+    try:
+        frame = dd.read_parquet(location)
+    except (OSError, ValueError) as exc:
+        raise UpstreamError(f"{what} cannot be read from {location}: {first_line(exc)}") from exc
+    return conform_partitions(frame, schema, what, **({"with_target": True, "encoded": True} | options))
+
+
+def _artifact_location(run, artifact: str) -> str:
+    from pipeline.tracking.lookup import download_artifact
+
+    folder = local_path(f"{run.info.artifact_uri.rstrip('/')}/{artifact}")
+    if folder is not None and folder.exists():
+        return str(folder)
+    download = Path(tempfile.mkdtemp(prefix="dask-split-"))
+    atexit.register(shutil.rmtree, download, ignore_errors=True)  # the Dask graph reads it lazily
+    return str(download_artifact(run, artifact, download))
