@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # What only `make test` / `make lint` need (pytest, hypothesis, moto, Prefect, ruff, mypy) and `make server` needs
-# (Flask-WTF) comes on top, so `make run` installs the pipeline's own dependencies only.
+# (Flask-WTF) comes on top, so `make run` installs the pipeline's own dependencies (and the dask extra) only.
 TEST_STAMP := $(VENV)/.installed-test
 SERVER_STAMP := $(VENV)/.installed-server
 # Airflow cannot share the pipeline's environment (it pins fastapi < 0.137, Prefect needs >= 0.139): the Airflow
@@ -38,7 +38,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[dask]'
 	touch $@
 
 $(TEST_STAMP): $(STAMP)
@@ -55,7 +55,7 @@ $(AIRFLOW_STAMP): examples/orchestrators/airflow-requirements.txt
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r $<
 	touch $@
 
-install: $(STAMP) ## create .venv and install the pipeline's pinned packages (no test tools)
+install: $(STAMP) ## create .venv and install the pipeline's pinned packages and the dask extra (no test tools)
 
 run: $(STAMP) ## run the whole chain (entry point main) through `mlflow run`
 	@# `mlflow run` opens the tracking store before the pipeline starts and retries a bad database for ~100 s:

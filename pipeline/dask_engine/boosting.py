@@ -61,6 +61,15 @@ def _matrix(client: Any, frame, target: str, ref: Any = None):
     )
 
 
+def collective(config: PipelineConfig) -> Any:
+    """XGBoost's collective settings: a worker silent for `dask.timeout_s` (killed, or cut off) fails the fit
+    instead of leaving the others waiting for ever."""
+    from xgboost.collective import Config
+
+    timeout = int(config.dask.timeout_s)
+    return Config(timeout=timeout, tracker_timeout=timeout)
+
+
 def fit(client: Any, train, target: str, task: str, params: dict[str, Any], config: PipelineConfig, n_classes: int):
     """train: the final model on the whole train split, `params["n_estimators"]` rounds."""
     from xgboost import dask as dxgb
@@ -71,6 +80,7 @@ def fit(client: Any, train, target: str, task: str, params: dict[str, Any], conf
         _matrix(client, train, target),
         num_boost_round=int(params["n_estimators"]),
         verbose_eval=False,
+        coll_cfg=collective(config),
     )
     return as_estimator(fitted["booster"], task)
 
@@ -147,6 +157,7 @@ def make_objective(client: Any, train, config: PipelineConfig, task: str, n_clas
             early_stopping_rounds=tune.early_stopping_rounds,
             callbacks=pruning,
             verbose_eval=False,
+            coll_cfg=collective(config),
         )
         booster, scores = fitted["booster"], fitted["history"]["validation"][metric]
         if pruning:

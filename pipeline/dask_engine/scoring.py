@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.dask_engine import tables
 from pipeline.errors import DataError, first_line
 
 
@@ -55,7 +56,7 @@ def score_to_parquet(served: Any, model_uri: str, source: str, target: Path, loc
     import mlflow
 
     rows, what = read_rows(source), f"predict input {source}"
-    sample = rows.head(50, npartitions=1, compute=True, safe=False)
+    sample = tables.sample_rows(rows, 50)
     meta = _score(served, sample, what).iloc[:0]
     with tempfile.TemporaryDirectory(prefix="predict-model-") as model_copy:
         uri = mlflow.artifacts.download_artifacts(model_uri, dst_path=model_copy) if local_cluster else model_uri

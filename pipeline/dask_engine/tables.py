@@ -117,8 +117,9 @@ def _hooked_part(part: pd.DataFrame, hook_text: str | None, what: str) -> pd.Dat
 
 def sample_rows(frame, rows: int = META_ROWS) -> pd.DataFrame:
     """The first rows of the first partition that has any (computed)."""
-    sample = frame.head(rows, npartitions=1, compute=True, safe=False)  # safe: warn of a short partition
-    return sample if len(sample) else frame.head(rows, npartitions=-1, compute=True, safe=False)
+    heads = frame.map_partitions(pd.DataFrame.head, rows, meta=frame._meta)  # frame.head warns of a short one
+    sample = heads.partitions[0].compute()
+    return sample if len(sample) else heads.compute().head(rows)
 
 
 def apply_hook(frame, hook_file: Path | None, what: str):

@@ -14,8 +14,11 @@ the same step at the same moment both see each other, and the later one steps as
 from __future__ import annotations
 
 import ast
+import functools
+import glob
 import hashlib
 import json
+import os
 import time
 from functools import cache
 from pathlib import Path
@@ -121,6 +124,14 @@ def step_fingerprint(step: str, config: PipelineConfig, upstream: dict[str, str]
 
 
 def file_digest(path: str | Path) -> str:
+    """A file's content hash, computed once per process for the same size and modification time (main's
+    fingerprint and the step both ask for it)."""
+    stat = os.stat(path)
+    return _file_digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -128,8 +139,23 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _dataset_files(source: str) -> list[Path]:
+    """The files of a local dataset: the file itself, every file under a folder (hidden ones aside), or a glob's."""
+    path = Path(source)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = path.rglob("*")
+    elif any(char in source for char in "*?["):
+        found = (Path(name) for name in glob.glob(source, recursive=True))
+    else:
+        return []
+    return sorted(p for p in found if p.is_file() and not any(part.startswith(".") for part in p.parts[-1:]))
+
+
 def source_digest(data: DataConfig) -> str | None:
-    """What identifies the content of the data source: a bundled dataset's name, a local file's hash, a database
+    """What identifies the content of the data source: a bundled dataset's name, a local file's hash (or the files'
+    of a folder or glob), a database
     query's or table's rows hashed (read once per process: sql_source hands the frame on to preprocess); None for
     a file URL, whose content may change behind it (preprocess then always runs)."""
     from pipeline.data.sources import SKLEARN_PREFIX
@@ -139,9 +165,17 @@ def source_digest(data: DataConfig) -> str | None:
         return data.source
     if is_sql_url(data.source):
         return f"sql:{sql_digest(data)}"
-    if "://" in data.source or not Path(data.source).is_file():
+    files = [] if "://" in data.source else _dataset_files(data.source)
+    if not files:
         return None
-    return file_digest(data.source)
+    if files == [Path(data.source)]:
+        return file_digest(data.source)
+    combined = hashlib.sha256()  # a dataset of files (the dask engine's Parquet folders and globs): names and contents
+    folder = Path(data.source) if Path(data.source).is_dir() else None
+    for path in files:
+        name = path.relative_to(folder) if folder else path  # a folder moved elsewhere keeps its digest
+        combined.update(f"{name.as_posix()}\0{file_digest(path)}\n".encode())
+    return f"files:{combined.hexdigest()}"
 
 
 def _same_fingerprint(client: MlflowClient, experiment_id: str, step: str, fingerprint: str) -> list[Run]:
