@@ -44,6 +44,12 @@ class SourceUnreachable(PipelineError):
     exit_code = 4
 
 
+class ClusterError(PipelineError):
+    """engine dask: the Dask scheduler cannot be reached, or a worker was lost or failed during the work."""
+
+    exit_code = 4
+
+
 class GateRejected(PipelineError):
     """The challenger failed evaluation and the user asked a rejection to fail the step."""
 

@@ -1,7 +1,7 @@
 """The Dask cluster a step works on: the configured scheduler, or a LocalCluster started and stopped by the step.
 
 What can go wrong here is said in one line: the dask extra not installed (ConfigError, exit 2), a scheduler that
-does not answer within `dask.timeout_s` (TrackingError, exit 4, the address masked)."""
+does not answer within `dask.timeout_s` (ClusterError, exit 4, the address masked)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from loguru import logger
 
 from pipeline.config import DaskConfig, mask_source
-from pipeline.errors import ConfigError, TrackingError, first_line
+from pipeline.errors import ClusterError, ConfigError, first_line
 
 EXTRA_HINT = "pip install -e '.[dask]' (dask, distributed)"
 
@@ -82,7 +82,7 @@ def _connect(dask: DaskConfig) -> Iterator[Any]:
         try:
             client = Client(dask.scheduler, timeout=dask.timeout_s)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise TrackingError(
+            raise ClusterError(
                 f"cannot reach the Dask scheduler {shown} within {dask.timeout_s:g} s ({first_line(exc)}): "
                 "check dask.scheduler, or set it to null for a local cluster"
             ) from exc
@@ -120,3 +120,23 @@ def cluster_facts(client: Any, dask: DaskConfig) -> dict[str, Any]:
 
 def n_workers(client: Any) -> int:
     return len(client.scheduler_info()["workers"])
+
+
+@contextmanager
+def cluster_faults(what: str) -> Iterator[None]:
+    """XGBoost's and Dask's errors during `what` as one line (ClusterError, exit 4): a worker killed or cut off
+    breaks XGBoost's collective (its peers fail within `dask.timeout_s`), Dask reports a worker lost."""
+    from distributed.client import FutureCancelledError
+    from distributed.comm import CommClosedError
+    from distributed.scheduler import KilledWorker
+    from xgboost.core import XGBoostError
+
+    try:
+        yield
+    except (XGBoostError, KilledWorker, CommClosedError, FutureCancelledError) as exc:
+        reasons = [line.strip("- ") for line in str(exc).splitlines() if line.startswith("- [")]
+        reason = reasons[0].split("]: ", 1)[-1] if reasons else first_line(exc)
+        raise ClusterError(
+            f"{what} failed on the Dask cluster ({type(exc).__name__}: {reason}): a worker was lost or failed; "
+            "see the workers' logs, then rerun"
+        ) from exc

@@ -147,14 +147,17 @@ def _part_digest(part: pd.DataFrame) -> pd.Series:
     return pd.Series([int(pd.util.hash_pandas_object(part, index=False).sum())], dtype=object)
 
 
+def _combined_digest(parts: list[pd.Series]) -> str:
+    return str(sum(int(value) for part in parts for value in part) % 2**64)
+
+
 def digest(frame):
     """A lazy content hash equal to `pipeline.data.sources.digest` of the same rows as one frame (a sum of row
     hashes modulo 2**64, whatever the partitioning)."""
-    return frame.map_partitions(_part_digest, meta=(None, object)).reduction(
-        lambda part: pd.Series([sum(part) % 2**64], dtype=object),
-        lambda parts: str(sum(parts) % 2**64),
-        meta=(None, object),
-    )
+    import dask
+
+    parts = frame.map_partitions(_part_digest, meta=(None, object)).to_delayed()
+    return dask.delayed(_combined_digest)(parts)
 
 
 def local_path(uri: str) -> Path | None:

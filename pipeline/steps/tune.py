@@ -76,7 +76,7 @@ def _objective(config: PipelineConfig, schema: Schema, preprocess_run) -> Iterat
         logger.info("tuning on {} rows", len(train))
         yield make_objective(train, config, schema.task)
         return
-    from pipeline.dask_engine import boosting, tables
+    from pipeline.dask_engine import tables, trials
     from pipeline.dask_engine.cluster import cluster_facts, dask_client
 
     if config.tune.n_jobs > 1:
@@ -85,7 +85,7 @@ def _objective(config: PipelineConfig, schema: Schema, preprocess_run) -> Iterat
     with dask_client(config.dask) as client:
         train = tables.read_split(preprocess_run, TRAIN_ARTIFACT, schema)
         log_params({**cluster_facts(client, config.dask), "tune.sample_rows": config.tune.sample_rows})
-        yield boosting.make_objective(client, train, config, schema.task, len(schema.classes), n_train)
+        yield trials.make_objective(client, train, config, schema.task, len(schema.classes), n_train)
 
 
 def _study_metrics(study: optuna.Study, metric: str, ran_here: int) -> dict[str, float]:

@@ -1,0 +1,97 @@
+"""tune's objective on the cluster: each trial trains with `xgboost.dask` on every worker.
+
+Pruning on the cluster: XGBoost runs the training callbacks on every worker, and all workers must stop at the same
+round. Each trial therefore ships a snapshot of the study's finished trials and the study's own pruner; every
+worker replays them in an in-memory study and decides alike from the same (all-reduced) validation scores. The
+reports are then written to the shared study, so its pruner and the trial runs see what the local engine records.
+A trial pruned this way was judged against the trials finished when it started."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from loguru import logger
+from xgboost.callback import TrainingCallback
+
+from pipeline.config import PipelineConfig
+from pipeline.dask_engine import tables
+from pipeline.dask_engine.boosting import booster_params, collective, matrix
+from pipeline.dask_engine.cluster import cluster_faults
+from pipeline.modeling.model import suggest_params
+from pipeline.tuning.study import BEST_ITERATION_ATTR, FINISHED_STATES, eval_metric
+
+PRUNED_AT_ATTR = "pipeline_pruned_at"
+
+
+class SnapshotPruning(TrainingCallback):
+    """The study's pruner, decided on every worker from the study as it was when the trial started."""
+
+    def __init__(self, study: optuna.Study, key: tuple[str, str], every: int) -> None:
+        super().__init__()
+        self._finished = study.get_trials(deepcopy=False, states=FINISHED_STATES)
+        self._pruner, self._direction = study.pruner, study.direction
+        self._key, self._every = key, every
+        self._trial: optuna.Trial | None = None
+
+    def before_training(self, model: Any) -> Any:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        replica = optuna.create_study(direction=self._direction, pruner=self._pruner)
+        replica.add_trials(self._finished)
+        self._trial = replica.ask()
+        return model
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+        if (epoch + 1) % self._every or self._trial is None:
+            return False
+        data, metric = self._key
+        self._trial.report(float(evals_log[data][metric][-1]), epoch)
+        if self._trial.should_prune():
+            model.set_attr(**{PRUNED_AT_ATTR: str(epoch)})
+            return True
+        return False
+
+
+def make_objective(client: Any, train, config: PipelineConfig, task: str, n_classes: int, n_train: int):
+    """tune's objective on the cluster: each trial fits on part of the train split (a sample of it with
+    `tune.sample_rows`), early-stops and is pruned on the rest, as the local engine's objective does."""
+    from xgboost import dask as dxgb
+
+    tune, target = config.tune, config.data.target
+    if tune.sample_rows and tune.sample_rows < n_train:
+        train = train.sample(frac=tune.sample_rows / n_train, random_state=config.split.seed)
+        logger.info(
+            "tune: trials train on a sample of about {} of {} rows (tune.sample_rows)", tune.sample_rows, n_train
+        )
+    fit_part, valid_part = tables.split(train, config.split.validation_size, config.split.seed + 1)
+    fit_matrix = matrix(client, fit_part, target)
+    valid_matrix = matrix(client, valid_part, target, ref=fit_matrix)
+    metric = eval_metric(tune.metric, task)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest_params(trial, tune.search_space)
+        every = tune.pruner.report_every
+        pruning = [SnapshotPruning(trial.study, ("validation", metric), every)] if tune.pruner.type != "none" else []
+        with cluster_faults(f"tune's trial {trial.number}"):
+            fitted = dxgb.train(
+                client,
+                {**booster_params(task, params, config.train.fixed_params, n_classes), "eval_metric": metric},
+                fit_matrix,
+                num_boost_round=tune.max_boosting_rounds,
+                evals=[(valid_matrix, "validation")],
+                early_stopping_rounds=tune.early_stopping_rounds,
+                callbacks=pruning,
+                verbose_eval=False,
+                coll_cfg=collective(config),
+            )
+        booster, scores = fitted["booster"], fitted["history"]["validation"][metric]
+        if pruning:
+            for epoch in range(every - 1, len(scores), every):
+                trial.report(float(scores[epoch]), epoch)
+            if booster.attr(PRUNED_AT_ATTR) is not None:
+                raise optuna.TrialPruned(f"pruned at round {int(booster.attr(PRUNED_AT_ATTR)) + 1}")
+        best = int(booster.attr("best_iteration") or len(scores) - 1)
+        trial.set_user_attr(BEST_ITERATION_ATTR, best)
+        return float(scores[best])
+
+    return objective

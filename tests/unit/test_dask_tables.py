@@ -1,0 +1,84 @@
+"""The dask engine's table functions against the local engine's, on Dask's synchronous scheduler (no cluster)."""
+
+import dask
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import DataConfig
+from pipeline.dask_engine import tables
+from pipeline.dask_engine.boosting import booster_params
+from pipeline.dask_engine.profile import column_facts
+from pipeline.data.schema import report_columns
+from pipeline.data.sources import digest
+from pipeline.tracking.cache import source_digest
+
+dd = pytest.importorskip("dask.dataframe")
+
+
+@pytest.fixture(autouse=True)
+def synchronous():
+    with dask.config.set(scheduler="synchronous"):
+        yield
+
+
+def table(rows: int = 1000) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "x": rng.normal(size=rows),
+            "gap": np.where(rng.random(rows) < 0.3, np.nan, rng.normal(size=rows)),
+            "empty": np.full(rows, np.nan),
+            "same": np.ones(rows),
+            "city": pd.Series(rng.choice(["Oslo", "Lima", None], rows), dtype="string"),
+            "code": pd.Series([f"id-{i}" for i in range(rows)], dtype="string"),
+            "target": rng.integers(0, 2, rows),
+        }
+    )
+
+
+def test_the_split_is_seeded_disjoint_and_complete():
+    frame = dd.from_pandas(table().assign(row=range(1000)), npartitions=4)
+    train, test = tables.split(frame, 0.2, seed=7)
+    train_rows, test_rows = set(train["row"].compute()), set(test["row"].compute())
+    assert not train_rows & test_rows and train_rows | test_rows == set(range(1000))
+    assert 150 <= len(test_rows) <= 250  # 20 % in expectation
+    again = tables.split(frame, 0.2, seed=7)[1]["row"].compute()
+    assert set(again) == test_rows
+    assert set(tables.split(frame, 0.2, seed=8)[1]["row"].compute()) != test_rows
+
+
+@pytest.mark.parametrize("partitions", [1, 3, 7])
+def test_the_digest_equals_the_local_engines_whatever_the_partitioning(partitions):
+    local = table()
+    assert tables.digest(dd.from_pandas(local, npartitions=partitions)).compute() == digest(local)
+
+
+def test_the_profile_finds_what_the_local_schema_finds_with_every_category():
+    local = table().drop(columns=["target"])
+    local.loc[999, "city"] = "Quito"  # only in the last partition: the category set must still hold it
+    frame = dd.from_pandas(local, npartitions=4)
+    facts = column_facts(frame, local.head(50), DataConfig.whole_table("x.parquet", "target"), "test data")
+    assert facts.report == report_columns(local, DataConfig.whole_table("x.parquet", "target"))
+    assert facts.report == {"all_missing": ["empty"], "constant": ["same"], "id_like": ["code"]}
+    assert facts.categories == {"city": ["Lima", "Oslo", "Quito"]}
+
+
+def test_booster_params_say_what_the_scikit_learn_estimator_would():
+    params = booster_params("multiclass", {"max_depth": 3, "n_estimators": 40}, {"n_jobs": 2, "tree_method": "hist"}, 3)
+    assert params == {"max_depth": 3, "nthread": 2, "tree_method": "hist", "objective": "multi:softprob", "num_class": 3}
+    assert booster_params("binary", {}, {}, 2)["objective"] == "binary:logistic"
+
+
+def test_a_folder_dataset_has_a_content_digest_that_survives_a_move(tmp_path):
+    folder = tmp_path / "table.parquet"
+    folder.mkdir()
+    table().iloc[:500].to_parquet(folder / "part.0.parquet")
+    table().iloc[500:].to_parquet(folder / "part.1.parquet")
+    first = source_digest(DataConfig.whole_table(str(folder), "target"))
+    assert first and first.startswith("files:")
+    moved = folder.rename(tmp_path / "elsewhere.parquet")
+    assert source_digest(DataConfig.whole_table(str(moved), "target")) == first
+    assert source_digest(DataConfig.whole_table(str(tmp_path / "*.parquet/*.parquet"), "target")) is not None
+    table().iloc[:10].to_parquet(moved / "part.1.parquet")
+    assert source_digest(DataConfig.whole_table(str(moved), "target")) != first
