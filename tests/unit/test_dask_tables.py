@@ -66,7 +66,13 @@ def test_the_profile_finds_what_the_local_schema_finds_with_every_category():
 
 def test_booster_params_say_what_the_scikit_learn_estimator_would():
     params = booster_params("multiclass", {"max_depth": 3, "n_estimators": 40}, {"n_jobs": 2, "tree_method": "hist"}, 3)
-    assert params == {"max_depth": 3, "nthread": 2, "tree_method": "hist", "objective": "multi:softprob", "num_class": 3}
+    assert params == {
+        "max_depth": 3,
+        "nthread": 2,
+        "tree_method": "hist",
+        "objective": "multi:softprob",
+        "num_class": 3,
+    }
     assert booster_params("binary", {}, {}, 2)["objective"] == "binary:logistic"
 
 
