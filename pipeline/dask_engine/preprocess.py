@@ -9,7 +9,6 @@ then logged as artifacts."""
 from __future__ import annotations
 
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,21 +67,15 @@ def prepare(config: PipelineConfig) -> tuple[dict[str, Any], Schema, dict, pd.Da
 def write_splits(splits: dict[str, Any], config: PipelineConfig, run_id: str) -> tuple[dict[str, str], dict]:
     """Write both splits in one pass over the data, with their row counts and digests. Returns where each split
     is (URI) and {n_train, n_test, digest_train, digest_test}."""
-    import dask
-
     with tempfile.TemporaryDirectory(prefix="dask-splits-") as tmp:
         locations = {name: _write_location(config, run_id, name, Path(tmp)) for name in splits}
         logger.info("writing the splits to {}", ", ".join(sorted(set(map(str, locations.values())))))
         writes = [splits[name].to_parquet(str(locations[name]), write_index=False, compute=False) for name in splits]
-        with warnings.catch_warnings():
-            # to_parquet's writes and the digests are graphs, the counts expressions: computed together they share
-            # one read of the data, which is worth Dask materialising the expressions (what it warns of).
-            warnings.filterwarnings("ignore", "Computing mixed collections")
-            _, counts, digests = dask.compute(
-                writes,
-                {name: frame.shape[0] for name, frame in splits.items()},
-                {name: tables.digest(frame) for name, frame in splits.items()},
-            )
+        _, counts, digests = tables.compute_together(
+            writes,
+            {name: frame.shape[0] for name, frame in splits.items()},
+            {name: tables.digest(frame) for name, frame in splits.items()},
+        )
         uris = {}
         for name, location in locations.items():
             if str(location).startswith(tmp):

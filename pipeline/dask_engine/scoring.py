@@ -52,7 +52,6 @@ def read_rows(source: str):
 
 def score_to_parquet(served: Any, model_uri: str, source: str, target: Path, local_cluster: bool) -> int:
     """Score `source` into the Parquet folder `target`; returns the number of rows scored."""
-    import dask
     import mlflow
 
     rows, what = read_rows(source), f"predict input {source}"
@@ -65,7 +64,7 @@ def score_to_parquet(served: Any, model_uri: str, source: str, target: Path, loc
         partial.chmod(0o777 & ~_umask())  # mkdtemp's folder is private; the output is not
         try:
             write = scored.to_parquet(str(partial), write_index=False, compute=False)
-            _, count = dask.compute(write, scored.shape[0])
+            _, count = tables.compute_together(write, scored.shape[0])
             _replace(partial, target)
         finally:
             shutil.rmtree(partial, ignore_errors=True)

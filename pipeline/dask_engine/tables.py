@@ -12,6 +12,7 @@ import functools
 import hashlib
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -158,6 +159,16 @@ def digest(frame):
 
     parts = frame.map_partitions(_part_digest, meta=(None, object)).to_delayed()
     return dask.delayed(_combined_digest)(parts)
+
+
+def compute_together(*wanted: Any) -> tuple:
+    """Compute Parquet writes (graphs) with counts or digests of the same data in one pass over it: worth Dask
+    materialising the expressions, which it warns of."""
+    import dask
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Computing mixed collections")
+        return dask.compute(*wanted)
 
 
 def local_path(uri: str) -> Path | None:
