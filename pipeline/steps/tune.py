@@ -84,7 +84,8 @@ def _objective(config: PipelineConfig, schema: Schema, preprocess_run) -> Iterat
     n_train = int(preprocess_run.data.metrics.get("n_train", 0))
     with dask_client(config.dask) as client:
         train = tables.read_split(preprocess_run, TRAIN_ARTIFACT, schema)
-        log_params({**cluster_facts(client, config.dask), "tune.sample_rows": config.tune.sample_rows})
+        sampled = config.tune.sample_rows if config.tune.sample_rows and config.tune.sample_rows < n_train else n_train
+        log_params({**cluster_facts(client, config.dask), "tune.sample_rows": sampled})  # rows the trials draw on
         yield trials.make_objective(client, train, config, schema.task, len(schema.classes), n_train)
 
 

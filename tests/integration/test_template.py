@@ -22,6 +22,8 @@ pytestmark = pytest.mark.slow
 # A user's complete config for another table (no `extends`, so every key): scikit-learn's wine, its own model name.
 USER_CONFIG = """\
 experiment: Default
+engine: local
+dask: {scheduler: null, n_workers: 2, threads_per_worker: 1, memory_limit: 2GB, timeout_s: 60}
 data:
   source: sklearn:wine
   target: target
@@ -31,6 +33,7 @@ data:
   features: null
   datetime_columns: []
   categorical_columns: []
+  output_uri: null
 features:
   derived: true
   hook: pipeline/features.py
@@ -48,6 +51,7 @@ tune:
   storage: null
   study_name: null
   heartbeat_s: 10
+  sample_rows: null
   search_space:
     max_depth: {low: 2, high: 6}
     learning_rate: {low: 0.05, high: 0.3, log: true}
@@ -72,6 +76,7 @@ evaluate:
     compare_metric: root_mean_squared_error
   min_relative_improvement: 0.0
   fail_on_reject: false
+  sample_rows: 100000
 cache: {enabled: true, claim_wait_s: 600}
 """
 USER_HOOK = "def derive_features(frame):\n    return frame\n"
