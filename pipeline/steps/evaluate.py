@@ -189,9 +189,9 @@ def run(
         if not name or not version:
             raise UpstreamError(f"evaluate: train run {train_run.info.run_id} registered no model version")
         mlflow.set_tags({MODEL_NAME_TAG: name, MODEL_VERSION_TAG: version})  # the version this run judges
-        active.data_digest = file_digest(eval_data) if eval_data else ""  # the test split: known by its run id
         with _on_cluster(config, preprocess_run, eval_data) as cluster:
-            rows = _load_eval_data(eval_data, preprocess_run, cluster)
+            rows = _load_eval_data(eval_data, preprocess_run, cluster)  # a missing file: a DataError naming it
+            active.data_digest = file_digest(eval_data) if eval_data else ""  # the test split: known by its run id
             with _evaluable(name, version, *rows) as (model, schema, data):
                 mlflow.log_input(
                     tracked_dataset(data, source=None, targets=schema.target, name="evaluation"), context="evaluation"
