@@ -30,6 +30,14 @@ ROLLED_BACK_TAG = "pipeline.rolled_back"  # version: why it stopped being the ch
 LAST_ROLLBACK_TAG = "pipeline.last_rollback"  # registered model: the last rollback, as JSON
 
 
+# preprocess on engine dask with data.output_uri: + split name (train, test): where that split was written.
+SPLIT_URI_TAG_PREFIX = "pipeline.split_uri."
+
+
+def split_uri_tag(split: str) -> str:
+    return f"{SPLIT_URI_TAG_PREFIX}{split}"
+
+
 def upstream_tag(step: str) -> str:
     return f"{UPSTREAM_TAG_PREFIX}{step}"
 

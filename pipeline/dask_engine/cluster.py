@@ -98,19 +98,8 @@ def _connect(dask: DaskConfig) -> Iterator[Any]:
         silence_logs=40,  # workers' INFO lines (spilling, start-up) stay out of the step's log
     )
     with cluster, Client(cluster) as client:
-        client.run(_quiet_stdout)
         logger.info("dask: {}", shown)
         yield client
-
-
-def _quiet_stdout() -> None:
-    """A local worker's standard output, which it shares with the step, goes nowhere: XGBoost prints two lines per
-    fit there ("got rank 0"). Its log (stderr) stays."""
-    import os
-
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.close(devnull)
 
 
 def cluster_facts(client: Any, dask: DaskConfig) -> dict[str, Any]:

@@ -8,6 +8,7 @@ then logged as artifacts."""
 
 from __future__ import annotations
 
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ import mlflow
 import pandas as pd
 from loguru import logger
 
-from pipeline.config import PipelineConfig
-from pipeline.contract import TEST_ARTIFACT, TRAIN_ARTIFACT
+from pipeline.config import PipelineConfig, mask_source
+from pipeline.contract import TEST_ARTIFACT, TRAIN_ARTIFACT, split_uri_tag
 from pipeline.dask_engine import tables
 from pipeline.dask_engine.profile import column_facts
 from pipeline.data import feature_hook
@@ -36,6 +37,8 @@ def prepare(config: PipelineConfig) -> tuple[dict[str, Any], Schema, dict, pd.Da
     frame = table.drop(columns=data.id_columns)
     logger.info("{}: {} partitions; settling the labels on the target column", what, frame.npartitions)
     labels = settle_labels(frame[data.target].compute().reset_index(drop=True), data, config.split, what)
+    if config.split.stratify and labels[0] != "regression":
+        logger.info("split.stratify does not apply on engine dask: rows are held out at random in each partition")
     hook_file = feature_hook.hook_path(config)
     hook = feature_hook.load(hook_file)
     raw_train, raw_test = tables.split_frame(frame, config.split)
@@ -81,7 +84,7 @@ def write_splits(splits: dict[str, Any], config: PipelineConfig, run_id: str) ->
             if str(location).startswith(tmp):
                 mlflow.log_artifacts(str(location), SPLITS[name])
             elif config.data.output_uri:
-                mlflow.set_tag(tables.SPLIT_URI_TAG_PREFIX + name, str(location))
+                mlflow.set_tag(split_uri_tag(name), str(location))
             uris[name] = str(location) if config.data.output_uri else mlflow.get_artifact_uri(SPLITS[name])
     return uris, {"counts": counts, "digests": digests}
 
@@ -89,11 +92,25 @@ def write_splits(splits: dict[str, Any], config: PipelineConfig, run_id: str) ->
 def _write_location(config: PipelineConfig, run_id: str, name: str, tmp: Path) -> Path | str:
     if config.data.output_uri:
         return f"{config.data.output_uri.rstrip('/')}/{run_id}/{name}.parquet"
+    if config.dask.scheduler and not _on_this_machine(config.dask.scheduler):
+        logger.warning(
+            "the workers of {} write the {} split to a folder of this machine's: set data.output_uri to a place "
+            "every worker and this process reach (an s3:// prefix, a shared folder)",
+            mask_source(config.dask.scheduler),
+            name,
+        )
     folder = tables.local_path(mlflow.get_artifact_uri(SPLITS[name]))
     if folder is not None:
         folder.parent.mkdir(parents=True, exist_ok=True)
         return folder
     return tmp / f"{name}.parquet"
+
+
+def _on_this_machine(address: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(address if "://" in address else f"tcp://{address}").hostname or ""
+    return host in {"localhost", "127.0.0.1", "::1", socket.gethostname()}
 
 
 def log_split_inputs(uris: dict[str, str], digests: dict[str, str], name: str) -> None:

@@ -2,8 +2,10 @@
 partition on the cluster with the registered model's own code, written as partitioned Parquet. All or nothing: the
 parts go to a hidden folder beside the output, renamed to it only when every partition is written.
 
-Each worker loads the model once (from the downloaded copy on a LocalCluster, from the registry by its
-`models:/` URI on another cluster, whose workers then need MLFLOW_TRACKING_URI and the project installed)."""
+Each worker loads the model once: from a copy downloaded here on a LocalCluster; on another cluster from the registry,
+by its `models:/` URI and this process's tracking URI, so the workers must reach that tracking server (with its
+credentials in their environment) and have this project installed. The output path is the workers' too: on a
+remote cluster, a folder they all share."""
 
 from __future__ import annotations
 

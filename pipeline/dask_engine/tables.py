@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import DataConfig, SplitConfig
+from pipeline.contract import split_uri_tag
 from pipeline.data import feature_hook, transform
 from pipeline.data.schema import Schema, conform
 from pipeline.data.sources import SKLEARN_PREFIX, load_source, loggable_source
@@ -31,7 +32,6 @@ META_ROWS = 200
 # A table read into this process (scikit-learn, SQL) is cut into partitions of at most this many rows (at least two):
 # by its size, not the cluster's, so the split does not change with the number of workers.
 PARTITION_ROWS = 100_000
-SPLIT_URI_TAG_PREFIX = "pipeline.split_uri."
 
 
 def _is_parquet(source: str) -> bool:
@@ -186,7 +186,7 @@ def read_split(run, artifact: str, schema: Schema, **options: Any):
     import dask.dataframe as dd
 
     name = Path(artifact).stem
-    location = run.data.tags.get(SPLIT_URI_TAG_PREFIX + name) or _artifact_location(run, artifact)
+    location = run.data.tags.get(split_uri_tag(name)) or _artifact_location(run, artifact)
     what = f"{artifact} of preprocess run {run.info.run_id}"
     try:
         frame = dd.read_parquet(location)

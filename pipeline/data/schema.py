@@ -15,9 +15,9 @@ import pandas as pd
 from loguru import logger
 
 from pipeline.config import DataConfig
-from pipeline.contract import SCHEMA_ARTIFACT
+from pipeline.contract import SCHEMA_ARTIFACT, split_uri_tag
 from pipeline.data import transform
-from pipeline.errors import DataError, UpstreamError
+from pipeline.errors import DataError, UpstreamError, first_line
 
 NUMERIC, CATEGORICAL = transform.NUMERIC, transform.CATEGORICAL
 # A text column with at least this share of distinct values among its values (and ID_MIN_ROWS values or more) is
@@ -271,10 +271,25 @@ def schema_of_run(run) -> Schema:
         raise UpstreamError(f"{exc} (made by an older version of this pipeline: rerun preprocess)") from exc
 
 
+def read_split_rows(run, artifact: str) -> pd.DataFrame:
+    """A split a preprocess run wrote, as it is: from where the run recorded it (engine dask with
+    data.output_uri), else from its artifacts; a Parquet file or a folder of part files either way."""
+    from pathlib import Path
+
+    from pipeline.tracking.lookup import read_parquet_artifact
+
+    location = run.data.tags.get(split_uri_tag(Path(artifact).stem))
+    if not location:
+        return read_parquet_artifact(run, artifact)
+    try:
+        return pd.read_parquet(location)
+    except (OSError, ValueError, ImportError) as exc:
+        what = f"{artifact} of preprocess run {run.info.run_id}"
+        raise UpstreamError(f"{what} cannot be read from {location}: {first_line(exc)}") from exc
+
+
 def read_split(run, artifact: str, schema: Schema) -> pd.DataFrame:
     """A split logged by a preprocess run, typed by its schema (categories exactly as in training), with the
     target as class indexes 0..k-1 for classification (what XGBoost learns)."""
-    from pipeline.tracking.lookup import read_parquet_artifact
-
-    frame = read_parquet_artifact(run, artifact)
+    frame = read_split_rows(run, artifact)
     return conform(frame, schema, f"{artifact} of preprocess run {run.info.run_id}", with_target=True, encoded=True)

@@ -181,6 +181,14 @@ def digest(frame: pd.DataFrame) -> str:
     return str(pd.util.hash_pandas_object(frame, index=False).sum())
 
 
+def splits_digest(train_digest: str, test_digest: str) -> str:
+    """The prepared data's identity (tag pipeline.data_digest, part of tune's study name): which rows went to which
+    split, not only which rows there are (the engines split the same table differently)."""
+    import hashlib
+
+    return hashlib.sha256(f"train:{train_digest};test:{test_digest}".encode()).hexdigest()[:20]
+
+
 def tracked_dataset(frame: pd.DataFrame, *, source, targets: str, name: str):
     """`mlflow.data.from_pandas`, with the schema MLflow records inferred from the first rows only: MLflow infers it
     from every row, which took 85 s of a 103 s preprocess on 1,000,000 rows x 30 features (benchmarks/scale.py).

@@ -34,7 +34,7 @@ from pipeline.contract import (
     version_run_tag,
 )
 from pipeline.data import feature_hook
-from pipeline.data.schema import Schema, conform, schema_of_run
+from pipeline.data.schema import Schema, conform, read_split_rows, schema_of_run
 from pipeline.data.sources import read_table, tracked_dataset
 from pipeline.errors import DataError, GateRejected, UpstreamError
 from pipeline.modeling.model import evaluation_model
@@ -42,7 +42,6 @@ from pipeline.modeling.promotion import REJECTED, Verdict, decide
 from pipeline.results import StepResult
 from pipeline.tracking.cache import file_digest
 from pipeline.tracking.lineage_view import chain_of_run, render_markdown
-from pipeline.tracking.lookup import read_parquet_artifact
 from pipeline.tracking.registry import alias_version, promote
 from pipeline.tracking.runs import RunContext, StepRun, step_run
 
@@ -94,7 +93,7 @@ def _load_eval_data(eval_data: str | None, preprocess_run, cluster) -> tuple[pd.
         mlflow.log_metric("evaluate_sample_rows", len(sample))
         return sample, False, f"sample of the test split of preprocess run {preprocess_run.info.run_id}"
     return (
-        read_parquet_artifact(preprocess_run, TEST_ARTIFACT),
+        read_split_rows(preprocess_run, TEST_ARTIFACT),
         False,
         f"test split of preprocess run {preprocess_run.info.run_id}",
     )

@@ -163,10 +163,10 @@ def _write_predictions(served, source: Path, target: Path, chunk_rows: int) -> i
 def _predict_on_cluster(config: PipelineConfig, served, model_uri: str, source: str, target: Path) -> int:
     """engine dask: partition by partition on the cluster, into the Parquet folder `target` (not copied to the
     run's artifacts: its location is the param predict.output)."""
-    from pipeline.dask_engine.cluster import cluster_facts, dask_client
+    from pipeline.dask_engine.cluster import cluster_facts, cluster_faults, dask_client
     from pipeline.dask_engine.scoring import score_to_parquet
 
-    with dask_client(config.dask) as client:
+    with dask_client(config.dask) as client, cluster_faults("predict"):
         log_params({**cluster_facts(client, config.dask), "predict.output": str(target.resolve())})
         try:
             return score_to_parquet(served, model_uri, source, target, local_cluster=not config.dask.scheduler)

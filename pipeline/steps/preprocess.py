@@ -39,7 +39,15 @@ from pipeline.contract import (
 from pipeline.data import feature_hook
 from pipeline.data.labels import settle_labels
 from pipeline.data.schema import Schema, build_schema, conform, raw_kind, schema_document
-from pipeline.data.sources import dataset_name, digest, load_source, loggable_source, split_frame, tracked_dataset
+from pipeline.data.sources import (
+    dataset_name,
+    digest,
+    load_source,
+    loggable_source,
+    split_frame,
+    splits_digest,
+    tracked_dataset,
+)
 from pipeline.results import StepResult
 from pipeline.tracking.cache import source_digest
 from pipeline.tracking.runs import RunContext, log_params, step_run
@@ -132,15 +140,15 @@ def _run_local(config: PipelineConfig) -> Outcome:
             frame, source=dataset_source(outputs[split]), targets=config.data.target, name=f"{name}-{split}"
         )
         mlflow.log_input(dataset, context=context)
-    data_digest = digest(pd.concat([train, test]))
+    data_digest = splits_digest(digest(train), digest(test))
     return Outcome(prepared.schema, prepared.report, len(train), len(test), data_digest, outputs)
 
 
 def _run_on_cluster(config: PipelineConfig, run_id: str) -> Outcome:
     from pipeline.dask_engine import preprocess as on_cluster
-    from pipeline.dask_engine.cluster import cluster_facts, dask_client
+    from pipeline.dask_engine.cluster import cluster_facts, cluster_faults, dask_client
 
-    with dask_client(config.dask) as client:
+    with dask_client(config.dask) as client, cluster_faults("preprocess"):
         log_params(cluster_facts(client, config.dask))
         splits, schema, report, raw_sample = on_cluster.prepare(config)
         mlflow.log_metric("n_partitions", splits["train"].npartitions)
@@ -148,7 +156,7 @@ def _run_on_cluster(config: PipelineConfig, run_id: str) -> Outcome:
     _log_sample_and_hook(raw_sample, config, {})
     on_cluster.log_split_inputs(outputs, written["digests"], dataset_name(config.data))
     counts, digests = written["counts"], written["digests"]
-    data_digest = str((int(digests["train"]) + int(digests["test"])) % 2**64)  # = digest() of both as one frame
+    data_digest = splits_digest(digests["train"], digests["test"])  # digests as the local engine's digest() gives
     return Outcome(schema, report, int(counts["train"]), int(counts["test"]), data_digest, outputs)
 
 

@@ -81,6 +81,8 @@ def _objective(config: PipelineConfig, schema: Schema, preprocess_run) -> Iterat
 
     if config.tune.n_jobs > 1:
         logger.warning("tune.n_jobs {} ignored on engine dask: each trial uses every worker", config.tune.n_jobs)
+    if config.tune.threads_per_trial:
+        logger.warning("tune.threads_per_trial ignored on engine dask: XGBoost uses each worker's threads")
     n_train = int(preprocess_run.data.metrics.get("n_train", 0))
     with dask_client(config.dask) as client:
         train = tables.read_split(preprocess_run, TRAIN_ARTIFACT, schema)

@@ -118,9 +118,13 @@ class _HeartbeatStorage(optuna.storages.RDBStorage):
 
 
 def search_digest(config: PipelineConfig, data_identity: str) -> str:
-    """What makes two studies the same search: tuning settings (not run settings), split, fixed params, data."""
+    """What makes two studies the same search: the engine, tuning settings (not run settings), split, fixed params,
+    data."""
     search = {k: v for k, v in config.tune.model_dump(mode="json").items() if k not in _RUN_SETTINGS}
+    if config.engine == "local":
+        search.pop("sample_rows")  # a dask engine setting: the local engine's trials use every row
     payload = {
+        "engine": config.engine,
         "search": search,
         "split": config.split.model_dump(mode="json"),
         "fixed": config.train.fixed_params,

@@ -123,6 +123,7 @@ def test_every_pipeline_tag_in_the_design_is_in_the_contract():
     known = {value for name, value in vars(contract).items() if isinstance(value, str) and name.endswith("_TAG")}
     known |= {contract.upstream_tag(step) for step in [*contract.STEPS, "<step>"]}
     known |= {contract.version_run_tag(step) for step in [*contract.STEPS, "<step>"]}
+    known |= {contract.split_uri_tag(split) for split in ("train", "test")}
     written = set(re.findall(r"(?<![\w/.-])pipeline(?:\.[\w<>]+)+", DESIGN))
     tags = {name for name in written if not _is_module(name) and not name.endswith((".py", ".yaml"))}
     assert tags <= known, f"docs/design.md names tags pipeline/contract.py lacks: {sorted(tags - known)}"
