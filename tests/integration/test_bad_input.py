@@ -3,7 +3,8 @@ it. Each case must give one ERROR line naming the problem, its exit code (also i
 (never RUNNING) holding the same words, nothing registered or promoted, and no partial output file.
 
 The tables run in test-fast: they stop before any model is trained. The cases on rows handed to evaluate and
-predict need a champion first (marked heavy)."""
+predict need a champion first (marked heavy). The rows of engine dask (scheduler unreachable, dask extra missing,
+a worker lost) are in test_dask_engine.py, which starts a cluster."""
 
 from __future__ import annotations
 
