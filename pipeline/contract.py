@@ -58,6 +58,7 @@ HOOK_ARTIFACT = "data/feature_hook.py"  # the feature hook preprocess ran, packe
 BEST_PARAMS_ARTIFACT = "best_params.json"
 OPTIMIZATION_HISTORY_ARTIFACT = "plots/optimization_history.png"
 PARAM_IMPORTANCES_ARTIFACT = "plots/param_importances.png"  # when two or more trials completed
+FEATURE_IMPORTANCE_ARTIFACT = "plots/feature_importance.png"  # train: XGBoost's gain per feature (when it split)
 MODEL_ARTIFACT = "model"  # train: the name of its logged pyfunc model (raw rows in), registered as a version
 LINEAGE_CARD_ARTIFACT = "lineage.md"
 PREDICTIONS_DIR = "predictions"
@@ -104,7 +105,7 @@ CHAIN = (
         reads="tune",
         records=("tune", "preprocess"),
         config_sections=("engine", "data", "train", "registry"),
-        artifacts=(MODEL_ARTIFACT,),
+        artifacts=(MODEL_ARTIFACT, FEATURE_IMPORTANCE_ARTIFACT),
         run_tags=(MODEL_NAME_TAG, MODEL_VERSION_TAG),
         version_tags=(version_run_tag("train"), version_run_tag("tune"), version_run_tag("preprocess")),
     ),

@@ -46,6 +46,8 @@ from pipeline.errors import ConfigError, first_line
 from pipeline.results import StepResult
 from pipeline.steps import evaluate, preprocess, train, tune
 from pipeline.tracking.cache import Superseded, file_digest, find_reusable, source_digest, step_fingerprint
+from pipeline.tracking.lineage_view import render_markdown
+from pipeline.tracking.notes import write_note
 from pipeline.tracking.registry import fill_model_aliases
 from pipeline.tracking.runs import RunContext, resolve_experiment_id
 
@@ -199,6 +201,12 @@ def _run_steps(
         run_ids[step.name] = step_result.run_id
 
 
+def _write_card(client: MlflowClient, run_id: str, result: ChainResult) -> None:
+    """The chain run's Description in the MLflow UI: the pipeline card (the lineage view of its runs)."""
+    runs = {step.step: client.get_run(step.run_id) for step in result.steps}
+    write_note(client, run_id, render_markdown(f"chain {result.chain_id}", runs))
+
+
 def _shared_cluster(config: PipelineConfig):
     """engine dask: one cluster for all the steps (started when first needed)."""
     if config.engine != "dask":
@@ -236,6 +244,7 @@ def run_chain(
         with _shared_cluster(config):
             _run_steps(config, context, eval_data, result, force)
         fill_model_aliases(client, result.steps)
+        _write_card(client, run_id, result)
     except BaseException as exc:
         result.status = RunStatus.to_string(RunStatus.KILLED if interrupts.was_interrupted(exc) else RunStatus.FAILED)
         exc.pipeline_run_id = run_id  # type: ignore[attr-defined]  # read by the CLI's result file

@@ -42,6 +42,7 @@ from pipeline.modeling.promotion import REJECTED, Verdict, decide
 from pipeline.results import StepResult
 from pipeline.tracking.cache import file_digest
 from pipeline.tracking.lineage_view import chain_of_run, render_markdown
+from pipeline.tracking.notes import add_verdict
 from pipeline.tracking.registry import alias_version, promote
 from pipeline.tracking.runs import RunContext, StepRun, step_run
 
@@ -169,6 +170,7 @@ def _record(active: StepRun, verdict: Verdict, config: PipelineConfig, version: 
     mlflow.set_tags({VERDICT_TAG: verdict.decision, VERDICT_REASON_TAG: verdict.reason[:5000]})
     active.client.set_model_version_tag(name, version, VERDICT_TAG, verdict.decision)
     active.client.set_model_version_tag(name, version, version_run_tag("evaluate"), active.run_id)
+    add_verdict(active.client, name, version, verdict.decision, verdict.reason)
     if verdict.promoted:
         promote(active, config.registry, version)
 

@@ -8,7 +8,8 @@ Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss (classificat
         rows and answering with `prediction` and `probability_<label>` (or `prediction` alone for regression), with
         signature and input example (`data/raw_sample.parquet`); inside it the XGBoost model, the schema, the
         transform (data/transform.py) and the feature hook preprocess ran) registered under `registry.model_name`,
-        alias `registry.challenger_alias` on the new version; tags pipeline.model.name / pipeline.model.version.
+        alias `registry.challenger_alias` on the new version, with a description (kind, headline metric, the runs
+        that made it); tags pipeline.model.name / pipeline.model.version; `plots/feature_importance.png` (gain).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pipeline import interrupts
 from pipeline.config import PipelineConfig
 from pipeline.contract import (
     BEST_PARAMS_ARTIFACT,
+    FEATURE_IMPORTANCE_ARTIFACT,
     HOOK_ARTIFACT,
     MODEL_ARTIFACT,
     MODEL_NAME_TAG,
@@ -50,6 +52,7 @@ from pipeline.data.sources import features_and_target
 from pipeline.modeling.model import build_model, log_served_model
 from pipeline.results import StepResult
 from pipeline.tracking.lookup import download_artifact, read_json_artifact, read_parquet_artifact
+from pipeline.tracking.notes import version_headline
 from pipeline.tracking.registry import move_alias, register
 from pipeline.tracking.runs import RunContext, StepRun, log_params, step_run
 
@@ -119,10 +122,29 @@ def _log_model(model: XGBModel, schema: Schema, preprocess_run):
         return log_served_model(model, schema, MODEL_ARTIFACT, raw_sample, hook_file)
 
 
-def _register(active: StepRun, model_uri: str, config: PipelineConfig) -> str:
+def _log_feature_importance(model: XGBModel) -> None:
+    """XGBoost's gain per feature as a plot (the 20 largest), for people looking at the run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+    from xgboost import plot_importance
+
+    try:
+        axes = plot_importance(model, importance_type="gain", max_num_features=20, show_values=False)
+    except ValueError as exc:  # a model without a single split has no importance to show
+        logger.info("no feature importance plot: {}", exc)
+        return
+    axes.set_title("feature importance (gain)")
+    axes.figure.tight_layout()
+    mlflow.log_figure(axes.figure, FEATURE_IMPORTANCE_ARTIFACT)
+    pyplot.close(axes.figure)
+
+
+def _register(active: StepRun, model_uri: str, config: PipelineConfig, headline: str) -> str:
     """Register the logged model and point the challenger alias at the new version (both undone on failure)."""
     lineage = {version_run_tag(step): run_id for step, run_id in {"train": active.run_id, **active.upstream}.items()}
-    version = register(active, model_uri, config.registry.model_name, lineage)
+    version = register(active, model_uri, config.registry.model_name, lineage, headline)
     move_alias(active, config.registry.model_name, config.registry.challenger_alias, version)
     return version
 
@@ -140,9 +162,10 @@ def run(
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         model_info = _log_model(model, schema, preprocess_run)
-        version = _register(active, model_info.model_uri, config)
-        mlflow.set_tags({MODEL_NAME_TAG: config.registry.model_name, MODEL_VERSION_TAG: version})
+        _log_feature_importance(model)
         headline = HEADLINE_METRIC[schema.task]
+        version = _register(active, model_info.model_uri, config, version_headline(schema.task, metrics, headline))
+        mlflow.set_tags({MODEL_NAME_TAG: config.registry.model_name, MODEL_VERSION_TAG: version})
         logger.info(
             "{} {:.4f}; registered {} version {} as @{}",
             headline,

@@ -43,8 +43,9 @@ def _restore_alias(client: MlflowClient, name: str, alias: str, previous: str | 
         client.set_registered_model_alias(name, alias, previous)
 
 
-def register(active: StepRun, model_uri: str, name: str, tags: dict[str, str]) -> str:
-    """Register a new version, described by the runs that made it; deleted again if the step fails afterwards."""
+def register(active: StepRun, model_uri: str, name: str, tags: dict[str, str], headline: str = "") -> str:
+    """Register a new version, described by `headline` and the runs that made it; deleted again if the step fails
+    afterwards."""
     import mlflow
 
     version = str(mlflow.register_model(model_uri, name, tags=tags).version)
@@ -52,7 +53,9 @@ def register(active: StepRun, model_uri: str, name: str, tags: dict[str, str]) -
     lineage = ", ".join(
         f"{key.removeprefix('pipeline.').removesuffix('_run')} run {value}" for key, value in tags.items()
     )
-    active.client.update_model_version(name, version, description=f"Made by the pipeline: {lineage}.")
+    active.client.update_model_version(
+        name, version, description=f"{headline} Made by the pipeline: {lineage}.".strip()
+    )
     return version
 
 

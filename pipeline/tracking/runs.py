@@ -34,6 +34,7 @@ from pipeline.contract import (
 )
 from pipeline.errors import TrackingError, first_line
 from pipeline.tracking.lookup import follow_lineage, resolve_upstream
+from pipeline.tracking.notes import write_step_note
 
 
 def check_tracking_store() -> None:
@@ -167,6 +168,7 @@ def step_run(step: str, config: PipelineConfig, context: RunContext) -> Iterator
             mlflow.log_dict(loggable_config(config), RESOLVED_CONFIG_ARTIFACT)
             yield active
             mlflow.set_tag(FINGERPRINT_TAG, context.fingerprint or active.fingerprint())
+            write_step_note(active.client, active.run_id)
             logger.info("{} run {} finished", step, active.run_id)
             mlflow.log_artifact(str(log_path), LOGS_DIR)
         except BaseException as exc:
@@ -199,6 +201,7 @@ def _fail(active: StepRun, exc: BaseException, log_path: Path) -> None:
     try:
         if not interrupted:
             mlflow.set_tag(ERROR_TAG, first_line(exc))
+            write_step_note(active.client, active.run_id)
         logger.debug("{} ended {}: {}", active.step, RunStatus.to_string(status), exc)  # for the log file
         mlflow.log_artifact(str(log_path), LOGS_DIR)
     except Exception as record_error:  # noqa: BLE001 - the step's own error is the one to report

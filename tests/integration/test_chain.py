@@ -11,7 +11,15 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline import cli
-from pipeline.contract import CHAIN_TAG, FINGERPRINT_TAG, MODEL_VERSION_TAG, STEP_TAG, VERDICT_TAG, upstream_tag
+from pipeline.contract import (
+    CHAIN_STEPS,
+    CHAIN_TAG,
+    FINGERPRINT_TAG,
+    MODEL_VERSION_TAG,
+    STEP_TAG,
+    VERDICT_TAG,
+    upstream_tag,
+)
 from pipeline.modeling.promotion import PROMOTED, REJECTED
 from pipeline.steps import evaluate
 from pipeline.steps.chain import run_chain
@@ -227,3 +235,31 @@ def test_the_lineage_of_the_champion_is_printed_and_carded(client, chain, capsys
     assert set(json.loads(capsys.readouterr().out.splitlines()[-1])["runs"]) == {"preprocess", "tune", "train"}
     card = mlflow.artifacts.load_text(f"runs:/{ids['evaluate']}/lineage.md")
     assert all(f"`{run_id}`" in card for run_id in ids.values()) and "Verdict: passed" in card
+
+
+def test_people_read_what_each_run_did_in_its_description(client, chain, small_config):
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
+
+    notes = {result.step: client.get_run(result.run_id).data.tags[MLFLOW_RUN_NOTE] for result in chain.steps}
+    preprocess, tune, train, evaluate_ = (client.get_run(chain.step(s).run_id) for s in CHAIN_STEPS)
+    assert (
+        f"{preprocess.data.metrics['n_rows']:,.0f} rows" in notes["preprocess"] and "binary task" in notes["preprocess"]
+    )
+    assert f"finished {tune.data.metrics['n_finished']:,.0f}" in notes["tune"] and "| max_depth |" in notes["tune"]
+    assert f"test_roc_auc {train.data.metrics['test_roc_auc']:.4f}" in notes["train"]
+    assert f"/runs/{preprocess.info.run_id})" in notes["train"] and f"/runs/{tune.info.run_id})" in notes["train"]
+    assert evaluate_.data.tags[VERDICT_TAG] in notes["evaluate"]
+    card = client.get_run(chain.run_id).data.tags[MLFLOW_RUN_NOTE]
+    assert all(f"`{result.run_id}`" in card for result in chain.steps)
+    name = small_config.registry.model_name
+    description = client.get_model_version(name, chain.step("train").model_version).description
+    assert description.startswith(f"binary XGBoost model, test_roc_auc {train.data.metrics['test_roc_auc']:.4f}")
+    assert description.endswith(f"evaluate: **{PROMOTED}**. {evaluate_.data.tags['pipeline.verdict_reason']}")
+
+
+def test_a_weaker_challengers_description_shows_the_comparison(own_client, own_chain, small_config):
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
+
+    second = run_chain(small_config_with({"tune.max_boosting_rounds": 1, "evaluate.binary.thresholds": {}}))
+    note = own_client.get_run(second.step("evaluate").run_id).data.tags[MLFLOW_RUN_NOTE]
+    assert f"**{REJECTED}**" in note and "| metric | challenger | champion |" in note and "| roc_auc |" in note
