@@ -30,7 +30,7 @@ SERVER_ARGS ?=
 MODEL_URI ?= $(shell $(BIN)/python -c 'from pipeline.config import load_config; r = load_config().registry; \
 	print(f"models:/{r.model_name}@{r.champion_alias}")')
 
-.PHONY: help install run test test-fast lint bench serve server ui clean
+.PHONY: help install run test test-fast ui-check lint bench serve server ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -69,6 +69,12 @@ test: $(TEST_STAMP) $(AIRFLOW_STAMP) ## run all tests, the slow end-to-end ones 
 # test_template.py reads the selection from the recipe below: it runs the same tests in a copy of the repository.
 test-fast: $(TEST_STAMP) ## unit tests and light in-process checks (no model trained, no server): under a minute
 	$(BIN)/python -m pytest -m "not slow and not heavy" $(PYTEST_ARGS)
+
+# The browser check (tests/integration/test_ui.py) needs Debian's Chromium; `make test` skips it where there is none.
+ui-check: $(TEST_STAMP) ## the evaluate run's note checked in headless Chromium against a real `mlflow server`
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y --no-install-recommends chromium; } \
+		|| { echo "ui-check needs Chromium: sudo apt-get install chromium" >&2; exit 1; }
+	PIPELINE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest tests/integration/test_ui.py $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP) ## ruff (lint and format check) on the tree, mypy on pipeline/ (settings in pyproject.toml)
 	$(BIN)/ruff check .
