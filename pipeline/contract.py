@@ -30,6 +30,9 @@ ROLLED_BACK_TAG = "pipeline.rolled_back"  # version: why it stopped being the ch
 LAST_ROLLBACK_TAG = "pipeline.last_rollback"  # registered model: the last rollback, as JSON
 
 
+# train's test metric that the chain's summary, the registered version's description and the README quote, by task.
+HEADLINE_METRIC = {"binary": "test_roc_auc", "multiclass": "test_roc_auc", "regression": "test_rmse"}
+
 # preprocess on engine dask with data.output_uri: + split name (train, test): where that split was written.
 SPLIT_URI_TAG_PREFIX = "pipeline.split_uri."
 

@@ -2,7 +2,7 @@
 
 Outside `deferred()` the handler raises KeyboardInterrupt at once. Inside it (around XGBoost training, whose
 native code calls back into Python), raising from the handler can be swallowed by ctypes or crash the process, so
-the handler only records the signal: XGBoost's `StopOnSignal` callback ends training at the next round and
+the handler only records the signal: XGBoost's `stop_on_signal()` callback ends training at the next round and
 `raise_if_requested()` raises from plain Python right after.
 """
 
@@ -11,8 +11,6 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from xgboost.callback import TrainingCallback
 
 _received: int | None = None
 _deferring = 0
@@ -46,11 +44,16 @@ def raise_if_requested() -> None:
         raise KeyboardInterrupt(f"stopped by signal {_received}")
 
 
-class StopOnSignal(TrainingCallback):
-    """Ends XGBoost training at the next round once a SIGTERM was recorded."""
+def stop_on_signal():
+    """An XGBoost callback that ends training at the next round once a SIGTERM was recorded (XGBoost is imported
+    here, when a model is fitted, not when a command starts)."""
+    from xgboost.callback import TrainingCallback
 
-    def after_iteration(self, model: object, epoch: int, evals_log: dict) -> bool:
-        return _received is not None
+    class StopOnSignal(TrainingCallback):
+        def after_iteration(self, model: object, epoch: int, evals_log: dict) -> bool:
+            return _received is not None
+
+    return StopOnSignal()
 
 
 def was_interrupted(exc: BaseException) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from pipeline.config import DataConfig, SplitConfig, mask_source
 from pipeline.errors import DataError, first_line
@@ -152,6 +151,8 @@ def split_frame(
     frame: pd.DataFrame, target: str, split: SplitConfig, classification: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeded train/test split, stratified on the target when asked (classification only)."""
+    from sklearn.model_selection import train_test_split  # here: a command that splits nothing never imports it
+
     stratify = frame[target] if split.stratify and classification else None
     try:
         train, test = train_test_split(frame, test_size=split.test_size, random_state=split.seed, stratify=stratify)

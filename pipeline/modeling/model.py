@@ -9,16 +9,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
 import pandas as pd
 from xgboost import XGBClassifier, XGBModel, XGBRegressor
 
 from pipeline.config import SearchDimension
 from pipeline.data.schema import Schema
 from pipeline.data.transform import load_hook, probability_column
+
+if TYPE_CHECKING:  # train, evaluate and predict need no Optuna: tune imports it
+    import optuna
 
 # Packages a logged model needs to load; pinned to what this environment runs, so MLflow skips inference.
 _MODEL_PACKAGES = ("mlflow", "xgboost", "scikit-learn", "pandas", "numpy", "pyarrow", "loguru")

@@ -9,6 +9,7 @@ Writes: one run per computed step tagged `pipeline.chain_id`, plus the chain's o
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -31,11 +32,13 @@ from pipeline.contract import (
     CHAIN_STEPS,
     CHAIN_TAG,
     ERROR_TAG,
+    HEADLINE_METRIC,
     MAIN_STEP,
     MODEL_NAME_TAG,
     MODEL_VERSION_TAG,
     RESOLVED_CONFIG_ARTIFACT,
     STEP_TAG,
+    STEPS,
     TEST_ARTIFACT,
     TRAIN_ARTIFACT,
     UPSTREAM_TAG_PREFIX,
@@ -44,7 +47,6 @@ from pipeline.contract import (
 )
 from pipeline.errors import ConfigError, first_line
 from pipeline.results import StepResult
-from pipeline.steps import evaluate, preprocess, train, tune
 from pipeline.tracking.cache import Superseded, file_digest, find_reusable, source_digest, step_fingerprint
 from pipeline.tracking.lineage_view import render_markdown
 from pipeline.tracking.notes import write_note
@@ -159,12 +161,18 @@ def _cached(
             force = force - {step}
 
 
+def _step(name: str) -> Any:
+    """A step's module, imported when the step computes: a reused step costs no import of XGBoost, Optuna or
+    scikit-learn (a fully reused `main` starts in about the time of `import mlflow`)."""
+    return importlib.import_module(STEPS[name].module)
+
+
 # How `main` calls each step of the chain: (config, the run of the step it reads, eval-data, context) -> result.
 COMPUTE: dict[str, Callable[[PipelineConfig, str | None, str | None, RunContext], StepResult]] = {
-    "preprocess": lambda config, _, __, ctx: preprocess.run(config, context=ctx),
-    "tune": lambda config, upstream, _, ctx: tune.run(config, upstream_run_id=upstream, context=ctx),
-    "train": lambda config, upstream, _, ctx: train.run(config, upstream_run_id=upstream, context=ctx),
-    "evaluate": lambda config, upstream, eval_data, ctx: evaluate.run(
+    "preprocess": lambda config, _, __, ctx: _step("preprocess").run(config, context=ctx),
+    "tune": lambda config, upstream, _, ctx: _step("tune").run(config, upstream_run_id=upstream, context=ctx),
+    "train": lambda config, upstream, _, ctx: _step("train").run(config, upstream_run_id=upstream, context=ctx),
+    "evaluate": lambda config, upstream, eval_data, ctx: _step("evaluate").run(
         config, upstream_run_id=upstream, eval_data=eval_data, context=ctx
     ),
 }
@@ -266,7 +274,7 @@ def summary(result: ChainResult) -> str:
         f"  {step.step:<10} run {step.run_id}  " + ("(reused)" if step.reused else f"({step.duration_s:.1f} s)")
         for step in result.steps
     ]
-    headline = next(name for name in train.HEADLINE_METRIC.values() if name in train_result.metrics)
+    headline = next(name for name in HEADLINE_METRIC.values() if name in train_result.metrics)
     lines.append(
         f"  model      {train_result.model_name} version {train_result.model_version}, "
         f"{headline.replace('_', ' ').replace('roc auc', 'ROC AUC')} {train_result.metrics[headline]:.4f}"

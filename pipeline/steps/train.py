@@ -38,6 +38,7 @@ from pipeline.config import PipelineConfig
 from pipeline.contract import (
     BEST_PARAMS_ARTIFACT,
     FEATURE_IMPORTANCE_ARTIFACT,
+    HEADLINE_METRIC,
     HOOK_ARTIFACT,
     MODEL_ARTIFACT,
     MODEL_NAME_TAG,
@@ -55,9 +56,6 @@ from pipeline.tracking.lookup import download_artifact, read_json_artifact, read
 from pipeline.tracking.notes import version_headline
 from pipeline.tracking.registry import move_alias, register
 from pipeline.tracking.runs import RunContext, StepRun, log_params, step_run
-
-# The metric the chain's summary and the README quote for each task.
-HEADLINE_METRIC = {"binary": "test_roc_auc", "multiclass": "test_roc_auc", "regression": "test_rmse"}
 
 
 def test_metrics(y_test, predicted: np.ndarray, task: str) -> dict[str, float]:
@@ -89,7 +87,7 @@ def _fit_local(config: PipelineConfig, params: dict, schema: Schema, preprocess_
     train = read_split(preprocess_run, TRAIN_ARTIFACT, schema)
     x_test, y_test = features_and_target(read_split(preprocess_run, TEST_ARTIFACT, schema), config.data.target)
     logger.info("training a {} model on {} rows with {}", schema.task, len(train), params)
-    model = build_model(schema.task, params, config.train.fixed_params, callbacks=[interrupts.StopOnSignal()])
+    model = build_model(schema.task, params, config.train.fixed_params, callbacks=[interrupts.stop_on_signal()])
     with interrupts.deferred():
         model.fit(*features_and_target(train, config.data.target), verbose=False)
     predicted = model.predict(x_test) if schema.task == "regression" else model.predict_proba(x_test)

@@ -257,7 +257,7 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
     metric = eval_metric(tune.metric, task)
 
     def objective(trial: optuna.Trial) -> float:
-        callbacks: list[TrainingCallback] = [interrupts.StopOnSignal()]
+        callbacks: list[TrainingCallback] = [interrupts.stop_on_signal()]
         if tune.pruner.type != "none":
             pruning = XGBoostPruningCallback(trial, f"validation_0-{metric}")
             callbacks.append(_EveryRounds(pruning, tune.pruner.report_every))
