@@ -34,6 +34,11 @@ def benchmarks(quick: bool) -> list[tuple[str, list[str], str]]:
             ["tuning_overhead.py", "--repeats", "1" if quick else "2"],
             "ratio <= 1.25; 2 workers >= 1.7x",
         ),
+        (
+            "start-up: import mlflow, a fully reused main, train alone (fresh processes, median of 3)",
+            ["startup.py", "--repeats", "1" if quick else "3"],
+            "reused main <= 2x the floor; train alone <= 2.5x",
+        ),
         ("upstream lookup", ["lookup.py", *(["--sizes", "10", "1000"] if quick else [])], "< 50 ms at 10,000 runs"),
         (
             "serving latency, single raw rows over HTTP (hook, dates and labels inside the model)",
