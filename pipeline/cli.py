@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk-rows", default="", help="predict: rows scored at a time (default 100000)")
     parser.add_argument("--run-id", default="", help="lineage: show the chain behind this run")
     parser.add_argument("--reason", default="", help="rollback: why the champion is moved back (recorded)")
+    parser.add_argument("--at", default="", help="history: the champion at this time (ISO 8601; no zone = UTC)")
     parser.add_argument("--chain-id", default="", help="tag the run(s) with this pipeline.chain_id (orchestrators)")
     parser.add_argument(
         "--force",
@@ -71,12 +72,34 @@ def build_parser() -> argparse.ArgumentParser:
     # init-config (a local command, no MLproject entry point): write configs/<name>.yaml for a table.
     parser.add_argument("--source", default="", help="init-config: the table (CSV/Parquet, URL, s3://, SQL)")
     parser.add_argument("--target", default="", help="init-config: the column to predict")
-    parser.add_argument("--name", default="", help="init-config: config name (default: the source file's stem)")
+    parser.add_argument(
+        "--name",
+        default="",
+        help="init-config: config name (default: the source file's stem); history: the registered model "
+        "(default: registry.model_name)",
+    )
     parser.add_argument("--query", default="", help="init-config: SQL source: the SELECT to run")
     parser.add_argument("--table", default="", help="init-config: SQL source: the table to read")
     parser.add_argument("--overwrite", action="store_true", help="init-config: replace an existing config file")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON, as the last line of output")
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_flag,
+        metavar="true|false",
+        help="print the result as JSON, as the last line of output (a bare --json means true; '' false)",
+    )
     return parser
+
+
+def _flag(value: str) -> bool:
+    """A flag's value as MLproject passes it: '' (not set) or false/0/no, true/1/yes."""
+    if value.strip().lower() in ("", "false", "0", "no"):
+        return False
+    if value.strip().lower() in ("true", "1", "yes"):
+        return True
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
 
 
 def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -103,7 +126,7 @@ def _step(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, An
     check_tracking_store()
     context = RunContext(launcher_run_id=launcher_run_id, chain_id=args.chain_id or None)
     result = COMMANDS[args.step](config, args, context)
-    if isinstance(result, dict):  # main and lineage report for themselves
+    if isinstance(result, dict):  # main, lineage and history report for themselves
         return result
     fill_model_aliases(MlflowClient(), [result])
     logger.success("{} run {} finished", result.step, result.run_id)
@@ -181,6 +204,15 @@ def _lineage(config, args: argparse.Namespace, context) -> dict[str, Any]:
     return lineage.run(config, run_id=args.run_id or None, alias=args.alias or None, version=args.version or None)
 
 
+def _history(config, args: argparse.Namespace, context) -> dict[str, Any]:
+    from pipeline.steps import history
+
+    result = history.run(config, name=args.name or None, at=args.at or None)
+    if not args.json:  # --json: the JSON line alone, for machines
+        print(history.render(result), flush=True)
+    return result
+
+
 def _init_config(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, Any]:
     """init-config writes a config: no config to load, no tracking store to check."""
     from pipeline.steps import init_config
@@ -211,6 +243,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "rollback": _rollback,
     "predict": _predict,
     "lineage": _lineage,
+    "history": _history,
 }
 
 

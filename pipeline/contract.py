@@ -20,8 +20,9 @@ DATA_DIGEST_TAG = "pipeline.data_digest"  # preprocess: content digest of the sp
 TASK_TAG = "pipeline.task"  # preprocess: binary, multiclass or regression
 VERDICT_TAG = "pipeline.verdict"  # evaluate: promoted / rejected / ...
 VERDICT_REASON_TAG = "pipeline.verdict_reason"
+PROMOTION_TAG = "pipeline.promotion"  # evaluate, when it moved @champion: JSON from, to, by, at (the promotion log)
 ERROR_TAG = "pipeline.error"  # a failed run: the one-line error
-MODEL_NAME_TAG = "pipeline.model.name"  # train, evaluate, predict: the registered model the run made or used
+MODEL_NAME_TAG = "pipeline.model.name"  # train, evaluate, predict, rollback: the registered model made or used
 MODEL_VERSION_TAG = "pipeline.model.version"
 
 # --- tags on registered model versions and models -------------------------------------------------------------------
@@ -118,7 +119,7 @@ CHAIN = (
         records=("train", "preprocess"),
         config_sections=("engine", "data", "registry", "evaluate"),
         artifacts=(LINEAGE_CARD_ARTIFACT,),
-        run_tags=(VERDICT_TAG, VERDICT_REASON_TAG, MODEL_NAME_TAG, MODEL_VERSION_TAG),
+        run_tags=(VERDICT_TAG, VERDICT_REASON_TAG, MODEL_NAME_TAG, MODEL_VERSION_TAG, PROMOTION_TAG),
         version_tags=(VERDICT_TAG, version_run_tag("evaluate"), PREVIOUS_CHAMPION_TAG),
     ),
 )
@@ -138,6 +139,7 @@ SIDE_STEPS = (
         records=(),
         config_sections=("registry",),
         artifacts=(),
+        run_tags=(MODEL_NAME_TAG, MODEL_VERSION_TAG),
         version_tags=(ROLLED_BACK_TAG, LAST_ROLLBACK_TAG),
     ),
 )

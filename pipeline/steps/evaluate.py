@@ -8,7 +8,8 @@ Writes: the default evaluator's metrics and artifacts for the task (classifier o
         (metrics linked to the LoggedModel too); the champion's metrics as `champion_<metric>` (from a nested run
         `champion-baseline`); tags pipeline.model.name / pipeline.model.version (the version judged),
         pipeline.verdict and pipeline.verdict_reason (the verdict also on the model version);
-        alias `registry.champion_alias` moved to the challenger on a pass, gated by `evaluate.<task>`; `lineage.md`,
+        alias `registry.champion_alias` moved to the challenger on a pass, gated by `evaluate.<task>`, and then
+        pipeline.promotion on this run (JSON from, to, by, at: the record `history` reads); `lineage.md`,
         the chain behind the version (run ids, key params and metrics, the verdict).
 """
 

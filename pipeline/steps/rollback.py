@@ -4,8 +4,10 @@ Reads:  the registered model's aliases `registry.champion_alias` and `registry.p
 Writes: the champion alias on the previous champion; the previous-champion alias on *its* predecessor (tag
         `pipeline.previous_champion` of that version), or removed when none is recorded; tag
         `pipeline.rolled_back` (the reason) on the version rolled back from; tag `pipeline.last_rollback` (JSON:
-        from, to, by, at, reason) on the registered model; a run tagged `pipeline.step` = `rollback` with the same
-        facts as params. Nothing changes when there is no previous champion.
+        from, to, by, at, reason; `at` in UTC to the millisecond) on the registered model; a run tagged
+        `pipeline.step` = `rollback`, `pipeline.model.name` and `pipeline.model.version` (the version rolled back
+        to) with the same facts as params: one run per rollback, which `history` reads. Nothing changes when there
+        is no previous champion.
 """
 
 from __future__ import annotations
@@ -18,10 +20,16 @@ import mlflow
 from loguru import logger
 
 from pipeline.config import PipelineConfig
-from pipeline.contract import LAST_ROLLBACK_TAG, PREVIOUS_CHAMPION_TAG, ROLLED_BACK_TAG
+from pipeline.contract import (
+    LAST_ROLLBACK_TAG,
+    MODEL_NAME_TAG,
+    MODEL_VERSION_TAG,
+    PREVIOUS_CHAMPION_TAG,
+    ROLLED_BACK_TAG,
+)
 from pipeline.errors import UpstreamError
 from pipeline.results import StepResult
-from pipeline.tracking.registry import alias_version, move_alias
+from pipeline.tracking.registry import alias_version, move_alias, utc_timestamp
 from pipeline.tracking.runs import RunContext, step_run
 
 
@@ -42,9 +50,10 @@ def run(config: PipelineConfig, *, reason: str = "", context: RunContext = RunCo
             "from": current,
             "to": previous,
             "by": getpass.getuser(),
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "at": utc_timestamp(),
             "reason": reason or "not given",
         }
+        mlflow.set_tags({MODEL_NAME_TAG: name, MODEL_VERSION_TAG: previous})
         mlflow.log_params({f"rollback.{key}": value for key, value in record.items()})
         earlier = client.get_model_version(name, previous).tags.get(PREVIOUS_CHAMPION_TAG)
         move_alias(active, name, registry.champion_alias, previous)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import getpass
+import json
+from datetime import UTC, datetime
+
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import RegistryConfig
-from pipeline.contract import PREVIOUS_CHAMPION_TAG
+from pipeline.contract import PREVIOUS_CHAMPION_TAG, PROMOTION_TAG
 from pipeline.tracking.runs import StepRun
+
+
+def utc_timestamp() -> str:
+    """Now, as ISO 8601 in UTC to the millisecond (`2026-11-20T12:00:00.123Z`): when a promotion or rollback was."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -61,9 +70,14 @@ def register(active: StepRun, model_uri: str, name: str, tags: dict[str, str], h
 
 def promote(active: StepRun, registry: RegistryConfig, version: str) -> None:
     """Make `version` the champion; the champion it replaces keeps the previous-champion alias, and the new
-    version records it in a tag, so `rollback` can walk back one promotion at a time."""
+    version records it in a tag, so `rollback` can walk back one promotion at a time. When the champion alias
+    really moves, the step's run records the promotion (`pipeline.promotion`: from, to, by, at) for `history`."""
     previous = alias_version(active.client, registry.model_name, registry.champion_alias)
     if previous and previous != version:
         active.client.set_model_version_tag(registry.model_name, version, PREVIOUS_CHAMPION_TAG, previous)
         move_alias(active, registry.model_name, registry.previous_champion_alias, previous)
     move_alias(active, registry.model_name, registry.champion_alias, version)
+    if previous != version:
+        record = {"from": previous, "to": version, "by": getpass.getuser(), "at": utc_timestamp()}
+        active.client.set_tag(active.run_id, PROMOTION_TAG, json.dumps(record))
+        active.on_failure(lambda: active.client.delete_tag(active.run_id, PROMOTION_TAG))  # the move is undone too
