@@ -142,3 +142,18 @@ def test_the_template_switched_to_a_csv_by_editing_configs_only(tmp_path, templa
     assert done.returncode == 0, done.stderr[-3000:]
     scored = pd.read_csv(root / "scored.csv")
     assert len(scored) == 25 and {"customer_id", "prediction", "probability_1"} <= set(scored.columns)
+
+
+def test_a_step_runs_in_an_environment_uv_builds_from_conda_yaml(tmp_path, template_store):
+    """`--env-manager uv`: MLflow builds a virtualenv from conda.yaml with uv (no conda) and runs the step in it."""
+    if shutil.which("uv", path=str(Path(sys.executable).parent)) is None:
+        pytest.fail("uv is not installed (it comes with the test extra)")
+    env = copy_project(tmp_path, template_store)
+    command = [str(Path(sys.executable).parent / "mlflow"), "run", ".", "-e", "preprocess", "--env-manager", "uv"]
+    command += ["-P", f"config={CONFIG}", "-P", "result-file=result.json"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    run = MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(result["run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["mlflow.project.env"] == "uv"
+    assert run.data.tags[STEP_TAG] == "preprocess" and result["status"] == "FINISHED"
