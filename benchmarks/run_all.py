@@ -50,6 +50,12 @@ def benchmarks(quick: bool) -> list[tuple[str, list[str], str]]:
             ["scale.py", *(["--rows", "100000"] if quick else [])],
             "peak < 4 GB",
         ),
+        (
+            "engine dask against local: 1M and 10M rows x 30 features (Parquet parts), 3 trials of <= 100 rounds, "
+            "LocalCluster 2 workers x 1.5 GB; local at 1M only",
+            ["dask_scale.py", *(["--rows", "50000", "200000", "--local-max-rows", "200000"] if quick else [])],
+            "dask at 10M: no process > 4 GB; at 1M: dask <= 1.5x local",
+        ),
     ]
 
 

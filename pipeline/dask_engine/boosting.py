@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from xgboost import XGBClassifier, XGBModel, XGBRegressor
 
 from pipeline.config import PipelineConfig
@@ -42,12 +43,19 @@ def as_estimator(booster: Any, task: str) -> XGBModel:
     return estimator
 
 
+def _as_float32(part: pd.DataFrame) -> pd.DataFrame:
+    return part.astype({name: "float32" for name in part.columns if part[name].dtype == "float64"})
+
+
 def matrix(client: Any, frame, target: str, ref: Any = None):
+    """The split as XGBoost's quantised matrix on the workers. Its partitions stay in the workers' memory for every
+    fit (xgboost.dask builds each worker's matrix from them), so numbers are held as float32, what XGBoost computes
+    in anyway: half the memory of the float64 split, the same model."""
     from xgboost import dask as dxgb
 
-    return dxgb.DaskQuantileDMatrix(
-        client, frame.drop(columns=[target]), frame[target], enable_categorical=True, ref=ref
-    )
+    features = frame.drop(columns=[target])
+    features = features.map_partitions(_as_float32, meta=_as_float32(features._meta))
+    return dxgb.DaskQuantileDMatrix(client, features, frame[target], enable_categorical=True, ref=ref)
 
 
 def collective(config: PipelineConfig) -> Any:

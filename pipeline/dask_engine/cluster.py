@@ -123,6 +123,13 @@ def cluster_faults(what: str) -> Iterator[None]:
     try:
         yield
     except (XGBoostError, KilledWorker, CommClosedError, FutureCancelledError) as exc:
+        if isinstance(exc, KilledWorker):
+            # Dask restarts a worker that goes over its memory limit, and gives up on a task after a few restarts.
+            raise ClusterError(
+                f"{what} failed on the Dask cluster: its workers died running the same task, most often by going "
+                "over dask.memory_limit (XGBoost holds each worker's share of the split in memory): raise it, add "
+                "workers, or write the data in smaller Parquet row groups"
+            ) from exc
         reasons = [line.strip("- ") for line in str(exc).splitlines() if line.startswith("- [")]
         reason = reasons[0].split("]: ", 1)[-1] if reasons else first_line(exc)
         raise ClusterError(
