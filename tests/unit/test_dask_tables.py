@@ -88,3 +88,17 @@ def test_a_folder_dataset_has_a_content_digest_that_survives_a_move(tmp_path):
     assert source_digest(DataConfig.whole_table(str(tmp_path / "*.parquet/*.parquet"), "target")) is not None
     table().iloc[:10].to_parquet(moved / "part.1.parquet")
     assert source_digest(DataConfig.whole_table(str(moved), "target")) != first
+
+
+def test_workers_dying_on_a_task_are_one_line_naming_the_memory_limit():
+    from distributed.scheduler import KilledWorker
+
+    from pipeline.dask_engine.cluster import cluster_faults
+    from pipeline.errors import ClusterError
+
+    with pytest.raises(
+        ClusterError, match=r"^tune's trial 3 failed on the Dask cluster: .*dask\.memory_limit"
+    ) as caught:
+        with cluster_faults("tune's trial 3"):
+            raise KilledWorker("fn-1", "tcp://127.0.0.1:1", allowed_failures=3)
+    assert caught.value.exit_code == 4 and "\n" not in str(caught.value)
