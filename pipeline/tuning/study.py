@@ -6,6 +6,7 @@ the same preprocess data, and shared by concurrent workers; `n_trials` counts fi
 
 from __future__ import annotations
 
+import copy
 import datetime
 import hashlib
 import json
@@ -13,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import optuna
 import pandas as pd
@@ -139,9 +140,12 @@ def study_name(config: PipelineConfig, experiment_name: str, data_identity: str)
 
 
 def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
+    """The configured pruner; with a persistent storage the median pruner reads the completed trials once per trial
+    (see _MedianPrunerReadingOnce)."""
     pruner = tune.pruner
     if pruner.type == "median":
-        return optuna.pruners.MedianPruner(
+        median = _MedianPrunerReadingOnce if tune.storage else optuna.pruners.MedianPruner
+        return median(
             n_startup_trials=pruner.startup_trials,
             n_warmup_steps=pruner.warmup_rounds,
             interval_steps=pruner.report_every,
@@ -151,6 +155,43 @@ def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
     if pruner.type == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=pruner.report_every, max_resource=tune.max_boosting_rounds)
     return optuna.pruners.NopPruner()
+
+
+# How old the completed trials the median pruner compares a trial with may be, in seconds (see below).
+PRUNER_READ_EVERY_S = 5.0
+
+
+class _MedianPrunerReadingOnce(optuna.pruners.MedianPruner):
+    """Optuna's median pruner, reading the study's completed trials at a trial's first report and then at most every
+    PRUNER_READ_EVERY_S seconds, not at every report. From a database each read is a query of every running and new
+    trial (~5 ms on PostgreSQL, more than the report's own write; see docs/benchmarks.md). With one worker running one
+    trial at a time, trials complete only between its trials, so the decisions are the same; with several, a trial
+    another worker completes joins the median up to PRUNER_READ_EVERY_S later."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read: tuple[int, float, list[optuna.trial.FrozenTrial]] | None = None  # (trial number, when, trials)
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        read, now = self._read, time.monotonic()
+        if read is None or read[0] != trial.number or now - read[1] > PRUNER_READ_EVERY_S:
+            read = self._read = (trial.number, now, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        return super().prune(cast(optuna.Study, _CompletedAsRead(study, read[2])), trial)
+
+
+class _CompletedAsRead:
+    """A study whose completed trials are the ones given (what the median pruner reads); all else is the study's."""
+
+    def __init__(self, study: optuna.Study, complete: list[optuna.trial.FrozenTrial]) -> None:
+        self._study, self._complete = study, complete
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[optuna.trial.FrozenTrial]:
+        if states is None or tuple(states) != (TrialState.COMPLETE,):
+            return self._study.get_trials(deepcopy=deepcopy, states=states)
+        return copy.deepcopy(self._complete) if deepcopy else self._complete
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
 
 
 def open_study(config: PipelineConfig, name: str, digest: str = "") -> optuna.Study:
@@ -191,14 +232,26 @@ def _check_same_search(study: optuna.Study, config: PipelineConfig, digest: str)
 
 
 class _EveryRounds(TrainingCallback):
-    """Pass every n-th round to Optuna's XGBoost pruning callback: each report is a storage write."""
+    """Pass every n-th round from round `first` (0-based) on to Optuna's XGBoost pruning callback: each report is a
+    storage write (~4 ms on PostgreSQL)."""
 
-    def __init__(self, inner: TrainingCallback, every: int) -> None:
+    def __init__(self, inner: TrainingCallback, every: int, first: int = 0) -> None:
         super().__init__()
-        self._inner, self._every = inner, every
+        self._inner, self._every, self._first = inner, every, first
 
     def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
-        return (epoch + 1) % self._every == 0 and self._inner.after_iteration(model, epoch, evals_log)
+        return (
+            epoch >= self._first
+            and (epoch + 1) % self._every == 0
+            and self._inner.after_iteration(model, epoch, evals_log)
+        )
+
+
+def first_report(tune: TuneConfig) -> int:
+    """The first round (0-based) a trial reports to the pruner. With a persistent storage the median pruner is not
+    told the rounds of its warm-up: it cannot prune there, and only compares trials at rounds after it, so those
+    reports would be storage writes (a fifth of them at 100 rounds) that change no decision."""
+    return tune.pruner.warmup_rounds if tune.storage and tune.pruner.type == "median" else 0
 
 
 _MULTICLASS_METRIC = {"logloss": "mlogloss", "error": "merror"}
@@ -260,7 +313,7 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
         callbacks: list[TrainingCallback] = [interrupts.stop_on_signal()]
         if tune.pruner.type != "none":
             pruning = XGBoostPruningCallback(trial, f"validation_0-{metric}")
-            callbacks.append(_EveryRounds(pruning, tune.pruner.report_every))
+            callbacks.append(_EveryRounds(pruning, tune.pruner.report_every, first_report(tune)))
         model = build_model(
             task,
             suggest_params(trial, tune.search_space),

@@ -111,3 +111,40 @@ def test_a_trial_left_before_its_first_heartbeat_is_failed_after_the_grace_perio
     time.sleep(2.2)
     optuna.storages.fail_stale_trials(study)
     assert study.trials[orphan.number].state == optuna.trial.TrialState.FAIL
+
+
+def _pruned_study(pruner: optuna.pruners.BasePruner) -> list[tuple[str, float | None]]:
+    """40 seeded trials reporting a noisy learning curve every 5 rounds from round 25: (state, value) of each."""
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=3), pruner=pruner)
+
+    def objective(trial: optuna.Trial) -> float:
+        rate = trial.suggest_float("rate", 0.01, 1.0, log=True)
+        value = 1.0
+        for step in range(24, 100, 5):
+            value = 1.0 / (1.0 + rate * step) + trial.number % 3 * 0.01
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return value
+
+    study.optimize(objective, n_trials=40)
+    return [(trial.state.name, trial.value) for trial in study.trials]
+
+
+def test_the_median_pruner_reading_once_decides_as_optunas_with_one_worker(small_config):
+    from pipeline.tuning.study import _MedianPrunerReadingOnce
+
+    settings = {"n_startup_trials": 5, "n_warmup_steps": 20, "interval_steps": 5}
+    decided = _pruned_study(_MedianPrunerReadingOnce(**settings))
+    assert decided == _pruned_study(optuna.pruners.MedianPruner(**settings))
+    assert any(state == "PRUNED" for state, _ in decided)  # the comparison covers pruning decisions
+
+
+def test_only_a_stored_median_study_skips_reporting_the_warmup_rounds(small_config):
+    from pipeline.tuning.study import first_report
+
+    stored = small_config.tune.model_copy(update={"storage": "sqlite:///x.db"})
+    assert first_report(stored) == small_config.tune.pruner.warmup_rounds
+    assert first_report(small_config.tune) == 0
+    hyperband = stored.model_copy(update={"pruner": stored.pruner.model_copy(update={"type": "hyperband"})})
+    assert first_report(hyperband) == 0
