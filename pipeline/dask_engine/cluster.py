@@ -122,12 +122,15 @@ def cluster_faults(what: str) -> Iterator[None]:
 
     try:
         yield
-    except (XGBoostError, KilledWorker, CommClosedError, FutureCancelledError) as exc:
-        if isinstance(exc, KilledWorker):
-            # Dask restarts a worker that goes over its memory limit, and gives up on a task after a few restarts.
+    except (XGBoostError, KilledWorker, CommClosedError, FutureCancelledError, ValueError) as exc:
+        if isinstance(exc, ValueError) and "Invalid worker address" not in str(exc):
+            raise  # not a cluster fault
+        if isinstance(exc, (KilledWorker, ValueError)):
+            # Dask restarts a worker that goes over its memory limit and gives up on a task after a few restarts;
+            # xgboost.dask, which pins its tasks to workers, fails at once when one of them was replaced.
             raise ClusterError(
-                f"{what} failed on the Dask cluster: its workers died running the same task, most often by going "
-                "over dask.memory_limit (XGBoost holds each worker's share of the split in memory): raise it, add "
+                f"{what} failed on the Dask cluster: a worker died and was replaced, most often for going over "
+                "dask.memory_limit (XGBoost holds each worker's share of the split in memory): raise it, add "
                 "workers, or write the data in smaller Parquet row groups"
             ) from exc
         reasons = [line.strip("- ") for line in str(exc).splitlines() if line.startswith("- [")]

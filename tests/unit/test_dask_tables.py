@@ -102,3 +102,18 @@ def test_workers_dying_on_a_task_are_one_line_naming_the_memory_limit():
         with cluster_faults("tune's trial 3"):
             raise KilledWorker("fn-1", "tcp://127.0.0.1:1", allowed_failures=3)
     assert caught.value.exit_code == 4 and "\n" not in str(caught.value)
+
+
+def test_a_worker_replaced_under_xgboost_is_one_line_and_other_value_errors_pass_through():
+    from pipeline.dask_engine.cluster import cluster_faults
+    from pipeline.errors import ClusterError
+
+    replaced = (
+        "Invalid worker address: tcp://127.0.0.1:2, expecting tcp://127.0.0.1:1. Resilience is not yet supported."
+    )
+    with pytest.raises(ClusterError, match="a worker died and was replaced"):
+        with cluster_faults("train's fit"):
+            raise ValueError(replaced)
+    with pytest.raises(ValueError, match="not a cluster's"):
+        with cluster_faults("train's fit"):
+            raise ValueError("not a cluster's")
