@@ -123,9 +123,10 @@ def cluster_faults(what: str) -> Iterator[None]:
     try:
         yield
     except (XGBoostError, KilledWorker, CommClosedError, FutureCancelledError, ValueError) as exc:
-        if isinstance(exc, ValueError) and "Invalid worker address" not in str(exc):
+        replaced = type(exc) is ValueError  # XGBoostError is a ValueError too: only Dask's plain one counts here
+        if replaced and "Invalid worker address" not in str(exc):
             raise  # not a cluster fault
-        if isinstance(exc, (KilledWorker, ValueError)):
+        if replaced or isinstance(exc, KilledWorker):
             # Dask restarts a worker that goes over its memory limit and gives up on a task after a few restarts;
             # xgboost.dask, which pins its tasks to workers, fails at once when one of them was replaced.
             raise ClusterError(
