@@ -24,7 +24,7 @@ from pipeline.config import DataConfig, SplitConfig
 from pipeline.contract import split_uri_tag
 from pipeline.data import feature_hook, transform
 from pipeline.data.schema import Schema, conform
-from pipeline.data.sources import SKLEARN_PREFIX, load_source, loggable_source
+from pipeline.data.sources import SKLEARN_PREFIX, checked_columns, load_source, loggable_source
 from pipeline.errors import DataError, UpstreamError, first_line
 
 # Rows of the first partition used to learn what the hook and the schema make of a partition (Dask's meta).
@@ -68,18 +68,7 @@ def read_source(data: DataConfig):
         raise DataError(f"data source {shown}: {first_line(exc)}") from exc
     except (OSError, ValueError) as exc:
         raise DataError(f"data source {shown} cannot be read: {first_line(exc)}") from exc
-    return _checked(frame, data, shown)
-
-
-def _checked(frame, data: DataConfig, shown: str):
-    columns = [str(c) for c in frame.columns]
-    if duplicated := sorted({c for c in columns if columns.count(c) > 1}):
-        raise DataError(f"{shown} has duplicate column names: {', '.join(duplicated)}")
-    if data.target not in columns:
-        raise DataError(f"target column '{data.target}' not in {shown} (columns: {', '.join(columns[:8])}, ...)")
-    if missing := [c for c in [*data.id_columns, *(data.features or [])] if c not in columns]:
-        raise DataError(f"{shown} has no column(s) {', '.join(missing)} (named in data.id_columns / data.features)")
-    return frame[[*data.id_columns, *data.features, data.target]] if data.features else frame
+    return checked_columns(frame, data, keep_ids=True)
 
 
 def _split_part(part: pd.DataFrame, seed: int, share: float, held_out: bool, partition_info=None) -> pd.DataFrame:

@@ -96,6 +96,13 @@ def load_source(data: DataConfig, keep_ids: bool = False) -> pd.DataFrame:
         frame = read_sql(data)
     else:
         frame = read_table(data.source)
+    return checked_columns(frame, data, keep_ids)
+
+
+def checked_columns(frame, data: DataConfig, keep_ids: bool = False):
+    """The table's columns checked against the config (no duplicates, the target, the named id and feature
+    columns) and selected as `load_source` says. `frame` is a pandas or a Dask DataFrame (only its columns are
+    read), so both engines refuse a table with the same messages."""
     shown = loggable_source(data)
     if duplicated := sorted({str(c) for c in frame.columns[frame.columns.duplicated()]}):
         raise DataError(f"{shown} has duplicate column names: {', '.join(duplicated)}")
