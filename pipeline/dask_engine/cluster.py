@@ -5,6 +5,7 @@ does not answer within `dask.timeout_s` (ClusterError, exit 4, the address maske
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -90,13 +91,19 @@ def _connect(dask: DaskConfig) -> Iterator[Any]:
             logger.info("dask: {} workers on {}", len(client.scheduler_info()["workers"]), shown)
             yield client
         return
-    cluster = LocalCluster(
-        n_workers=dask.n_workers,
-        threads_per_worker=dask.threads_per_worker,
-        memory_limit=dask.memory_limit,
-        dashboard_address=None,
-        silence_logs=40,  # workers' INFO lines (spilling, start-up) stay out of the step's log
-    )
+    import dask as dask_library
+
+    # No spilling to disk: XGBoost's task pins every partition it trains on, so writing them out frees nothing while
+    # it runs (measured: the same peak), and each later trial read them all back. The limit still holds: Dask pauses
+    # a worker at 80 % of it and restarts one at 95 %.
+    with dask_library.config.set({"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False}):
+        cluster = LocalCluster(
+            n_workers=dask.n_workers,
+            threads_per_worker=dask.threads_per_worker,
+            memory_limit=dask.memory_limit,
+            dashboard_address=None,
+            silence_logs=40,  # workers' INFO lines (start-up) stay out of the step's log
+        )
     with cluster, Client(cluster) as client:
         logger.info("dask: {}", shown)
         yield client
@@ -111,29 +118,58 @@ def n_workers(client: Any) -> int:
     return len(client.scheduler_info()["workers"])
 
 
+# How long a failed step waits for a nanny's report that it restarted its worker for memory (the nanny sends it as it
+# stops the worker; XGBoost's peers may fail first).
+MEMORY_REPORT_WAIT_S = 2.0
+
+
+def _memory_restarts(client: Any, since: float) -> list[dict]:
+    """The nannies' reports of workers they restarted for going over the memory limit since `since`."""
+    if client is None:
+        return []
+    deadline = time.monotonic() + MEMORY_REPORT_WAIT_S
+    while True:
+        try:
+            events = client.get_events("worker-restart-memory")
+        except Exception:  # noqa: BLE001 - the scheduler itself gone: no report to read
+            return []
+        found = [event for stamp, event in events if stamp >= since]
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.25)
+
+
+def _over_memory(what: str, restarts: list[dict]) -> ClusterError:
+    seen = f" (a worker reached {max(event['rss'] for event in restarts) / 2**20:,.0f} MiB)" if restarts else ""
+    return ClusterError(
+        f"{what} failed on the Dask cluster: a worker went over dask.memory_limit and was restarted{seen}. "
+        "XGBoost holds each worker's share of the split in memory: raise dask.memory_limit, add workers, or train "
+        "tune's trials on a sample (tune.sample_rows)"
+    )
+
+
 @contextmanager
-def cluster_faults(what: str) -> Iterator[None]:
+def cluster_faults(what: str, client: Any = None) -> Iterator[None]:
     """XGBoost's and Dask's errors during `what` as one line (ClusterError, exit 4): a worker killed or cut off
-    breaks XGBoost's collective (its peers fail within `dask.timeout_s`), Dask reports a worker lost."""
+    breaks XGBoost's collective (its peers fail within `dask.timeout_s`), Dask reports a worker lost. With the
+    `client`, a worker its nanny restarted for memory is named as such, whichever error its peers saw."""
     from distributed.client import FutureCancelledError
     from distributed.comm import CommClosedError
     from distributed.scheduler import KilledWorker
     from xgboost.core import XGBoostError
 
+    since = time.time()
     try:
         yield
     except (XGBoostError, KilledWorker, CommClosedError, FutureCancelledError, ValueError) as exc:
         replaced = type(exc) is ValueError  # XGBoostError is a ValueError too: only Dask's plain one counts here
         if replaced and "Invalid worker address" not in str(exc):
             raise  # not a cluster fault
-        if replaced or isinstance(exc, KilledWorker):
+        restarts = _memory_restarts(client, since)
+        if restarts or replaced or isinstance(exc, KilledWorker):
             # Dask restarts a worker that goes over its memory limit and gives up on a task after a few restarts;
             # xgboost.dask, which pins its tasks to workers, fails at once when one of them was replaced.
-            raise ClusterError(
-                f"{what} failed on the Dask cluster: a worker died and was replaced, most often for going over "
-                "dask.memory_limit (XGBoost holds each worker's share of the split in memory): raise it, add "
-                "workers, or write the data in smaller Parquet row groups"
-            ) from exc
+            raise _over_memory(what, restarts) from exc
         reasons = [line.strip("- ") for line in str(exc).splitlines() if line.startswith("- [")]
         reason = reasons[0].split("]: ", 1)[-1] if reasons else first_line(exc)
         raise ClusterError(

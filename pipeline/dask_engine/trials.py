@@ -16,7 +16,7 @@ from xgboost.callback import TrainingCallback
 
 from pipeline.config import PipelineConfig
 from pipeline.dask_engine import tables
-from pipeline.dask_engine.boosting import booster_params, collective, matrix
+from pipeline.dask_engine.boosting import booster_params, collective, matrices, release_freed_memory
 from pipeline.dask_engine.cluster import cluster_faults
 from pipeline.modeling.model import suggest_params
 from pipeline.tuning.study import BEST_ITERATION_ATTR, FINISHED_STATES, eval_metric
@@ -64,15 +64,14 @@ def make_objective(client: Any, train, config: PipelineConfig, task: str, n_clas
             "tune: trials train on a sample of about {} of {} rows (tune.sample_rows)", tune.sample_rows, n_train
         )
     fit_part, valid_part = tables.split(train, config.split.validation_size, config.split.seed + 1)
-    fit_matrix = matrix(client, fit_part, target)
-    valid_matrix = matrix(client, valid_part, target, ref=fit_matrix)
+    fit_matrix, valid_matrix = matrices(client, target, fit_part, valid_part)
     metric = eval_metric(tune.metric, task)
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tune.search_space)
         every = tune.pruner.report_every
         pruning = [SnapshotPruning(trial.study, ("validation", metric), every)] if tune.pruner.type != "none" else []
-        with cluster_faults(f"tune's trial {trial.number}"):
+        with cluster_faults(f"tune's trial {trial.number}", client):
             fitted = dxgb.train(
                 client,
                 {**booster_params(task, params, config.train.fixed_params, n_classes), "eval_metric": metric},
@@ -84,6 +83,7 @@ def make_objective(client: Any, train, config: PipelineConfig, task: str, n_clas
                 verbose_eval=False,
                 coll_cfg=collective(config),
             )
+        release_freed_memory(client)  # what the trial's matrices freed, before the next trial builds its own
         booster, scores = fitted["booster"], fitted["history"]["validation"][metric]
         if pruning:
             for epoch in range(every - 1, len(scores), every):

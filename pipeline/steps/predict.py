@@ -166,7 +166,7 @@ def _predict_on_cluster(config: PipelineConfig, served, model_uri: str, source: 
     from pipeline.dask_engine.cluster import cluster_facts, cluster_faults, dask_client
     from pipeline.dask_engine.scoring import score_to_parquet
 
-    with dask_client(config.dask) as client, cluster_faults("predict"):
+    with dask_client(config.dask) as client, cluster_faults("predict", client):
         log_params({**cluster_facts(client, config.dask), "predict.output": str(target.resolve())})
         try:
             return score_to_parquet(served, model_uri, source, target, local_cluster=not config.dask.scheduler)

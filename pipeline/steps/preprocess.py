@@ -148,7 +148,7 @@ def _run_on_cluster(config: PipelineConfig, run_id: str) -> Outcome:
     from pipeline.dask_engine import preprocess as on_cluster
     from pipeline.dask_engine.cluster import cluster_facts, cluster_faults, dask_client
 
-    with dask_client(config.dask) as client, cluster_faults("preprocess"):
+    with dask_client(config.dask) as client, cluster_faults("preprocess", client):
         log_params(cluster_facts(client, config.dask))
         splits, schema, report, raw_sample = on_cluster.prepare(config)
         mlflow.log_metric("n_partitions", splits["train"].npartitions)

@@ -111,9 +111,42 @@ def test_a_worker_replaced_under_xgboost_is_one_line_and_other_value_errors_pass
     replaced = (
         "Invalid worker address: tcp://127.0.0.1:2, expecting tcp://127.0.0.1:1. Resilience is not yet supported."
     )
-    with pytest.raises(ClusterError, match="a worker died and was replaced"):
+    with pytest.raises(ClusterError, match="a worker went over dask.memory_limit and was restarted"):
         with cluster_faults("train's fit"):
             raise ValueError(replaced)
     with pytest.raises(ValueError, match="not a cluster's"):
         with cluster_faults("train's fit"):
             raise ValueError("not a cluster's")
+
+
+class _Scheduler:
+    """A client's view of the scheduler's event log (Client.get_events)."""
+
+    def __init__(self, events: list[tuple[float, dict]]) -> None:
+        self.events = events
+
+    def get_events(self, topic: str) -> list[tuple[float, dict]]:
+        return self.events if topic == "worker-restart-memory" else []
+
+
+def test_a_collective_failure_after_a_memory_restart_names_the_limit_and_the_size(monkeypatch):
+    import time
+
+    from xgboost.core import XGBoostError
+
+    from pipeline.dask_engine import cluster
+    from pipeline.errors import ClusterError
+
+    monkeypatch.setattr(cluster, "MEMORY_REPORT_WAIT_S", 0.0)
+    broken = "[12:48:35] result.cc:83: \n- [allreduce.cc:135|12:48:35]: Ring Allreduce failed.\n"
+    old = (time.time() - 3600, {"worker": "tcp://127.0.0.1:1", "pid": 1, "rss": 5 * 2**30})
+    with pytest.raises(ClusterError, match=r"Ring Allreduce failed.*see the workers' logs"):  # an old restart: not ours
+        with cluster.cluster_faults("tune's trial 0", _Scheduler([old])):
+            raise XGBoostError(broken)
+    restart = (time.time() + 1, {"worker": "tcp://127.0.0.1:2", "pid": 2, "rss": 1825 * 2**20})
+    with pytest.raises(ClusterError) as caught:
+        with cluster.cluster_faults("tune's trial 0", _Scheduler([old, restart])):
+            raise XGBoostError(broken)
+    message = str(caught.value)
+    assert message.startswith("tune's trial 0 failed on the Dask cluster: a worker went over dask.memory_limit")
+    assert "1,825 MiB" in message and "\n" not in message and caught.value.exit_code == 4
