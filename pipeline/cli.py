@@ -8,6 +8,7 @@ Exit codes: 0 ok, 2 bad config or data, 3 missing or wrong upstream run, 4 track
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -124,6 +125,7 @@ def _step(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, An
 
     config = load_config(args.config or None, collect_overrides(args))
     check_tracking_store()
+    gc.freeze()  # what MLflow and its store imported lives until exit: later collections need not walk it again
     context = RunContext(launcher_run_id=launcher_run_id, chain_id=args.chain_id or None)
     result = COMMANDS[args.step](config, args, context)
     if isinstance(result, dict):  # main, lineage and history report for themselves

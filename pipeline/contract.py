@@ -63,6 +63,7 @@ BEST_PARAMS_ARTIFACT = "best_params.json"
 OPTIMIZATION_HISTORY_ARTIFACT = "plots/optimization_history.png"
 PARAM_IMPORTANCES_ARTIFACT = "plots/param_importances.png"  # when two or more trials completed
 FEATURE_IMPORTANCE_ARTIFACT = "plots/feature_importance.png"  # train: XGBoost's gain per feature (when it split)
+SHAP_SUMMARY_ARTIFACT = "plots/shap_summary.png"  # train, with the shap extra: TreeSHAP values of held-out rows
 MODEL_ARTIFACT = "model"  # train: the name of its logged pyfunc model (raw rows in), registered as a version
 LINEAGE_CARD_ARTIFACT = "lineage.md"
 PREDICTIONS_DIR = "predictions"

@@ -9,7 +9,8 @@ Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss (classificat
         signature and input example (`data/raw_sample.parquet`); inside it the XGBoost model, the schema, the
         transform (data/transform.py) and the feature hook preprocess ran) registered under `registry.model_name`,
         alias `registry.challenger_alias` on the new version, with a description (kind, headline metric, the runs
-        that made it); tags pipeline.model.name / pipeline.model.version; `plots/feature_importance.png` (gain).
+        that made it); tags pipeline.model.name / pipeline.model.version; `plots/feature_importance.png` (gain) and,
+        with the shap extra, `plots/shap_summary.png` (pipeline/modeling/plots.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -37,7 +39,6 @@ from pipeline import interrupts
 from pipeline.config import PipelineConfig
 from pipeline.contract import (
     BEST_PARAMS_ARTIFACT,
-    FEATURE_IMPORTANCE_ARTIFACT,
     HEADLINE_METRIC,
     HOOK_ARTIFACT,
     MODEL_ARTIFACT,
@@ -50,6 +51,7 @@ from pipeline.contract import (
 )
 from pipeline.data.schema import Schema, read_split, schema_of_run
 from pipeline.data.sources import features_and_target
+from pipeline.modeling import plots
 from pipeline.modeling.model import build_model, log_served_model
 from pipeline.results import StepResult
 from pipeline.tracking.lookup import download_artifact, read_json_artifact, read_parquet_artifact
@@ -83,7 +85,7 @@ def classification_metrics(y_true: pd.Series, probabilities: np.ndarray) -> dict
     }
 
 
-def _fit_local(config: PipelineConfig, params: dict, schema: Schema, preprocess_run) -> tuple[XGBModel, dict]:
+def _fit_local(config: PipelineConfig, params: dict, schema: Schema, preprocess_run) -> tuple[XGBModel, dict, Any]:
     train = read_split(preprocess_run, TRAIN_ARTIFACT, schema)
     x_test, y_test = features_and_target(read_split(preprocess_run, TEST_ARTIFACT, schema), config.data.target)
     logger.info("training a {} model on {} rows with {}", schema.task, len(train), params)
@@ -91,12 +93,12 @@ def _fit_local(config: PipelineConfig, params: dict, schema: Schema, preprocess_
     with interrupts.deferred():
         model.fit(*features_and_target(train, config.data.target), verbose=False)
     predicted = model.predict(x_test) if schema.task == "regression" else model.predict_proba(x_test)
-    return model, test_metrics(y_test, predicted, schema.task)
+    return model, test_metrics(y_test, predicted, schema.task), x_test
 
 
-def _fit_on_cluster(config: PipelineConfig, params: dict, schema: Schema, preprocess_run) -> tuple[XGBModel, dict]:
+def _fit_on_cluster(config: PipelineConfig, params: dict, schema: Schema, preprocess_run) -> tuple[XGBModel, dict, Any]:
     """The same model and metrics with xgboost.dask: fitted on the whole train split, scored on the whole test
-    split, on the cluster."""
+    split, on the cluster; the held-out rows for the SHAP plot are the first partition's."""
     from pipeline.dask_engine import boosting, tables
     from pipeline.dask_engine.cluster import cluster_facts, dask_client
 
@@ -109,7 +111,8 @@ def _fit_on_cluster(config: PipelineConfig, params: dict, schema: Schema, prepro
         model = boosting.fit(client, train, config.data.target, schema.task, params, config, len(schema.classes))
         test = tables.read_split(preprocess_run, TEST_ARTIFACT, schema)
         predicted, y_test = boosting.predict(client, model, test, config.data.target)
-    return model, test_metrics(y_test, predicted, schema.task)
+        held_out = tables.sample_rows(test, plots.SHAP_ROWS).drop(columns=[config.data.target])
+    return model, test_metrics(y_test, predicted, schema.task), held_out
 
 
 def _log_model(model: XGBModel, schema: Schema, preprocess_run):
@@ -118,25 +121,6 @@ def _log_model(model: XGBModel, schema: Schema, preprocess_run):
     with tempfile.TemporaryDirectory(prefix="feature-hook-") as tmp:
         hook_file = download_artifact(preprocess_run, HOOK_ARTIFACT, Path(tmp)) if schema.hook else None
         return log_served_model(model, schema, MODEL_ARTIFACT, raw_sample, hook_file)
-
-
-def _log_feature_importance(model: XGBModel) -> None:
-    """XGBoost's gain per feature as a plot (the 20 largest), for people looking at the run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-    from xgboost import plot_importance
-
-    try:
-        axes = plot_importance(model, importance_type="gain", max_num_features=20, show_values=False)
-    except ValueError as exc:  # a model without a single split has no importance to show
-        logger.info("no feature importance plot: {}", exc)
-        return
-    axes.set_title("feature importance (gain)")
-    axes.figure.tight_layout()
-    mlflow.log_figure(axes.figure, FEATURE_IMPORTANCE_ARTIFACT)
-    pyplot.close(axes.figure)
 
 
 def _register(active: StepRun, model_uri: str, config: PipelineConfig, headline: str) -> str:
@@ -151,16 +135,17 @@ def run(
     config: PipelineConfig, *, upstream_run_id: str | None = None, context: RunContext = RunContext()
 ) -> StepResult:
     started = time.monotonic()
-    with step_run("train", config, context) as active:
+    with step_run("train", config, context) as active, plots.Drawer() as drawer:
         tune_run = active.use_upstream(upstream_run_id)
         preprocess_run = active.follow(tune_run, "preprocess")
         params, schema = read_json_artifact(tune_run, BEST_PARAMS_ARTIFACT), schema_of_run(preprocess_run)
         fit = _fit_on_cluster if config.engine == "dask" else _fit_local
-        model, metrics = fit(config, params, schema, preprocess_run)
+        model, metrics, held_out = fit(config, params, schema, preprocess_run)
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
+        drawer.draw(model, held_out, schema.classes)  # drawn aside while the model is logged
         model_info = _log_model(model, schema, preprocess_run)
-        _log_feature_importance(model)
+        drawer.finish()
         headline = HEADLINE_METRIC[schema.task]
         version = _register(active, model_info.model_uri, config, version_headline(schema.task, metrics, headline))
         mlflow.set_tags({MODEL_NAME_TAG: config.registry.model_name, MODEL_VERSION_TAG: version})

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline import cli
 from pipeline.config import load_config
-from pipeline.contract import STEP_TAG, TASK_TAG
+from pipeline.contract import FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT, STEP_TAG, TASK_TAG
 from pipeline.steps.chain import run_chain
 from tests.conftest import DEFAULT_CONFIG, TEST_CONFIGS
 
@@ -21,6 +21,10 @@ pytestmark = pytest.mark.heavy
 
 def config_for(name: str, **overrides):
     return load_config(TEST_CONFIGS / f"{name}.yaml", overrides)
+
+
+def train_plots(client, chain) -> set[str]:
+    return {item.path for item in client.list_artifacts(chain.step("train").run_id, "plots")}
 
 
 def schema_of(client, run_id: str) -> dict:
@@ -41,6 +45,7 @@ def test_multiclass_wine(client):
     assert list(answer.columns) == ["prediction", "probability_0", "probability_1", "probability_2"]
     assert set(answer["prediction"]) <= {0, 1, 2}
     assert answer.filter(like="probability_").sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-5)
+    assert train_plots(client, chain) == {FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT}  # the shap extra: test's
 
 
 def _test_split(client, chain) -> str:
@@ -137,6 +142,7 @@ def test_a_csv_with_text_categories_and_missing_values(module_client, churn_chai
     assert client.get_run(preprocess_id).data.metrics["n_categorical"] == 3
     evaluate_run = client.get_run(chain.step("evaluate").run_id)
     assert evaluate_run.data.metrics["roc_auc"] > 0.8  # the categories were learnt, not ignored
+    assert train_plots(client, chain) == {FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT}  # categories, gaps
 
     # New rows: a category never seen in training and missing values still get an answer, ids pass through.
     fresh = customers(40, seed=2).assign(plan=lambda t: t["plan"].where(t.index > 0, "enterprise"))

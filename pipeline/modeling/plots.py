@@ -1,0 +1,192 @@
+"""train's plots, for people looking at the run: XGBoost's gain per feature (`plots/feature_importance.png`) and,
+when the `shap` extra is installed, a SHAP summary of held-out rows (`plots/shap_summary.png`).
+
+The numbers come from XGBoost in train's process (gain, and its own TreeSHAP: `pred_contribs`). The drawing, which
+costs about a second of importing matplotlib (and shap), runs in a process forked when train starts, while train
+reads, fits and logs the model; the pictures are logged once both are done. A plot that cannot be drawn is a
+warning, never a failed train run. Where the OS does not fork (macOS, Windows), they are drawn in train's process."""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from loguru import logger
+
+from pipeline.contract import FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT
+
+# Held-out rows the SHAP summary explains (XGBoost computes their contributions in well under a second).
+SHAP_ROWS = 1000
+MAX_FEATURES = 20  # the largest ones per plot
+_JOIN_TIMEOUT_S = 120.0
+
+
+@dataclass
+class _Figures:
+    """What the plots show, computed before the drawing starts."""
+
+    gain: dict[str, float]
+    contributions: np.ndarray | None  # rows x features (x classes first for multiclass), the bias column dropped
+    rows: pd.DataFrame | None  # the explained rows, numbers only (category codes), colouring the SHAP dots
+    classes: list[str]
+
+
+def shap_installed() -> bool:
+    return importlib.util.find_spec("shap") is not None
+
+
+def _figures(model: Any, held_out: pd.DataFrame | None, classes: list[Any]) -> _Figures:
+    import xgboost
+
+    booster = model.get_booster()
+    gain = booster.get_score(importance_type="gain")
+    contributions = rows = None
+    if held_out is not None and len(held_out) and shap_installed():
+        rows = held_out.sample(n=min(SHAP_ROWS, len(held_out)), random_state=0)
+        matrix = xgboost.DMatrix(rows, enable_categorical=True)
+        contributions = booster.predict(matrix, pred_contribs=True)[..., :-1]  # the last column is the bias
+        rows = rows.apply(
+            lambda column: column.cat.codes.where(column.notna()) if column.dtype == "category" else column
+        )
+    return _Figures(gain, contributions, rows, [str(label) for label in classes])
+
+
+def _as_numbers(column: pd.Series) -> pd.Series:
+    """Category codes for a categorical column (missing stays missing): what colours a SHAP dot."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.where(column.notna()).astype("float64")
+    return column
+
+
+def _draw_importance(gain: dict[str, float], path: Path) -> None:
+    from matplotlib import pyplot
+    from xgboost import plot_importance
+
+    axes = plot_importance(gain, importance_type="gain", max_num_features=MAX_FEATURES, show_values=False)
+    axes.set_title("feature importance (gain)")
+    axes.figure.tight_layout()
+    axes.figure.savefig(path, dpi=100)
+    pyplot.close(axes.figure)
+
+
+def _draw_shap(figures: _Figures, path: Path) -> None:
+    import shap
+    from matplotlib import pyplot
+
+    values, rows = figures.contributions, figures.rows
+    if values.ndim == 3:  # multiclass: one array per class, shown as stacked bars
+        per_class = [values[:, k, :] for k in range(values.shape[1])]
+        shap.summary_plot(per_class, rows, class_names=figures.classes, max_display=MAX_FEATURES, show=False)
+    else:
+        shap.summary_plot(values, rows, max_display=MAX_FEATURES, show=False)
+    figure = pyplot.gcf()
+    figure.suptitle(f"SHAP values on {len(rows)} held-out rows (XGBoost's TreeSHAP, margin scale)", y=1.04)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    pyplot.close(figure)
+
+
+def draw(figures: _Figures, folder: Path) -> None:
+    """Both plots as PNG files in `folder` (the importance one only when the model split on some feature)."""
+    _load_drawing_libraries()
+    if figures.gain:
+        _draw_importance(figures.gain, folder / Path(FEATURE_IMPORTANCE_ARTIFACT).name)
+    if figures.contributions is not None:
+        _draw_shap(figures, folder / Path(SHAP_SUMMARY_ARTIFACT).name)
+
+
+def _load_drawing_libraries() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # loaded ahead of the figures: the slow part
+
+    if shap_installed():
+        import shap  # noqa: F401
+
+
+def _draw_safely(figures: _Figures, folder: Path) -> bool:
+    try:
+        draw(figures, folder)
+        return True
+    except Exception as exc:  # noqa: BLE001 - a plot is never worth a failed train run
+        logger.warning("train's plots could not be drawn: {}: {}", type(exc).__name__, exc)
+        return False
+
+
+def _draw_when_sent(connection: Any, folder: Path) -> None:
+    """The forked drawer: load the libraries, wait for the figures (none: train stopped first), draw them."""
+    try:
+        _load_drawing_libraries()
+        figures = connection.recv()
+    except EOFError:
+        return
+    except Exception as exc:  # noqa: BLE001 - reported like a failed drawing
+        logger.warning("train's plots could not be drawn: {}: {}", type(exc).__name__, exc)
+        sys.exit(1)
+    if not _draw_safely(figures, folder):
+        sys.exit(1)
+
+
+class Drawer:
+    """Draws train's plots in a process forked when train starts, which loads matplotlib (and shap) while train
+    reads and fits; `finish` logs what it drew to the active run. Where the OS does not fork, it draws here."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="train-plots-"))
+        self.process: Any = None
+        self._connection: Any = None
+        if sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods():
+            context = multiprocessing.get_context("fork")
+            self._connection, child_end = context.Pipe()
+            self.process = context.Process(target=_draw_when_sent, args=(child_end, self.folder), daemon=True)
+            self.process.start()
+            child_end.close()
+
+    def __enter__(self) -> Drawer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def draw(self, model: Any, held_out: pd.DataFrame | None, classes: list[Any]) -> None:
+        """Compute what the plots show and have them drawn (aside, where there is a drawer process)."""
+        figures = _figures(model, held_out, classes)
+        if not figures.gain:
+            logger.info("no feature importance plot: the model has no split")
+        if self._connection is None:
+            _draw_safely(figures, self.folder)
+            return
+        self._connection.send(figures)
+
+    def finish(self) -> list[str]:
+        """Wait for the drawing and log what was drawn under `plots/` of the active run; the artifact paths."""
+        import mlflow
+
+        if self.process is not None:
+            self.process.join(_JOIN_TIMEOUT_S)
+            if self.process.is_alive():
+                logger.warning("train's plots took over {:.0f} s and were left out", _JOIN_TIMEOUT_S)
+            elif self.process.exitcode:
+                logger.warning("train goes on without the plots it could not draw")
+        drawn = sorted(path.name for path in self.folder.glob("*.png"))
+        if drawn:
+            mlflow.log_artifacts(str(self.folder), "plots")
+        return [f"plots/{name}" for name in drawn]
+
+    def close(self) -> None:
+        """Stop the drawer if it still loads, waits or draws (train failed first), and remove its folder."""
+        import shutil
+
+        if self._connection is not None:
+            self._connection.close()
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()  # a throwaway process: nothing of it is kept
+            self.process.join()
+        shutil.rmtree(self.folder, ignore_errors=True)
