@@ -50,9 +50,8 @@ def test_both_plots_are_drawn_from_xgboost_numbers(tmp_path, n_classes):
         assert (tmp_path / artifact.split("/")[-1]).read_bytes()[:8] == PNG_SIGNATURE
 
 
-def test_the_plots_are_drawn_aside_and_logged_to_the_run(tmp_path):
+def test_the_plots_are_drawn_aside_and_logged_to_the_run(tracking_uri):
     frame, labels = table()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     model = fitted(frame, np.minimum(labels, 1))
     with mlflow.start_run() as run, plots.Drawer() as drawer:
         assert drawer.process.is_alive()  # forked on Linux, loading matplotlib before there is anything to draw
@@ -69,14 +68,13 @@ def test_a_drawer_given_nothing_to_draw_stops_with_train():
     assert not drawer.process.is_alive() and not drawer.folder.exists()
 
 
-def test_a_plot_that_cannot_be_drawn_is_a_warning(tmp_path, monkeypatch):
+def test_a_plot_that_cannot_be_drawn_is_a_warning(tracking_uri, monkeypatch):
     frame, labels = table()
 
     def broken(figures, folder):
         raise RuntimeError("no fonts here")
 
     monkeypatch.setattr(plots, "draw", broken)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     with mlflow.start_run() as run, plots.Drawer() as drawer:
         drawer.draw(fitted(frame, np.minimum(labels, 1)), frame, [0, 1])
         assert drawer.finish() == []
