@@ -76,14 +76,13 @@ def _draw_importance(gain: dict[str, float], path: Path) -> None:
     pyplot.close(axes.figure)
 
 
-def _draw_shap(figures: _Figures, path: Path) -> None:
+def _draw_shap(values: np.ndarray, rows: pd.DataFrame, classes: list[str], path: Path) -> None:
     import shap
     from matplotlib import pyplot
 
-    values, rows = figures.contributions, figures.rows
     if values.ndim == 3:  # multiclass: one array per class, shown as stacked bars
         per_class = [values[:, k, :] for k in range(values.shape[1])]
-        shap.summary_plot(per_class, rows, class_names=figures.classes, max_display=MAX_FEATURES, show=False)
+        shap.summary_plot(per_class, rows, class_names=classes, max_display=MAX_FEATURES, show=False)
     else:
         shap.summary_plot(values, rows, max_display=MAX_FEATURES, show=False)
     figure = pyplot.gcf()
@@ -97,8 +96,8 @@ def draw(figures: _Figures, folder: Path) -> None:
     _load_drawing_libraries()
     if figures.gain:
         _draw_importance(figures.gain, folder / Path(FEATURE_IMPORTANCE_ARTIFACT).name)
-    if figures.contributions is not None:
-        _draw_shap(figures, folder / Path(SHAP_SUMMARY_ARTIFACT).name)
+    if figures.contributions is not None and figures.rows is not None:
+        _draw_shap(figures.contributions, figures.rows, figures.classes, folder / Path(SHAP_SUMMARY_ARTIFACT).name)
 
 
 def _load_drawing_libraries() -> None:
