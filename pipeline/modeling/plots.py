@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import multiprocessing
+import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -121,6 +122,7 @@ def _draw_safely(figures: _Figures, folder: Path) -> bool:
 
 def _draw_when_sent(connection: Any, folder: Path) -> None:
     """The forked drawer: load the libraries, wait for the figures (none: train stopped first), draw them."""
+    os.nice(10)  # train's own work (the fit above all) comes first on a busy machine
     try:
         _load_drawing_libraries()
         figures = connection.recv()
