@@ -112,6 +112,16 @@ def sample_rows(frame, rows: int = META_ROWS) -> pd.DataFrame:
     return sample if len(sample) else heads.compute().head(rows)
 
 
+def spread_rows(frame, rows: int, parts: int = 5) -> pd.DataFrame:
+    """About `rows` rows (computed): the first rows of up to `parts` partitions spread evenly over the frame, so a
+    table ordered by time or by source file is not seen through its first partition only; reads those partitions."""
+    count = min(parts, frame.npartitions)
+    picks = sorted({int(round(number)) for number in np.linspace(0, frame.npartitions - 1, count)})
+    each = -(-rows // len(picks))
+    chosen = frame.partitions[picks]
+    return chosen.map_partitions(pd.DataFrame.head, each, meta=frame._meta).compute().head(rows)
+
+
 def apply_hook(frame, hook_file: Path | None, what: str):
     """The feature hook run on every partition (the frame as it is without one)."""
     if hook_file is None:

@@ -98,7 +98,7 @@ def _fit_local(config: PipelineConfig, params: dict, schema: Schema, preprocess_
 
 def _fit_on_cluster(config: PipelineConfig, params: dict, schema: Schema, preprocess_run) -> tuple[XGBModel, dict, Any]:
     """The same model and metrics with xgboost.dask: fitted on the whole train split, scored on the whole test
-    split, on the cluster; the held-out rows for the SHAP plot are the first partition's."""
+    split, on the cluster; the held-out rows for the SHAP plot come from partitions spread over the test split."""
     from pipeline.dask_engine import boosting, tables
     from pipeline.dask_engine.cluster import cluster_facts, dask_client
 
@@ -111,7 +111,7 @@ def _fit_on_cluster(config: PipelineConfig, params: dict, schema: Schema, prepro
         model = boosting.fit(client, train, config.data.target, schema.task, params, config, len(schema.classes))
         test = tables.read_split(preprocess_run, TEST_ARTIFACT, schema)
         predicted, y_test = boosting.predict(client, model, test, config.data.target)
-        held_out = tables.sample_rows(test, plots.SHAP_ROWS).drop(columns=[config.data.target])
+        held_out = tables.spread_rows(test, plots.SHAP_ROWS).drop(columns=[config.data.target])
     return model, test_metrics(y_test, predicted, schema.task), held_out
 
 

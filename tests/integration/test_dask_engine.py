@@ -72,6 +72,8 @@ def test_both_engines_leave_the_same_lineage_and_a_model_as_good(both_engines, m
             f"data/{name}"
             for name in ("train.parquet", "test.parquet", "schema.json", "raw_sample.parquet", "feature_hook.py")
         }
+        plots = {item.path for item in module_client.list_artifacts(engine_runs["train"].info.run_id, "plots")}
+        assert plots == {"plots/feature_importance.png", "plots/shap_summary.png"}
     # On dask the splits are folders of Parquet parts, the dataset inputs references, the cluster recorded.
     split_parts = module_client.list_artifacts(dask_runs["preprocess"].info.run_id, "data/train.parquet")
     assert len(split_parts) >= 2 and all(item.path.endswith(".parquet") for item in split_parts)

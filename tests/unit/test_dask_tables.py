@@ -48,6 +48,15 @@ def test_the_split_is_seeded_disjoint_and_complete():
     assert set(tables.split(frame, 0.2, seed=8)[1]["row"].compute()) != test_rows
 
 
+@pytest.mark.parametrize(("partitions", "seen"), [(1, [0]), (3, [0, 1, 2]), (10, [0, 2, 4, 7, 9])])
+def test_spread_rows_come_from_partitions_across_the_frame(partitions, seen):
+    frame = dd.from_pandas(table().assign(row=range(1000)), npartitions=partitions)
+    rows = tables.spread_rows(frame, 50)
+    assert len(rows) == 50 and rows["row"].is_unique
+    divisions = frame.divisions  # a partition's rows lie between two divisions
+    assert sorted({sum(row >= d for d in divisions[1:-1]) for row in rows["row"]}) == seen
+
+
 @pytest.mark.parametrize("partitions", [1, 3, 7])
 def test_the_digest_equals_the_local_engines_whatever_the_partitioning(partitions):
     local = table()
