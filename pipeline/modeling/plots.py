@@ -50,12 +50,10 @@ def _figures(model: Any, held_out: pd.DataFrame | None, classes: list[Any]) -> _
     gain = booster.get_score(importance_type="gain")
     contributions = rows = None
     if held_out is not None and len(held_out) and shap_installed():
-        rows = held_out.sample(n=min(SHAP_ROWS, len(held_out)), random_state=0)
-        matrix = xgboost.DMatrix(rows, enable_categorical=True)
+        sample = held_out.sample(n=min(SHAP_ROWS, len(held_out)), random_state=0)
+        matrix = xgboost.DMatrix(sample, enable_categorical=True)
         contributions = booster.predict(matrix, pred_contribs=True)[..., :-1]  # the last column is the bias
-        rows = rows.apply(
-            lambda column: column.cat.codes.where(column.notna()) if column.dtype == "category" else column
-        )
+        rows = sample.apply(_as_numbers)
     return _Figures(gain, contributions, rows, [str(label) for label in classes])
 
 
