@@ -8,6 +8,7 @@ warning, never a failed train run. Where the OS does not fork (macOS, Windows), 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import multiprocessing
 import os
@@ -121,14 +122,12 @@ def _draw_safely(figures: _Figures, folder: Path) -> bool:
 def _draw_when_sent(connection: Any, folder: Path) -> None:
     """The forked drawer: load the libraries, wait for the figures (none: train stopped first), draw them."""
     os.nice(10)  # train's own work (the fit above all) comes first on a busy machine
-    try:
+    with contextlib.suppress(Exception):  # `draw` loads them again and reports what fails
         _load_drawing_libraries()
+    try:
         figures = connection.recv()
     except EOFError:
         return
-    except Exception as exc:  # noqa: BLE001 - reported like a failed drawing
-        logger.warning("train's plots could not be drawn: {}: {}", type(exc).__name__, exc)
-        sys.exit(1)
     if not _draw_safely(figures, folder):
         sys.exit(1)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -85,7 +84,9 @@ def classification_metrics(y_true: pd.Series, probabilities: np.ndarray) -> dict
     }
 
 
-def _fit_local(config: PipelineConfig, params: dict, schema: Schema, preprocess_run) -> tuple[XGBModel, dict, Any]:
+def _fit_local(
+    config: PipelineConfig, params: dict, schema: Schema, preprocess_run
+) -> tuple[XGBModel, dict, pd.DataFrame]:
     train = read_split(preprocess_run, TRAIN_ARTIFACT, schema)
     x_test, y_test = features_and_target(read_split(preprocess_run, TEST_ARTIFACT, schema), config.data.target)
     logger.info("training a {} model on {} rows with {}", schema.task, len(train), params)
@@ -96,7 +97,9 @@ def _fit_local(config: PipelineConfig, params: dict, schema: Schema, preprocess_
     return model, test_metrics(y_test, predicted, schema.task), x_test
 
 
-def _fit_on_cluster(config: PipelineConfig, params: dict, schema: Schema, preprocess_run) -> tuple[XGBModel, dict, Any]:
+def _fit_on_cluster(
+    config: PipelineConfig, params: dict, schema: Schema, preprocess_run
+) -> tuple[XGBModel, dict, pd.DataFrame]:
     """The same model and metrics with xgboost.dask: fitted on the whole train split, scored on the whole test
     split, on the cluster; the held-out rows for the SHAP plot come from partitions spread over the test split."""
     from pipeline.dask_engine import boosting, tables
