@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.data.sql_source import is_sql_url
 from pipeline.errors import ConfigError
@@ -151,6 +151,13 @@ class RegistryConfig(_Strict):
     challenger_alias: str = Field(min_length=1)
     champion_alias: str = Field(min_length=1)
     previous_champion_alias: str = Field(min_length=1)
+
+    @field_validator("model_name")
+    @classmethod
+    def _name_is_searchable(cls, name: str) -> str:
+        if "'" in name and '"' in name:  # see tracking.lookup.quoted
+            raise ValueError("a name holding both ' and \" cannot be matched by MLflow's search filters")
+        return name
 
 
 def lower_is_better(metric: str) -> bool:

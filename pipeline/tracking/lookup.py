@@ -12,9 +12,19 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline.contract import CHAIN, STEP_TAG, upstream_tag
-from pipeline.errors import UpstreamError
+from pipeline.errors import ConfigError, UpstreamError
 
 UPSTREAM_OF = {step.name: step.reads for step in CHAIN if step.reads}
+
+
+def quoted(value: str) -> str:
+    """`value` as a string in an MLflow search filter. MLflow's filter grammar has no escape: a value holding a
+    single quote goes in double quotes, and one holding both kinds cannot be written at all (a ConfigError)."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ConfigError(f"{value!r} holds both ' and \": MLflow's search filters cannot match it; rename it")
 
 
 def latest_finished_run(client: MlflowClient, experiment_id: str, step: str) -> Run | None:

@@ -52,7 +52,7 @@ from pipeline.contract import (
     version_run_tag,
 )
 from pipeline.errors import ConfigError, UpstreamError
-from pipeline.tracking.lookup import download_artifact
+from pipeline.tracking.lookup import download_artifact, quoted
 
 PROMOTED = "promoted"
 ROLLED_BACK = "rolled back"
@@ -161,7 +161,9 @@ def _finished(step: str, extra: str = "") -> str:
 
 def _versions(client: MlflowClient, name: str) -> dict[str, dict[str, str]]:
     """Each version of the model: its tags."""
-    found = _pages(lambda token: client.search_model_versions(f"name = '{name}'", max_results=10000, page_token=token))
+    found = _pages(
+        lambda token: client.search_model_versions(f"name = {quoted(name)}", max_results=10000, page_token=token)
+    )
     return {str(version.version): dict(version.tags) for version in found}
 
 

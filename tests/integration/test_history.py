@@ -24,8 +24,10 @@ from pipeline.contract import (
     VERDICT_TAG,
     version_run_tag,
 )
+from pipeline.errors import ConfigError
 from pipeline.modeling.promotion import PROMOTED, REJECTED, Verdict
 from pipeline.steps import evaluate, history, rollback
+from pipeline.tracking.lookup import quoted
 from pipeline.tracking.promotion_log import iso, parse_time
 from pipeline.tracking.runs import RunContext, step_run
 from tests.conftest import DEFAULT_CONFIG
@@ -33,7 +35,7 @@ from tests.conftest import DEFAULT_CONFIG
 
 def new_version(client, name: str) -> str:
     """A registered version with no model behind it: history reads tags, aliases and runs only."""
-    if not client.search_registered_models(f"name = '{name}'"):
+    if not client.search_registered_models(f"name = {quoted(name)}"):
         client.create_registered_model(name)
     return str(client.create_model_version(name, source="/nowhere/model").version)
 
@@ -180,6 +182,20 @@ def test_an_unknown_model_fails_in_one_line_and_a_model_never_promoted_says_so(c
     answer = json.loads(capsys.readouterr().out)
     assert answer["champion"] is None and answer["at"] == "2026-11-20T12:00:00Z"
     assert cli.main(["history", *config, "--at", "next tuesday"]) == 2
+
+
+def test_a_model_name_with_a_quote_has_its_history(client, small_config, capsys):
+    name = "churn's model"
+    config = small_config.model_copy(update={"registry": small_config.registry.model_copy(update={"model_name": name})})
+    pre = preprocess_run(client)
+    first = promote(config, new_version(client, name), pre, 0.90)
+    promote(config, new_version(client, name), pre, 0.93, champion=0.90)
+    assert cli.main(["history", "--config", str(DEFAULT_CONFIG), "--name", name, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [e["version"] for e in result["events"]] == ["1", "2"] and result["events"][0]["run_id"] == first
+    assert result["champion"] == "2"
+    with pytest.raises(ConfigError, match="both ' and"):
+        quoted('it\'s "ours"')
 
 
 def test_a_registry_made_before_the_records_says_what_it_does_not_know(client, small_config, lived):

@@ -26,6 +26,7 @@ def test_default_config_is_valid_and_typed():
         ({"tune.unknown_knob": "1"}, "tune.unknown_knob"),
         ({"evaluate.min_relative_improvement": "2"}, "evaluate.min_relative_improvement"),
         ({"tune.search_space.max_depth.low": "9"}, "tune.search_space.max_depth"),
+        ({"registry.model_name": 'it\'s "ours"'}, "registry.model_name"),
     ],
 )
 def test_bad_values_name_the_key(overrides, named_key):
