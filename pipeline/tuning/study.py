@@ -72,7 +72,7 @@ def open_storage(tune: TuneConfig) -> optuna.storages.BaseStorage | None:
 
 
 def _rdb_storage(url: str, heartbeat_s: int, attempts: int = 3) -> optuna.storages.RDBStorage:
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     for attempt in range(attempts):
         try:
@@ -82,9 +82,12 @@ def _rdb_storage(url: str, heartbeat_s: int, attempts: int = 3) -> optuna.storag
                 grace_period=2 * heartbeat_s,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
-        except (IntegrityError, ProgrammingError):
-            # Workers starting together on an empty database race to create the schema: the loser retries.
-            if attempt == attempts - 1:
+        except (IntegrityError, ProgrammingError, OperationalError) as exc:
+            # Processes opening an empty database together race to create the schema (a worker, or anything that
+            # loads the study, such as a dashboard): the loser retries. PostgreSQL reports the race as an integrity
+            # or programming error, SQLite as "table ... already exists"; other operational errors are real.
+            lost_race = not isinstance(exc, OperationalError) or "already exists" in str(exc)
+            if not lost_race or attempt == attempts - 1:
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -34,7 +34,7 @@ def test_a_step_killed_outright_is_never_used_upstream(client, small_config, tra
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'tune'"), timeout=120)
+        wait_for(lambda: client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'tune'"), timeout=120, process=worker)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
     finally:

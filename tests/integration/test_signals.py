@@ -35,7 +35,7 @@ def test_sigterm_during_tuning_ends_the_run_killed(client: MlflowClient, trackin
     )
     try:
         # Wait until a trial run exists, i.e. the tune run is open and trials are going.
-        wait_for(lambda: client.search_runs(["0"], "tags.`optuna.trial_number` = '0'"))
+        wait_for(lambda: client.search_runs(["0"], "tags.`optuna.trial_number` = '0'"), process=tuning)
         tuning.send_signal(signal.SIGTERM)
         _, stderr = tuning.communicate(timeout=60)
     finally:

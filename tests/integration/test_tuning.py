@@ -92,9 +92,10 @@ def test_a_study_resumes_after_its_worker_is_killed(client, small_config, tmp_pa
     worker = pipeline_process("tune", "--n-trials", "1000", *options)
     try:
         study_name = wait_for(
-            lambda: next((run.data.params.get("optuna.study_name") for run in tune_runs(client)), None)
+            lambda: next((run.data.params.get("optuna.study_name") for run in tune_runs(client)), None),
+            process=worker,
         )
-        finished = wait_for(lambda: count_finished(study_name, storage) >= 4)
+        finished = wait_for(lambda: count_finished(study_name, storage) >= 4, process=worker)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
     finally:

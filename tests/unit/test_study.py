@@ -50,6 +50,31 @@ def test_unreachable_storage_is_a_tracking_error(small_config):
         open_storage(tune)
 
 
+def test_a_process_that_loses_the_race_to_create_the_schema_retries(small_config, tmp_path, monkeypatch):
+    """Workers (or a process loading the study) opening an empty SQLite storage together: one checks that the tables
+    are missing, another creates them, the first one's CREATE TABLE fails with "already exists"."""
+    from optuna.storages._rdb import models
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.storages.RDBStorage(url)  # the other process created the schema...
+    create_all, calls = models.BaseModel.metadata.create_all, []
+
+    def after_the_check(bind, **kwargs):  # ...after this one found it missing
+        calls.append(bind)
+        return create_all(bind, checkfirst=len(calls) > 1)
+
+    monkeypatch.setattr(models.BaseModel.metadata, "create_all", after_the_check)
+    storage = open_storage(with_tune(small_config, storage=url, heartbeat_s=1).tune)
+    assert len(calls) == 2 and storage.get_all_studies() == []
+
+
+def test_a_storage_that_cannot_be_opened_is_not_retried(small_config, tmp_path, monkeypatch):
+    monkeypatch.setattr("pipeline.tuning.study.time.sleep", lambda seconds: pytest.fail(f"retried ({seconds} s)"))
+    tune = with_tune(small_config, storage=f"sqlite:///{tmp_path / 'no' / 'such' / 'folder.db'}").tune
+    with pytest.raises(TrackingError, match="cannot reach the Optuna storage .*unable to open database file"):
+        open_storage(tune)
+
+
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
