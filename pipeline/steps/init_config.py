@@ -1,7 +1,8 @@
 """Scaffold a config for a table: `python -m pipeline init-config --source TABLE --target COLUMN [--name NAME]`.
 
 Reads the table (`data.source`: a CSV/Parquet path or URL, s3://, a SQL source with `query`/`table`, sklearn:<name>)
-with the pipeline's own loader, and decides with the pipeline's own rules what preprocess would infer: the task
+with the pipeline's own loader, and decides with the pipeline's own rules what preprocess would infer
+(pipeline/data/scaffold.py, which also writes the text): the task
 (`pipeline.data.labels.infer_task`), the positive class of a binary target (`pipeline.data.labels.positive_class`),
 the date columns (`pipeline.data.schema.detect_datetime_columns`) and the id-like text columns
 (`pipeline.data.schema.detect_id_like`).
@@ -17,59 +18,19 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pandas as pd
-import yaml
 from pydantic import ValidationError
 
 from pipeline.config import DataConfig, load_config, mask_url
-from pipeline.data.labels import MAX_INFERRED_CLASSES, infer_task, positive_class
-from pipeline.data.schema import detect_datetime_columns, detect_id_like, raw_kind
+from pipeline.data.scaffold import BASE_CONFIG, Scaffold, decide, next_command, render
 from pipeline.data.sources import SKLEARN_PREFIX, load_source
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import ConfigError
 
-BASE_CONFIG = "pipeline.yaml"
-# Gates for a first run, per task: modest on purpose (what a table allows is unknown until the first run).
-STARTER_GATES: dict[str, dict[str, float]] = {
-    "binary": {"roc_auc": 0.75, "accuracy_score": 0.7},
-    "multiclass": {"accuracy_score": 0.7, "f1_score": 0.7},
-    "regression": {"r2_score": 0.2},
-}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_LABELS_SHOWN = 10  # label counts written into the comments, at most
-
-
-@dataclass(frozen=True)
-class Scaffold:
-    """What init-config decided about a table (everything the written config says, and why)."""
-
-    name: str
-    source: str
-    target: str
-    task: str
-    task_reason: str
-    n_rows: int
-    label_counts: list[tuple[Any, int]] = field(default_factory=list)  # classification: (label, rows), sorted
-    positive_class: Any = None
-    positive_reason: str | None = None
-    id_columns: list[str] = field(default_factory=list)
-    datetime_columns: dict[str, list[str]] = field(default_factory=dict)  # column -> its date parts
-    feature_kinds: dict[str, int] = field(default_factory=dict)  # the other columns: raw kind -> how many
-    notes: list[str] = field(default_factory=list)  # things to look at before running
-    query: str | None = None
-    table: str | None = None
-
-    @property
-    def model_name(self) -> str:
-        return f"{self.name}-xgb"
-
-    @property
-    def gates(self) -> dict[str, float]:
-        return STARTER_GATES[self.task]
 
 
 def default_name(source: str, table: str | None = None) -> str:
@@ -93,174 +54,6 @@ def _check_name(name: str) -> str:
     if f"{name}.yaml" == BASE_CONFIG:
         raise ConfigError(f"init-config: --name '{name}' would replace the base config {BASE_CONFIG}; choose another")
     return name
-
-
-def _native(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
-
-
-def decide(
-    frame: pd.DataFrame, target: str, name: str, source: str, query: str | None = None, table: str | None = None
-) -> Scaffold:
-    """Decide the task, labels, id and date columns of a table (the target column included) with preprocess's
-    rules, applied to the whole table rather than a training split."""
-    what = f"init-config {name}"
-    labels = frame[target]
-    notes = []
-    if missing := int(labels.isna().sum()):
-        notes.append(
-            f"target column '{target}' is empty in {missing} of {len(labels)} rows: preprocess refuses "
-            "those rows; drop or fill them"
-        )
-    if labels.nunique() < 2:
-        raise DataError(
-            f"{what}: target column '{target}' holds a single value "
-            f"({_native(labels.dropna().iloc[0]) if labels.notna().any() else 'none'}); nothing to learn"
-        )
-    task, task_reason = infer_task(labels)
-    label_counts, positive, positive_reason = [], None, None
-    if task != "regression":
-        counts = labels.dropna().value_counts()
-        label_counts = sorted(
-            ((_native(label), int(count)) for label, count in counts.items()),
-            key=lambda item: (str(type(item[0])), item[0]),
-        )
-        if len(label_counts) > MAX_INFERRED_CLASSES:
-            notes.append(
-                f"target column '{target}' holds {len(label_counts)} distinct labels: is it the column to predict?"
-            )
-        if task == "binary":
-            positive, positive_reason = positive_class([label for label, _ in label_counts], None, target)
-    features = frame.drop(columns=[target])
-    dates = detect_datetime_columns(features, [], what)
-    # Date columns are text with about one value per row as well: they are dates, not ids.
-    ids = detect_id_like(features, keep=list(dates))
-    kinds: dict[str, int] = {}
-    for column in features.columns:
-        if str(column) not in dates and str(column) not in ids:
-            kind = "text (categorical)" if raw_kind(features[column]) == "text" else raw_kind(features[column])
-            kinds[kind] = kinds.get(kind, 0) + 1
-    if not kinds and not dates:
-        notes.append("no feature column is left besides the target, the ids and the dates")
-    return Scaffold(
-        name=name,
-        source=source,
-        target=target,
-        task=task,
-        task_reason=task_reason,
-        n_rows=len(frame),
-        label_counts=label_counts,
-        positive_class=positive,
-        positive_reason=positive_reason,
-        id_columns=ids,
-        datetime_columns=dates,
-        feature_kinds=kinds,
-        notes=notes,
-        query=query,
-        table=table,
-    )
-
-
-def _yaml(value: Any) -> str:
-    """One YAML flow value that reads back as `value` with its type: 'yes' stays text, 1 an int, True a bool."""
-    text = yaml.safe_dump([value], default_flow_style=True, allow_unicode=True, width=10**9).strip()
-    return text[1:-1]  # the list's brackets
-
-
-def _comment(text: str, indent: str = "", width: int = 116) -> list[str]:
-    """`text` as comment lines of at most `width` characters."""
-    lines, line = [], ""
-    for word in text.split():
-        if line and len(indent) + 2 + len(line) + 1 + len(word) > width:
-            lines.append(f"{indent}# {line}")
-            line = word
-        else:
-            line = f"{line} {word}" if line else word
-    return [*lines, f"{indent}# {line}"] if line else lines
-
-
-def _labels_text(scaffold: Scaffold) -> str:
-    shown = ", ".join(f"{label!r} ({count} rows)" for label, count in scaffold.label_counts[:_LABELS_SHOWN])
-    more = len(scaffold.label_counts) - _LABELS_SHOWN
-    return shown + (f" and {more} more" if more > 0 else "")
-
-
-def render(scaffold: Scaffold, path: str | Path | None = None) -> str:
-    """The config file's text: YAML with a comment on each decision (`path`: where it goes, for the command)."""
-    lines = _comment(
-        f"Written by `python -m pipeline init-config` from {scaffold.n_rows} rows: a starting point "
-        "to edit. Each value below is what the pipeline inferred from the table, and says why; "
-        f"everything not written here comes from configs/{BASE_CONFIG}."
-    )
-    lines += [
-        f"#   {next_command(path or f'configs/{scaffold.name}.yaml')}",
-        *(line for note in scaffold.notes for line in _comment(f"Look at this first: {note}.")),
-        f"extends: {BASE_CONFIG}",
-        "",
-        "data:",
-        f"  source: {_yaml(scaffold.source)}",
-    ]
-    if scaffold.query is not None:
-        lines.append(f"  query: {_yaml(scaffold.query)}")
-    if scaffold.table is not None:
-        lines.append(f"  table: {_yaml(scaffold.table)}")
-    lines.append(f"  target: {_yaml(scaffold.target)}")
-    why_task = f"{scaffold.task}: {scaffold.task_reason}"
-    if scaffold.label_counts:
-        why_task += f": {_labels_text(scaffold)}"
-    lines += _comment(
-        f"{why_task}. Written out so that it cannot change with the data; binary, multiclass, regression or auto.", "  "
-    )
-    lines.append(f"  task: {scaffold.task}")
-    if scaffold.task == "binary":
-        negative = next(label for label, _ in scaffold.label_counts if label != scaffold.positive_class)
-        lines += _comment(
-            f"The label ROC AUC, F1 and the gates are about: {scaffold.positive_class!r} "
-            f"({scaffold.positive_reason}); the negative class is {negative!r}. Quoted where YAML "
-            "would read it otherwise (a bare yes is the boolean true).",
-            "  ",
-        )
-        lines.append(f"  positive_class: {_yaml(scaffold.positive_class)}")
-    if scaffold.id_columns:
-        why_ids = (
-            f"Found: {', '.join(scaffold.id_columns)}, text with about one distinct value per row (ids, "
-            "names, free text): kept out of the features, passed through by predict."
-        )
-    else:
-        why_ids = "None found (a text column with about one distinct value per row would be one)."
-    lines += _comment(f"{why_ids} Numeric ids are not detected: add them here.", "  ")
-    lines.append(f"  id_columns: {_yaml(scaffold.id_columns)}")
-    if scaffold.datetime_columns:
-        parts = "; ".join(f"{column} -> {', '.join(parts)}" for column, parts in scaffold.datetime_columns.items())
-        why_dates = (
-            f"Found: every value is a date ({parts}). Each becomes those numeric parts; listed, a value "
-            "that does not parse is an error naming it."
-        )
-    else:
-        why_dates = "None found (datetime columns, or text columns whose every value is an ISO 8601 date)."
-    lines += _comment(why_dates, "  ")
-    lines.append(f"  datetime_columns: {_yaml(list(scaffold.datetime_columns))}")
-    if scaffold.feature_kinds:
-        kinds = ", ".join(f"{count} {kind}" for kind, count in scaffold.feature_kinds.items())
-        lines += _comment(
-            f"Features: the other columns ({kinds}). List "
-            "data.features to choose, data.categorical_columns for integer-coded categories.",
-            "  ",
-        )
-    lines += [
-        "",
-        "registry:",
-        f"  model_name: {_yaml(scaffold.model_name)}   # one registered model (and champion) per dataset",
-        "",
-        "evaluate:",
-    ]
-    lines += _comment(
-        f"Gates for a {scaffold.task} task, modest for a first run: raise these once you know what your data allows.",
-        "  ",
-    )
-    lines += [f"  {scaffold.task}:", "    thresholds:"]
-    lines += [f"      {metric}: {{threshold: {threshold}}}" for metric, threshold in scaffold.gates.items()]
-    return "\n".join(lines) + "\n"
 
 
 def _check_written(path: Path, scaffold: Scaffold) -> None:
@@ -330,10 +123,6 @@ def run(
         next_command=next_command(path),
     )
     return decided
-
-
-def next_command(path: str | Path) -> str:
-    return f"mlflow run . -e main --env-manager local -P config={path}"
 
 
 def summary(decided: dict[str, Any]) -> str:

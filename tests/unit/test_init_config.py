@@ -10,6 +10,7 @@ import yaml
 
 from pipeline import cli
 from pipeline.config import load_config
+from pipeline.data import scaffold as scaffold_module
 from pipeline.errors import ConfigError, DataError
 from pipeline.steps import init_config
 from tests.conftest import TEST_CONFIG
@@ -141,7 +142,7 @@ def test_the_default_name(source, table, name):
 
 
 def test_odd_values_round_trip_through_the_yaml():
-    scaffold = init_config.Scaffold(
+    scaffold = scaffold_module.Scaffold(
         name="x",
         source="a: b #c.csv",
         target="on",
@@ -154,6 +155,6 @@ def test_odd_values_round_trip_through_the_yaml():
         id_columns=["null", "id: 1"],
         query="SELECT *\nFROM t",
     )
-    data = yaml.safe_load(init_config.render(scaffold))["data"]
+    data = yaml.safe_load(scaffold_module.render(scaffold))["data"]
     assert data["source"] == "a: b #c.csv" and data["target"] == "on" and data["positive_class"] == "yes"
     assert data["id_columns"] == ["null", "id: 1"] and data["query"] == "SELECT *\nFROM t"
