@@ -13,20 +13,18 @@ import importlib
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from mlflow.entities import Run, RunStatus
+from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from pipeline import interrupts
 from pipeline.config import PipelineConfig, loggable_config
 from pipeline.contract import (
-    BEST_PARAMS_ARTIFACT,
     CHAIN,
     CHAIN_RECORD_ARTIFACT,
     CHAIN_STEPS,
@@ -34,23 +32,16 @@ from pipeline.contract import (
     ERROR_TAG,
     HEADLINE_METRIC,
     MAIN_STEP,
-    MODEL_NAME_TAG,
-    MODEL_VERSION_TAG,
     RESOLVED_CONFIG_ARTIFACT,
     STEP_TAG,
     STEPS,
-    TEST_ARTIFACT,
-    TRAIN_ARTIFACT,
-    UPSTREAM_TAG_PREFIX,
-    VERDICT_REASON_TAG,
-    VERDICT_TAG,
 )
 from pipeline.errors import ConfigError, first_line
 from pipeline.results import StepResult
-from pipeline.tracking.cache import Superseded, file_digest, find_reusable, source_digest, step_fingerprint
 from pipeline.tracking.lineage_view import render_markdown
 from pipeline.tracking.notes import write_note
 from pipeline.tracking.registry import fill_model_aliases
+from pipeline.tracking.reuse import input_digest, reuse_or_compute
 from pipeline.tracking.runs import RunContext, resolve_experiment_id
 
 
@@ -92,75 +83,6 @@ def _open_chain_run(
     return run_id, run.info.experiment_id, chain_id or run_id
 
 
-def _reused_result(client: MlflowClient, run: Run) -> StepResult:
-    """A finished run's result, as if the step had just run (read back from its tags, params and metrics)."""
-    tags, step = run.data.tags, run.data.tags[STEP_TAG]
-    outputs = {
-        "preprocess": {
-            "train": f"{run.info.artifact_uri}/{TRAIN_ARTIFACT}",
-            "test": f"{run.info.artifact_uri}/{TEST_ARTIFACT}",
-        },
-        "tune": {"best_params": f"runs:/{run.info.run_id}/{BEST_PARAMS_ARTIFACT}"},
-    }.get(step, {})
-    name, version = tags.get(MODEL_NAME_TAG), tags.get(MODEL_VERSION_TAG)
-    if step == "train" and name and version:
-        outputs = {"model_uri": client.get_model_version(name, version).source or ""}
-    upstream = {
-        key.removeprefix(UPSTREAM_TAG_PREFIX): value
-        for key, value in tags.items()
-        if key.startswith(UPSTREAM_TAG_PREFIX)
-    }
-    return StepResult(
-        step,
-        run.info.run_id,
-        run.info.experiment_id,
-        upstream=upstream,
-        outputs=outputs,
-        metrics=dict(run.data.metrics),
-        model_name=name,
-        model_version=version,
-        verdict=tags.get(VERDICT_TAG),
-        verdict_reason=tags.get(VERDICT_REASON_TAG),
-        reused=True,
-    )
-
-
-def _cached(
-    step: str,
-    config: PipelineConfig,
-    context: RunContext,
-    force: frozenset[str],
-    upstream: dict[str, str],
-    data_digest: str | None,
-    compute: Callable[[RunContext], StepResult],
-) -> StepResult:
-    """Reuse a finished run with the step's fingerprint, or wait for another chain computing it, or compute it."""
-    if not config.cache.enabled or data_digest is None:
-        return compute(context)
-    fingerprint = step_fingerprint(step, config, upstream, data_digest)
-    client = MlflowClient()
-    assert context.experiment_id, "the chain sets its experiment before any step"
-    while True:
-        if step not in force and (
-            found := find_reusable(client, context.experiment_id, step, fingerprint, config.cache.claim_wait_s)
-        ):
-            logger.info(
-                "{}: reusing run {} (same fingerprint {}; --force {} recomputes it)",
-                step,
-                found.info.run_id,
-                fingerprint,
-                step,
-            )
-            return _reused_result(client, found)
-        try:
-            return compute(replace(context, fingerprint=fingerprint))
-        except Superseded as claim:
-            logger.info(
-                "{}: run {} of another chain started the same step first; waiting for it", step, claim.winner_run_id
-            )
-            force = force - {step}
-
-
 def _step(name: str) -> Any:
     """A step's module, imported when the step computes: a reused step costs no import of XGBoost, Optuna or
     scikit-learn (a fully reused `main` starts in about the time of `import mlflow`)."""
@@ -178,16 +100,6 @@ COMPUTE: dict[str, Callable[[PipelineConfig, str | None, str | None, RunContext]
 }
 
 
-def _input_digest(step: str, config: PipelineConfig, eval_data: str | None) -> str | None:
-    """The digest of a step's own input data ("" when it has none; None: unknown, so never reused)."""
-    if step == "preprocess":
-        return source_digest(config.data)
-    if step == "evaluate" and eval_data:
-        # A missing eval-data file is not cached: evaluate runs and fails with its own one-line error.
-        return file_digest(eval_data) if Path(eval_data).is_file() else None
-    return ""
-
-
 def _run_steps(
     config: PipelineConfig, context: RunContext, eval_data: str | None, result: ChainResult, force: frozenset[str]
 ) -> None:
@@ -196,13 +108,13 @@ def _run_steps(
     for step in CHAIN:
         upstream = {name: run_ids[name] for name in step.records}
         pinned = run_ids.get(step.reads) if step.reads else None
-        step_result = _cached(
+        step_result = reuse_or_compute(
             step.name,
             config,
             context,
             force,
             upstream,
-            _input_digest(step.name, config, eval_data),
+            input_digest(step.name, config, eval_data),
             partial(COMPUTE[step.name], config, pinned, eval_data),
         )
         result.steps.append(step_result)

@@ -101,12 +101,12 @@ def test_the_runs_hold_what_the_contract_declares(client, chain):
 def test_a_step_run_alone_gets_the_fingerprint_main_gave_it(client, chain):
     """main computes a step's fingerprint from the contract before the step runs; the step run alone computes it
     from the upstream runs it really read: the two must agree, or `main` would never reuse a step run alone."""
-    from pipeline.steps.chain import _input_digest
     from pipeline.tracking.cache import step_fingerprint
+    from pipeline.tracking.reuse import input_digest
 
     config = small_config_with({})
     for result in chain.steps:  # result.upstream: the runs the step itself recorded as read
-        alone = step_fingerprint(result.step, config, result.upstream, _input_digest(result.step, config, None))
+        alone = step_fingerprint(result.step, config, result.upstream, input_digest(result.step, config, None))
         assert alone == client.get_run(result.run_id).data.tags[FINGERPRINT_TAG], result.step
 
 
