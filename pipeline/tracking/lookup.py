@@ -80,12 +80,13 @@ def follow_lineage(client: MlflowClient, run: Run, step: str) -> Run:
 
 
 def download_artifact(run: Run, artifact_path: str, dst_dir: Path) -> Path:
-    """Download one artifact of an upstream run; a missing one is an UpstreamError naming run and path."""
+    """Download one artifact of an upstream run; a missing one is an UpstreamError naming run and path. The run's
+    own artifact URI is used: a `runs:/` URI would look the run up again (two requests per artifact to a server)."""
     import mlflow.artifacts
 
     try:
         local = mlflow.artifacts.download_artifacts(
-            run_id=run.info.run_id, artifact_path=artifact_path, dst_path=str(dst_dir)
+            artifact_uri=f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}", dst_path=str(dst_dir)
         )
     except (MlflowException, OSError) as exc:
         step = run.data.tags.get(STEP_TAG, "?")

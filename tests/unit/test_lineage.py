@@ -7,7 +7,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from pipeline.config import load_config
 from pipeline.contract import STEP_TAG, upstream_tag
 from pipeline.errors import UpstreamError
-from pipeline.tracking.lookup import follow_lineage, latest_finished_run, resolve_upstream
+from pipeline.tracking.lookup import follow_lineage, latest_finished_run, read_json_artifact, resolve_upstream
 from tests.conftest import DEFAULT_CONFIG
 
 EXPERIMENT = "0"
@@ -110,6 +110,15 @@ def test_a_deleted_run_is_never_used(client):
         resolve_upstream(client, EXPERIMENT, "train", pinned_run_id=deleted)
     with pytest.raises(UpstreamError, match="no finished 'tune' run"):
         resolve_upstream(client, EXPERIMENT, "train")
+
+
+def test_an_upstream_runs_artifacts_are_read_and_a_missing_one_is_named(client):
+    run_id = make_run(client, "tune")
+    client.log_dict(run_id, {"max_depth": 4}, "best_params.json")
+    run = client.get_run(run_id)
+    assert read_json_artifact(run, "best_params.json") == {"max_depth": 4}
+    with pytest.raises(UpstreamError, match=f"^tune run {run_id} has no artifact 'data/schema.json'$"):
+        read_json_artifact(run, "data/schema.json")
 
 
 def test_a_code_change_invalidates_only_the_steps_that_run_that_code(tmp_path):
