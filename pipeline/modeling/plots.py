@@ -28,6 +28,7 @@ from pipeline.contract import FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT
 SHAP_ROWS = 1000
 MAX_FEATURES = 20  # the largest ones per plot
 _JOIN_TIMEOUT_S = 120.0
+_PLOTS_FOLDER = str(Path(FEATURE_IMPORTANCE_ARTIFACT).parent)  # both plots' folder in the run's artifacts
 
 
 @dataclass
@@ -169,14 +170,16 @@ class Drawer:
 
         if self.process is not None:
             self.process.join(_JOIN_TIMEOUT_S)
-            if self.process.is_alive():
+            if self.process.is_alive():  # a picture may be half written: none is logged
                 logger.warning("train's plots took over {:.0f} s and were left out", _JOIN_TIMEOUT_S)
-            elif self.process.exitcode:
+                self.close()
+                return []
+            if self.process.exitcode:
                 logger.warning("train goes on without the plots it could not draw")
         drawn = sorted(path.name for path in self.folder.glob("*.png"))
         if drawn:
-            mlflow.log_artifacts(str(self.folder), "plots")
-        return [f"plots/{name}" for name in drawn]
+            mlflow.log_artifacts(str(self.folder), _PLOTS_FOLDER)
+        return [f"{_PLOTS_FOLDER}/{name}" for name in drawn]
 
     def close(self) -> None:
         """Stop the drawer if it still loads, waits or draws (train failed first), and remove its folder."""

@@ -4,6 +4,8 @@ fails is a warning and the run goes on."""
 
 from __future__ import annotations
 
+import time
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -80,3 +82,19 @@ def test_a_plot_that_cannot_be_drawn_is_a_warning(tracking_uri, monkeypatch):
         assert drawer.finish() == []
     assert mlflow.MlflowClient().get_run(run.info.run_id).info.status == "FINISHED"
     assert drawer.process.exitcode == 1
+
+
+def test_plots_still_drawing_after_the_wait_are_left_out(tracking_uri, monkeypatch):
+    frame, labels = table()
+
+    def slow(figures, folder):
+        (folder / "feature_importance.png").write_bytes(PNG_SIGNATURE)  # half written when the wait ends
+        time.sleep(60)
+
+    monkeypatch.setattr(plots, "draw", slow)
+    monkeypatch.setattr(plots, "_JOIN_TIMEOUT_S", 1.0)
+    with mlflow.start_run() as run, plots.Drawer() as drawer:
+        drawer.draw(fitted(frame, np.minimum(labels, 1)), frame, [0, 1])
+        assert drawer.finish() == []
+        assert not drawer.process.is_alive()
+    assert mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots") == []
