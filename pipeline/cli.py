@@ -1,4 +1,4 @@
-"""Command line: `python -m pipeline <step> [options]`, the command behind every MLproject entry point.
+"""Command line: `python -m pipeline <command> [options]`, the command behind every MLproject entry point.
 
 Empty option values mean "use the config": MLproject passes '' for parameters the user did not set.
 Exit codes: 0 ok, 2 bad config or data, 3 missing or wrong upstream run, 4 tracking unreachable,
@@ -22,66 +22,32 @@ from loguru import logger
 from pipeline import interrupts
 from pipeline.errors import ConfigError, PipelineError
 
-# CLI option -> dotted config key it overrides.
-OVERRIDES = {
-    "engine": "engine",
-    "test_size": "split.test_size",
-    "n_trials": "tune.n_trials",
-    "n_jobs": "tune.n_jobs",
-    "timeout": "tune.timeout_s",
-    "storage": "tune.storage",
-    "fail_on_reject": "evaluate.fail_on_reject",
+# Options that override one config key: (flag, dotted key, help). A step takes those of its config sections
+# (pipeline.contract); `--engine` every command that loads a config.
+OVERRIDES = (
+    ("--engine", "engine", "override engine (local or dask)"),
+    ("--test-size", "split.test_size", "override split.test_size"),
+    ("--n-trials", "tune.n_trials", "override tune.n_trials (finished trials the study must hold)"),
+    ("--n-jobs", "tune.n_jobs", "override tune.n_jobs (trials in parallel threads)"),
+    ("--timeout", "tune.timeout_s", "override tune.timeout_s (seconds of tuning at most)"),
+    ("--storage", "tune.storage", "override tune.storage (Optuna RDB URL or journal:PATH)"),
+    ("--fail-on-reject", "evaluate.fail_on_reject", "override evaluate.fail_on_reject (true/false)"),
+)
+# Commands without a run of their own, and main: (help, loads a config).
+TOOLS = {
+    "lineage": "print the chain of runs behind a run or a registered model version",
+    "history": "every promotion and rollback of the registered model, or the champion at a time",
+    "init-config": "write configs/<name>.yaml for a table (needs no config and no tracking store)",
+    "check-store": "check that the tracking store answers",
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=[*COMMANDS, *LOCAL_COMMANDS])
-    parser.add_argument("--config", default="", help="config file (default configs/pipeline.yaml)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config value, e.g. --set tune.seed=7 (repeatable)",
-    )
-    parser.add_argument("--engine", default="", help="override engine (local or dask)")
-    parser.add_argument("--test-size", default="", help="override split.test_size")
-    parser.add_argument("--n-trials", default="", help="override tune.n_trials (finished trials the study must hold)")
-    parser.add_argument("--n-jobs", default="", help="override tune.n_jobs (trials in parallel threads)")
-    parser.add_argument("--timeout", default="", help="override tune.timeout_s (seconds of tuning at most)")
-    parser.add_argument("--storage", default="", help="override tune.storage (Optuna RDB URL or journal:PATH)")
-    parser.add_argument("--fail-on-reject", default="", help="override evaluate.fail_on_reject (true/false)")
-    parser.add_argument("--upstream-run-id", default="", help="pin the upstream run instead of the newest one")
-    parser.add_argument("--eval-data", default="", help="evaluate on this CSV/Parquet file instead of the test split")
-    parser.add_argument("--result-file", default="", help="write the step's result as JSON to this path")
-    parser.add_argument("--input", default="", help="predict: CSV/Parquet file to score")
-    parser.add_argument("--output", default="", help="predict: where to write the predictions (.csv/.parquet)")
-    parser.add_argument("--alias", default="", help="predict, lineage: model alias (default: the champion alias)")
-    parser.add_argument("--version", default="", help="predict, lineage: model version instead of an alias")
-    parser.add_argument("--chunk-rows", default="", help="predict: rows scored at a time (default 100000)")
-    parser.add_argument("--run-id", default="", help="lineage: show the chain behind this run")
-    parser.add_argument("--reason", default="", help="rollback: why the champion is moved back (recorded)")
-    parser.add_argument("--at", default="", help="history: the champion at this time (ISO 8601; no zone = UTC)")
-    parser.add_argument("--chain-id", default="", help="tag the run(s) with this pipeline.chain_id (orchestrators)")
-    parser.add_argument(
-        "--force",
-        default="",
-        help="main: recompute these steps (comma-separated, or all) instead "
-        "of reusing finished runs with the same fingerprint",
-    )
-    # init-config (a local command, no MLproject entry point): write configs/<name>.yaml for a table.
-    parser.add_argument("--source", default="", help="init-config: the table (CSV/Parquet, URL, s3://, SQL)")
-    parser.add_argument("--target", default="", help="init-config: the column to predict")
-    parser.add_argument(
-        "--name",
-        default="",
-        help="init-config: config name (default: the source file's stem); history: the registered model "
-        "(default: registry.model_name)",
-    )
-    parser.add_argument("--query", default="", help="init-config: SQL source: the SELECT to run")
-    parser.add_argument("--table", default="", help="init-config: SQL source: the table to read")
-    parser.add_argument("--overwrite", action="store_true", help="init-config: replace an existing config file")
+def _dest(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--result-file", default="", help="write the result as JSON to this path")
     parser.add_argument(
         "--json",
         nargs="?",
@@ -91,7 +57,90 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="true|false",
         help="print the result as JSON, as the last line of output (a bare --json means true; '' false)",
     )
+
+
+def _config_options(parser: argparse.ArgumentParser, sections: tuple[str, ...] = ()) -> None:
+    """--config, --set and the override options of these config sections (--engine always)."""
+    parser.add_argument("--config", default="", help="config file (default configs/pipeline.yaml)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. --set tune.seed=7 (repeatable)",
+    )
+    for flag, key, help_text in OVERRIDES:
+        if key == "engine" or key.split(".")[0] in sections:
+            parser.add_argument(flag, default="", help=help_text)
+    _output_options(parser)
+
+
+def _step_options(parser: argparse.ArgumentParser, options) -> None:
+    for option in options:
+        metavar = _dest(option.flag).upper()
+        parser.add_argument(option.flag, dest=option.keyword, default="", metavar=metavar, help=option.help)
+
+
+def _chain_id_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--chain-id", default="", help="tag the run(s) with this pipeline.chain_id (orchestrators)")
+
+
+def _add_steps(commands) -> None:
+    """main and every step of the contract, each with its own options only."""
+    from pipeline.contract import CHAIN, CHAIN_OPTIONS, MAIN_STEP, STEPS
+
+    main = commands.add_parser(MAIN_STEP, help="the whole chain in one process, reusing finished steps")
+    _config_options(main, tuple(section for step in CHAIN for section in step.config_sections))
+    _step_options(main, CHAIN_OPTIONS)
+    main.add_argument(
+        "--force",
+        default="",
+        help="recompute these steps (comma-separated, or all) instead of reusing finished runs with the same "
+        "fingerprint",
+    )
+    _chain_id_option(main)
+    for step in STEPS.values():
+        parser = commands.add_parser(step.name, help=step.help, description=step.help)
+        _config_options(parser, step.config_sections)
+        _step_options(parser, step.all_options)
+        _chain_id_option(parser)
+
+
+def _add_tools(commands) -> None:
+    lineage = commands.add_parser("lineage", help=TOOLS["lineage"], description=TOOLS["lineage"])
+    _config_options(lineage)
+    lineage.add_argument("--run-id", default="", help="show the chain behind this run")
+    lineage.add_argument("--alias", default="", help="model alias (default: the champion alias)")
+    lineage.add_argument("--version", default="", help="model version instead of an alias")
+    history = commands.add_parser("history", help=TOOLS["history"], description=TOOLS["history"])
+    _config_options(history)
+    history.add_argument("--name", default="", help="the registered model (default: registry.model_name)")
+    history.add_argument("--at", default="", help="the champion at this time (ISO 8601; no zone = UTC)")
+    init = commands.add_parser("init-config", help=TOOLS["init-config"], description=TOOLS["init-config"])
+    init.add_argument("--source", default="", help="the table (CSV/Parquet, URL, s3://, SQL)")
+    init.add_argument("--target", default="", help="the column to predict")
+    init.add_argument("--name", default="", help="config name (default: the source file's stem)")
+    init.add_argument("--query", default="", help="SQL source: the SELECT to run")
+    init.add_argument("--table", default="", help="SQL source: the table to read")
+    init.add_argument("--overwrite", action="store_true", help="replace an existing config file")
+    _output_options(init)
+    _output_options(commands.add_parser("check-store", help=TOOLS["check-store"], description=TOOLS["check-store"]))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """`python -m pipeline COMMAND [options]`: one sub-command per step (from the contract), main and the tools;
+    `python -m pipeline COMMAND --help` lists that command's options only."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_steps(commands)
+    _add_tools(commands)
     return parser
+
+
+def command_options(parser: argparse.ArgumentParser, command: str) -> set[str]:
+    """The option flags of one sub-command (for the documents' checks)."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {flag for action in subparsers.choices[command]._actions for flag in action.option_strings}
 
 
 def _flag(value: str) -> bool:
@@ -111,7 +160,9 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
         overrides[key.strip()] = value.strip()
-    overrides.update({key: getattr(args, option) for option, key in OVERRIDES.items() if getattr(args, option) != ""})
+    for flag, key, _ in OVERRIDES:
+        if (value := getattr(args, _dest(flag), "")) != "":
+            overrides[key] = value
     return overrides
 
 
@@ -126,8 +177,9 @@ def _step(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, An
     config = load_config(args.config or None, collect_overrides(args))
     check_tracking_store()
     gc.freeze()  # what MLflow and its store imported lives until exit: later collections need not walk it again
-    context = RunContext(launcher_run_id=launcher_run_id, chain_id=args.chain_id or None)
-    result = COMMANDS[args.step](config, args, context)
+    context = RunContext(launcher_run_id=launcher_run_id, chain_id=getattr(args, "chain_id", "") or None)
+    handler = COMMANDS.get(args.command, _run_step)
+    result = handler(config, args, context)
     if isinstance(result, dict):  # main, lineage and history report for themselves
         return result
     fill_model_aliases(MlflowClient(), [result])
@@ -136,68 +188,23 @@ def _step(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, An
 
 
 def _main(config, args: argparse.Namespace, context) -> dict[str, Any]:
+    from pipeline.contract import CHAIN_OPTIONS
     from pipeline.steps import chain
 
     force = [step.strip() for step in args.force.split(",") if step.strip()]
+    values = {option.keyword: getattr(args, option.keyword) or None for option in CHAIN_OPTIONS}
     result = chain.run_chain(
-        config,
-        eval_data=args.eval_data or None,
-        launcher_run_id=context.launcher_run_id,
-        chain_id=args.chain_id or None,
-        force=force,
+        config, launcher_run_id=context.launcher_run_id, chain_id=args.chain_id or None, force=force, **values
     )
     logger.success(chain.summary(result))
     return result.to_dict()
 
 
-def _preprocess(config, args: argparse.Namespace, context):
-    from pipeline.steps import preprocess
+def _run_step(config, args: argparse.Namespace, context):
+    """Any step of the contract: its options, as parsed, handed to its module's `run(...)`."""
+    from pipeline.steps.calls import call_step
 
-    return preprocess.run(config, context=context)
-
-
-def _tune(config, args: argparse.Namespace, context):
-    from pipeline.steps import tune
-
-    return tune.run(config, upstream_run_id=args.upstream_run_id or None, context=context)
-
-
-def _train(config, args: argparse.Namespace, context):
-    from pipeline.steps import train
-
-    return train.run(config, upstream_run_id=args.upstream_run_id or None, context=context)
-
-
-def _evaluate(config, args: argparse.Namespace, context):
-    from pipeline.steps import evaluate
-
-    return evaluate.run(
-        config, upstream_run_id=args.upstream_run_id or None, eval_data=args.eval_data or None, context=context
-    )
-
-
-def _rollback(config, args: argparse.Namespace, context):
-    from pipeline.steps import rollback
-
-    return rollback.run(config, reason=args.reason, context=context)
-
-
-def _predict(config, args: argparse.Namespace, context):
-    from pipeline.steps import predict
-
-    if not args.input or not args.output:
-        raise ConfigError("predict needs --input and --output (-P input=... -P output=...)")
-    if args.chunk_rows and (not args.chunk_rows.isdigit() or int(args.chunk_rows) < 1):
-        raise ConfigError(f"--chunk-rows must be a positive integer, got '{args.chunk_rows}'")
-    return predict.run(
-        config,
-        input_path=args.input,
-        output_path=args.output,
-        alias=args.alias or None,
-        version=args.version or None,
-        chunk_rows=int(args.chunk_rows or 0) or None,
-        context=context,
-    )
+    return call_step(args.command, config, vars(args), context)
 
 
 def _lineage(config, args: argparse.Namespace, context) -> dict[str, Any]:
@@ -221,8 +228,6 @@ def _init_config(args: argparse.Namespace, launcher_run_id: str | None) -> dict[
 
     if not args.source or not args.target:
         raise ConfigError("init-config needs --source and --target")
-    if args.force:
-        raise ConfigError("init-config: --force is main's; pass --overwrite to replace an existing config file")
     decided = init_config.run(
         args.source,
         args.target,
@@ -235,18 +240,9 @@ def _init_config(args: argparse.Namespace, launcher_run_id: str | None) -> dict[
     return {"step": "init-config", "status": "FINISHED", **decided}
 
 
-# Command -> handler(config, args, context): a StepResult (aliases filled in here) or a finished result dict.
-COMMANDS: dict[str, Callable[..., Any]] = {
-    "main": _main,
-    "preprocess": _preprocess,
-    "tune": _tune,
-    "train": _train,
-    "evaluate": _evaluate,
-    "rollback": _rollback,
-    "predict": _predict,
-    "lineage": _lineage,
-    "history": _history,
-}
+# Commands that load a config and are not a step of the contract (a step goes through `_run_step`):
+# handler(config, args, context) -> a finished result dict.
+COMMANDS: dict[str, Callable[..., Any]] = {"main": _main, "lineage": _lineage, "history": _history}
 
 
 def _check_store(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, Any]:
@@ -329,17 +325,17 @@ def main(argv: list[str] | None = None) -> int:
 
     launcher_run_id = take_launcher_run_id()
     try:
-        result, code = LOCAL_COMMANDS.get(args.step, _step)(args, launcher_run_id), 0
+        result, code = LOCAL_COMMANDS.get(args.command, _step)(args, launcher_run_id), 0
     except PipelineError as exc:
         logger.error("{}", exc)
-        result, code = _failure(args.step, exc, exc.exit_code), exc.exit_code
+        result, code = _failure(args.command, exc, exc.exit_code), exc.exit_code
     except BaseException as exc:
         if interrupts.was_interrupted(exc):
-            logger.error("{} interrupted: {}", args.step, interrupts.describe(exc))
-            result, code = _failure(args.step, exc, 130), 130
+            logger.error("{} interrupted: {}", args.command, interrupts.describe(exc))
+            result, code = _failure(args.command, exc, 130), 130
         elif isinstance(exc, Exception):
-            logger.opt(exception=exc).error("{} failed unexpectedly: {}", args.step, exc)
-            result, code = _failure(args.step, exc, 1), 1
+            logger.opt(exception=exc).error("{} failed unexpectedly: {}", args.command, exc)
+            result, code = _failure(args.command, exc, 1), 1
         else:
             raise
     if code:

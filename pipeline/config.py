@@ -6,15 +6,18 @@ missing from a config is an error naming it, never a second, silent default (tes
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.data.sql_source import is_sql_url
+from pipeline.data.source_text import source_kind
 from pipeline.errors import ConfigError
+
+# mask_url and mask_source live in pipeline/masking.py: used here by loggable_config, and still importable from here
+# for cli.py, steps/chain.py and tuning/study.py until they import them from pipeline.masking.
+from pipeline.masking import mask_source, mask_url
 
 DEFAULT_CONFIG_PATH = Path("configs/pipeline.yaml")
 
@@ -68,12 +71,13 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _query_or_table_for_sql(self) -> DataConfig:
         given = [f"data.{key}" for key in ("query", "table") if getattr(self, key) is not None]
-        if is_sql_url(self.source) and len(given) != 1:
+        database = source_kind(self.source) == "sql"
+        if database and len(given) != 1:
             raise ValueError(
                 "a database source (data.source is a SQLAlchemy URL) needs exactly one of `data.query` "
                 f"and `data.table`{' (both are set)' if given else ''}"
             )
-        if not is_sql_url(self.source) and given:
+        if not database and given:
             raise ValueError(
                 f"`{given[0]}` applies only when data.source is a database URL (postgresql://, sqlite:///, ...)"
             )
@@ -308,34 +312,6 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 def config_as_dict(config: PipelineConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
-
-
-def mask_url(url: str | None) -> str | None:
-    """A URL as it may be logged: any password replaced by ***."""
-    if not url or "://" not in url:
-        return url
-    from sqlalchemy.engine import make_url
-
-    scheme, rest = url.split("://", 1)
-    if rest.split("/", 1)[0].count("@") > 1:  # an unescaped @ in the password: make_url would show its tail
-        return f"{scheme}://***@{rest.split('/', 1)[0].rsplit('@', 1)[1]}"
-    try:
-        shown = make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - unparsable: show the scheme only, never the raw text
-        return scheme + "://***"
-    return re.sub(r"%24%7B(\w+)%7D", r"${\1}", shown)  # a user or host `${VAR}` stays readable, unexpanded
-
-
-def mask_source(source: str) -> str:
-    """`data.source` as it may be logged: a database URL, or another URL holding a password, masked by mask_url;
-    anything else as written (mask_url would re-encode a plain URL's path and query)."""
-    from urllib.parse import urlsplit
-
-    try:
-        secret = "://" in source and urlsplit(source).password is not None
-    except ValueError:  # a netloc urlsplit cannot read: mask_url shows the scheme only
-        secret = True
-    return str(mask_url(source)) if is_sql_url(source) or secret else source
 
 
 def loggable_config(config: PipelineConfig) -> dict[str, Any]:

@@ -10,6 +10,7 @@ here first.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 # --- tags on runs ---------------------------------------------------------------------------------------------------
 STEP_TAG = "pipeline.step"  # the step (or `main`) that made the run: the lookup key
@@ -71,9 +72,45 @@ CHAIN_RECORD_ARTIFACT = "chain.json"  # main: every step's result
 
 
 @dataclass(frozen=True)
+class Option:
+    """A command-line option of a step (`--eval-data`), passed to the step's `run(...)` as keyword `keyword`.
+
+    "" (what MLproject passes for a parameter the user did not set) means "not given": `run` gets None."""
+
+    flag: str
+    help: str
+    param: str = ""  # run()'s keyword when it is not the flag's name (`--input` -> input_path)
+    kind: Literal["text", "positive_int"] = "text"
+    required: bool = False  # the step refuses to start without it (one line naming every required option)
+    chain: bool = False  # `main` takes it too and hands it to this step
+    input_file: bool = False  # names a file whose content is part of the step's fingerprint (a data digest)
+
+    @property
+    def keyword(self) -> str:
+        return self.param or self.flag.removeprefix("--").replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Output:
+    """One entry of a step's result `outputs`, read back from its finished run: computed and reused results both
+    come from here, so they are the same. Exactly one of the sources is set."""
+
+    name: str
+    artifact: str = ""  # `<artifact URI>/<path>`, or the location in `location_tag` when the run has that tag
+    location_tag: str = ""
+    run_artifact: str = ""  # `runs:/<run id>/<path>`
+    param: str = ""  # the value of one of the run's params
+    registered_model: bool = False  # the source of the version named by the run's model tags (`models:/m-...`)
+
+
+@dataclass(frozen=True)
 class Step:
-    """One step of the chain: `reads` is the upstream step it looks up (pinned or newest finished); `records` every
-    step whose run it tags as `pipeline.upstream.<step>` (and whose run ids feed its fingerprint)."""
+    """A step that opens a run. `reads` is the upstream step it looks up (pinned or newest finished); `records`
+    every step whose run it tags as `pipeline.upstream.<step>` (and whose run ids feed its fingerprint);
+    `config_sections` the config it depends on (its fingerprint, and which override options it accepts);
+    `options` its own command-line options; `outputs` what its result lists; `key_params` / `key_metrics` what the
+    lineage view shows of its run. Its module (`pipeline.steps.<name>`) holds `run(config, *, <options>,
+    context)` and `note(run)`, the lines of its run's Description."""
 
     name: str
     reads: str | None
@@ -82,13 +119,30 @@ class Step:
     artifacts: tuple[str, ...]
     run_tags: tuple[str, ...] = ()
     version_tags: tuple[str, ...] = ()
+    options: tuple[Option, ...] = ()
+    outputs: tuple[Output, ...] = ()
+    key_params: tuple[str, ...] = ()
+    key_metrics: tuple[str, ...] = ()
+    source_input: bool = False  # reads `data.source`: its digest is part of the fingerprint
+    help: str = ""
 
     @property
     def module(self) -> str:
         """The module whose `run(...)` does the step (and whose imports make the code part of its fingerprint)."""
         return f"pipeline.steps.{self.name}"
 
+    @property
+    def all_options(self) -> tuple[Option, ...]:
+        """Every option its `run(...)` takes: the pinned upstream run for a step that reads one, then its own."""
+        return ((UPSTREAM_OPTION,) if self.reads else ()) + self.options
 
+
+UPSTREAM_OPTION = Option("--upstream-run-id", "pin the upstream run instead of the newest one")
+
+
+EVAL_DATA_OPTION = Option(
+    "--eval-data", "evaluate on this CSV/Parquet file instead of the test split", chain=True, input_file=True
+)
 CHAIN = (
     Step(
         "preprocess",
@@ -97,6 +151,14 @@ CHAIN = (
         config_sections=("engine", "data", "features", "split"),
         artifacts=(TRAIN_ARTIFACT, TEST_ARTIFACT, SCHEMA_ARTIFACT, RAW_SAMPLE_ARTIFACT, HOOK_ARTIFACT),
         run_tags=(DATA_DIGEST_TAG, TASK_TAG),
+        outputs=(
+            Output("train", artifact=TRAIN_ARTIFACT, location_tag=split_uri_tag("train")),
+            Output("test", artifact=TEST_ARTIFACT, location_tag=split_uri_tag("test")),
+        ),
+        key_params=("data.source", "data.task", "split.test_size", "split.seed"),
+        key_metrics=("n_rows", "n_features", "n_train", "n_test"),
+        source_input=True,
+        help="load data.source, split it, type the columns and log the splits",
     ),
     Step(
         "tune",
@@ -104,6 +166,10 @@ CHAIN = (
         records=("preprocess",),
         config_sections=("engine", "data", "split", "tune", "train"),
         artifacts=(BEST_PARAMS_ARTIFACT, OPTIMIZATION_HISTORY_ARTIFACT, PARAM_IMPORTANCES_ARTIFACT),
+        outputs=(Output("best_params", run_artifact=BEST_PARAMS_ARTIFACT),),
+        key_params=("optuna.study_name", "n_estimators", "max_depth", "learning_rate"),
+        key_metrics=("best_valid_logloss", "best_valid_rmse", "n_complete", "n_pruned"),
+        help="Optuna search over XGBoost's hyper-parameters, one nested run per trial",
     ),
     Step(
         "train",
@@ -113,6 +179,10 @@ CHAIN = (
         artifacts=(MODEL_ARTIFACT, FEATURE_IMPORTANCE_ARTIFACT),
         run_tags=(MODEL_NAME_TAG, MODEL_VERSION_TAG),
         version_tags=(version_run_tag("train"), version_run_tag("tune"), version_run_tag("preprocess")),
+        outputs=(Output("model_uri", registered_model=True),),
+        key_params=("n_estimators", "max_depth", "learning_rate"),
+        key_metrics=("test_roc_auc", "test_accuracy", "test_rmse", "test_r2"),
+        help="fit the final model with the tuned params, log it and register it as the challenger",
     ),
     Step(
         "evaluate",
@@ -122,6 +192,17 @@ CHAIN = (
         artifacts=(LINEAGE_CARD_ARTIFACT,),
         run_tags=(VERDICT_TAG, VERDICT_REASON_TAG, MODEL_NAME_TAG, MODEL_VERSION_TAG, PROMOTION_TAG),
         version_tags=(VERDICT_TAG, version_run_tag("evaluate"), PREVIOUS_CHAMPION_TAG),
+        options=(EVAL_DATA_OPTION,),
+        key_metrics=(
+            "roc_auc",
+            "accuracy_score",
+            "f1_score",
+            "root_mean_squared_error",
+            "r2_score",
+            "champion_roc_auc",
+            "champion_root_mean_squared_error",
+        ),
+        help="evaluate the challenger, gate it and promote it to champion when it passes",
     ),
 )
 # Commands that act on the registry rather than extend the chain (their runs carry a fingerprint too).
@@ -133,6 +214,15 @@ SIDE_STEPS = (
         config_sections=("engine", "features", "registry"),
         artifacts=(PREDICTIONS_DIR,),
         run_tags=(MODEL_NAME_TAG, MODEL_VERSION_TAG),
+        options=(
+            Option("--input", "CSV/Parquet file to score", param="input_path", required=True),
+            Option("--output", "where to write the predictions (.csv/.parquet)", param="output_path", required=True),
+            Option("--alias", "model alias (default: the champion alias)"),
+            Option("--version", "model version instead of an alias"),
+            Option("--chunk-rows", "rows scored at a time (default 100000)", kind="positive_int"),
+        ),
+        outputs=(Output("predictions", param="predict.output"),),
+        help="score a file with a registered model version (the champion by default)",
     ),
     Step(
         "rollback",
@@ -142,9 +232,14 @@ SIDE_STEPS = (
         artifacts=(),
         run_tags=(MODEL_NAME_TAG, MODEL_VERSION_TAG),
         version_tags=(ROLLED_BACK_TAG, LAST_ROLLBACK_TAG),
+        options=(Option("--reason", "why the champion is moved back (recorded)"),),
+        outputs=(Output("rolled_back_from", param="rollback.from"),),
+        help="move the champion alias back to the version it replaced",
     ),
 )
 MAIN_STEP = "main"  # the chain's own run (`pipeline.step` = main), artifacts CHAIN_RECORD_ARTIFACT
+# The options of the chain's steps that `main` takes too and hands to them (evaluate's `--eval-data`).
+CHAIN_OPTIONS = tuple(option for step in CHAIN for option in step.options if option.chain)
 
 STEPS = {step.name: step for step in CHAIN + SIDE_STEPS}
 CHAIN_STEPS = tuple(step.name for step in CHAIN)

@@ -25,6 +25,7 @@ from pipeline.data import feature_hook
 from pipeline.data.labels import settle_labels
 from pipeline.data.schema import Schema, build_schema, raw_kind
 from pipeline.data.sources import loggable_source
+from pipeline.data.splitting import test_split
 
 SPLITS = {"train": TRAIN_ARTIFACT, "test": TEST_ARTIFACT}
 
@@ -37,11 +38,12 @@ def prepare(config: PipelineConfig) -> tuple[dict[str, Any], Schema, dict, pd.Da
     frame = table.drop(columns=data.id_columns)
     logger.info("{}: {} partitions; settling the labels on the target column", what, frame.npartitions)
     labels = settle_labels(frame[data.target].compute().reset_index(drop=True), data, config.split, what)
-    if config.split.stratify and labels[0] != "regression":
+    classification = labels[0] != "regression"
+    if config.split.stratify and classification:
         logger.info("split.stratify does not apply on engine dask: rows are held out at random in each partition")
     hook_file = feature_hook.hook_path(config)
     hook = feature_hook.load(hook_file)
-    raw_train, raw_test = tables.split_frame(frame, config.split)
+    raw_train, raw_test = test_split(frame, config.split, data.target, classification)
     raw_sample = tables.sample_rows(raw_train)
     hooked_sample = feature_hook.apply(raw_sample, hook, what)
     hooked_train = tables.apply_hook(raw_train, hook_file, what)

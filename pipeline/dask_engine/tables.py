@@ -1,5 +1,5 @@
-"""Tables on the cluster: reading the source as a Dask DataFrame, the deterministic split, the feature hook and the
-schema applied partition by partition, and the splits written to and read back from partitioned Parquet.
+"""Tables on the cluster: reading the source as a Dask DataFrame, the feature hook and the schema applied partition
+by partition, and the splits (made by `pipeline.data.splitting`) written to and read back from partitioned Parquet.
 
 Nothing here collects a table: each function returns a lazy Dask DataFrame, or computes one small result (a digest,
 a sample). Workers import `pipeline.data.transform` (the project installed on them, as on a LocalCluster) and get
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
-from pipeline.config import DataConfig, SplitConfig
+from pipeline.config import DataConfig
 from pipeline.contract import split_uri_tag
 from pipeline.data import feature_hook, transform
 from pipeline.data.schema import Schema, conform
@@ -69,26 +69,6 @@ def read_source(data: DataConfig):
     except (OSError, ValueError) as exc:
         raise DataError(f"data source {shown} cannot be read: {first_line(exc)}") from exc
     return checked_columns(frame, data, keep_ids=True)
-
-
-def _split_part(part: pd.DataFrame, seed: int, share: float, held_out: bool, partition_info=None) -> pd.DataFrame:
-    number = partition_info["number"] if partition_info else 0
-    drawn = np.random.default_rng([seed, number]).random(len(part)) < share
-    return part[drawn if held_out else ~drawn]
-
-
-def split(frame, share: float, seed: int):
-    """A seeded split without a shuffle: each row is held out with probability `share`, drawn from a generator
-    seeded by (seed, partition number), so the same data in the same partitions splits the same way every time.
-    Not stratified: class shares match in expectation."""
-    kept = frame.map_partitions(_split_part, seed, share, False, meta=frame._meta)
-    held_out = frame.map_partitions(_split_part, seed, share, True, meta=frame._meta)
-    return kept, held_out
-
-
-def split_frame(frame, split_config: SplitConfig):
-    """(train, test) of the source table."""
-    return split(frame, split_config.test_size, split_config.seed)
 
 
 @functools.lru_cache(maxsize=8)

@@ -15,9 +15,9 @@ from loguru import logger
 from xgboost.callback import TrainingCallback
 
 from pipeline.config import PipelineConfig
-from pipeline.dask_engine import tables
 from pipeline.dask_engine.boosting import booster_params, collective, matrices, release_freed_memory
 from pipeline.dask_engine.cluster import cluster_faults
+from pipeline.data.splitting import validation_split
 from pipeline.modeling.model import suggest_params
 from pipeline.tuning.study import BEST_ITERATION_ATTR, FINISHED_STATES, eval_metric
 
@@ -63,7 +63,7 @@ def make_objective(client: Any, train, config: PipelineConfig, task: str, n_clas
         logger.info(
             "tune: trials train on a sample of about {} of {} rows (tune.sample_rows)", tune.sample_rows, n_train
         )
-    fit_part, valid_part = tables.split(train, config.split.validation_size, config.split.seed + 1)
+    fit_part, valid_part = validation_split(train, config.split, target, task != "regression")
     fit_matrix, valid_matrix = matrices(client, target, fit_part, valid_part)
     metric = eval_metric(tune.metric, task)
 

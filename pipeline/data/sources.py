@@ -157,15 +157,11 @@ def _preview(columns: pd.Index, limit: int = 8) -> str:
 def split_frame(
     frame: pd.DataFrame, target: str, split: SplitConfig, classification: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded train/test split, stratified on the target when asked (classification only)."""
-    from sklearn.model_selection import train_test_split  # here: a command that splits nothing never imports it
+    """`pipeline.data.splitting.test_split` under its old name and argument order, for pipeline/steps/preprocess.py
+    until it imports that (then delete this: it puts splitting.py in every step's fingerprint)."""
+    from pipeline.data.splitting import test_split
 
-    stratify = frame[target] if split.stratify and classification else None
-    try:
-        train, test = train_test_split(frame, test_size=split.test_size, random_state=split.seed, stratify=stratify)
-    except ValueError as exc:
-        raise DataError(f"cannot split {len(frame)} rows with test_size={split.test_size}: {exc}") from exc
-    return train.reset_index(drop=True), test.reset_index(drop=True)
+    return test_split(frame, split, target, classification)
 
 
 def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:

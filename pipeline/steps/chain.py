@@ -9,9 +9,8 @@ Writes: one run per computed step tagged `pipeline.chain_id`, plus the chain's o
 
 from __future__ import annotations
 
-import importlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,6 +25,7 @@ from pipeline import interrupts
 from pipeline.config import PipelineConfig, loggable_config
 from pipeline.contract import (
     CHAIN,
+    CHAIN_OPTIONS,
     CHAIN_RECORD_ARTIFACT,
     CHAIN_STEPS,
     CHAIN_TAG,
@@ -34,10 +34,10 @@ from pipeline.contract import (
     MAIN_STEP,
     RESOLVED_CONFIG_ARTIFACT,
     STEP_TAG,
-    STEPS,
 )
 from pipeline.errors import ConfigError, first_line
 from pipeline.results import StepResult
+from pipeline.steps.calls import call_step
 from pipeline.tracking.lineage_view import render_markdown
 from pipeline.tracking.notes import write_note
 from pipeline.tracking.registry import fill_model_aliases
@@ -83,39 +83,24 @@ def _open_chain_run(
     return run_id, run.info.experiment_id, chain_id or run_id
 
 
-def _step(name: str) -> Any:
-    """A step's module, imported when the step computes: a reused step costs no import of XGBoost, Optuna or
-    scikit-learn (a fully reused `main` starts in about the time of `import mlflow`)."""
-    return importlib.import_module(STEPS[name].module)
-
-
-# How `main` calls each step of the chain: (config, the run of the step it reads, eval-data, context) -> result.
-COMPUTE: dict[str, Callable[[PipelineConfig, str | None, str | None, RunContext], StepResult]] = {
-    "preprocess": lambda config, _, __, ctx: _step("preprocess").run(config, context=ctx),
-    "tune": lambda config, upstream, _, ctx: _step("tune").run(config, upstream_run_id=upstream, context=ctx),
-    "train": lambda config, upstream, _, ctx: _step("train").run(config, upstream_run_id=upstream, context=ctx),
-    "evaluate": lambda config, upstream, eval_data, ctx: _step("evaluate").run(
-        config, upstream_run_id=upstream, eval_data=eval_data, context=ctx
-    ),
-}
-
-
 def _run_steps(
-    config: PipelineConfig, context: RunContext, eval_data: str | None, result: ChainResult, force: frozenset[str]
+    config: PipelineConfig, context: RunContext, values: dict[str, Any], result: ChainResult, force: frozenset[str]
 ) -> None:
-    """Each step of the contract's chain in order, pinned to the runs just made (or reused) before it."""
+    """Each step of the contract's chain in order, pinned to the runs just made (or reused) before it. A step's
+    module is imported only when it computes: a reused step costs no import of XGBoost, Optuna or scikit-learn (a
+    fully reused `main` starts in about the time of `import mlflow`)."""
     run_ids: dict[str, str] = {}
     for step in CHAIN:
         upstream = {name: run_ids[name] for name in step.records}
-        pinned = run_ids.get(step.reads) if step.reads else None
+        pinned = {"upstream_run_id": run_ids[step.reads]} if step.reads else {}
         step_result = reuse_or_compute(
             step.name,
             config,
             context,
             force,
             upstream,
-            input_digest(step.name, config, eval_data),
-            partial(COMPUTE[step.name], config, pinned, eval_data),
+            input_digest(step.name, config, values),
+            partial(call_step, step.name, config, {**values, **pinned}),
         )
         result.steps.append(step_result)
         run_ids[step.name] = step_result.run_id
@@ -139,16 +124,19 @@ def _shared_cluster(config: PipelineConfig):
 def run_chain(
     config: PipelineConfig,
     *,
-    eval_data: str | None = None,
     launcher_run_id: str | None = None,
     chain_id: str | None = None,
     force: Iterable[str] = (),
+    **step_values: Any,
 ) -> ChainResult:
-    """Run preprocess -> tune -> train -> evaluate; the chain run ends FAILED if any step fails.
+    """Run the contract's chain (preprocess -> tune -> train -> evaluate); the chain run ends FAILED if any step
+    fails. `step_values` are the steps' chain options by keyword (`eval_data=...`: see `chain_options`).
 
     A step whose fingerprint matches a finished run is reused (config `cache`), unless named in `force` ("all"
     for every step); a recomputed step changes its run id, so every step after it is recomputed too.
     `chain_id` (default: the chain run's id) is what an orchestrator passes to tag the runs with its own id."""
+    if unknown := set(step_values) - {option.keyword for option in CHAIN_OPTIONS}:
+        raise TypeError(f"run_chain() got unexpected option(s) {', '.join(sorted(unknown))}")
     force = frozenset(CHAIN_STEPS if "all" in force else force)
     if unknown := force - set(CHAIN_STEPS):
         raise ConfigError(
@@ -162,7 +150,7 @@ def run_chain(
     try:
         client.log_dict(run_id, loggable_config(config), RESOLVED_CONFIG_ARTIFACT)
         with _shared_cluster(config):
-            _run_steps(config, context, eval_data, result, force)
+            _run_steps(config, context, step_values, result, force)
         fill_model_aliases(client, result.steps)
         _write_card(client, run_id, result)
     except BaseException as exc:

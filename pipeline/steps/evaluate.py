@@ -15,7 +15,6 @@ Writes: the default evaluator's metrics and artifacts for the task (classifier o
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 from loguru import logger
+from mlflow.entities import Run
 
 from pipeline.config import PipelineConfig
 from pipeline.contract import (
@@ -43,7 +43,7 @@ from pipeline.modeling.promotion import REJECTED, Verdict, decide
 from pipeline.results import StepResult
 from pipeline.tracking.cache import file_digest
 from pipeline.tracking.lineage_view import chain_of_run, render_markdown
-from pipeline.tracking.notes import add_verdict
+from pipeline.tracking.notes import add_verdict, table
 from pipeline.tracking.registry import alias_version, promote
 from pipeline.tracking.runs import RunContext, StepRun, step_run
 
@@ -183,7 +183,6 @@ def run(
     eval_data: str | None = None,
     context: RunContext = RunContext(),
 ) -> StepResult:
-    started = time.monotonic()
     with step_run("evaluate", config, context) as active:
         train_run = active.use_upstream(upstream_run_id)
         preprocess_run = active.follow(train_run, "preprocess")
@@ -209,15 +208,31 @@ def run(
         if not verdict.promoted and config.evaluate.fail_on_reject:
             raise GateRejected(f"evaluate: {name} version {version} rejected: {verdict.reason}")
     metrics = {k: float(v) for k, v in candidate.metrics.items() if isinstance(v, (int, float))}
-    return StepResult(
-        "evaluate",
-        active.run_id,
-        active.experiment_id,
-        upstream=dict(active.upstream),
+    return active.result(
         metrics=metrics,
         model_name=name,
         model_version=version,
         verdict=verdict.decision,
         verdict_reason=verdict.reason,
-        duration_s=time.monotonic() - started,
     )
+
+
+_COUNTS = ("example_count", "true_", "false_", "sum_on_", "mean_on_")  # row counts, not scores
+
+
+def note(run: Run) -> list[str]:
+    """The run's Description: the verdict and its reason, and the challenger against the champion as a table."""
+    tags, metrics = run.data.tags, run.data.metrics
+    lines = [
+        f"**{tags.get(VERDICT_TAG, '?')}**: `{tags.get(MODEL_NAME_TAG, '?')}` version "
+        f"{tags.get(MODEL_VERSION_TAG, '?')}. {tags.get(VERDICT_REASON_TAG, '')}"
+    ]
+    compared = sorted(
+        name
+        for name in (key.removeprefix("champion_") for key in metrics if key.startswith("champion_"))
+        if not name.startswith(_COUNTS)
+    )
+    rows = [(key, f"{metrics[key]:.4f}", f"{metrics['champion_' + key]:.4f}") for key in compared if key in metrics]
+    if rows:
+        lines += ["", "Against the champion, on the same rows:", "", *table(rows, ("metric", "challenger", "champion"))]
+    return lines

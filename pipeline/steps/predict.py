@@ -13,7 +13,6 @@ Writes: the output file (.csv or .parquet): the input columns plus the model's a
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from loguru import logger
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 
@@ -29,6 +29,7 @@ from pipeline.config import PipelineConfig
 from pipeline.contract import MODEL_NAME_TAG, MODEL_VERSION_TAG, PREDICTIONS_DIR
 from pipeline.errors import DataError, UpstreamError, first_line
 from pipeline.results import StepResult
+from pipeline.tracking.notes import number
 from pipeline.tracking.registry import alias_version
 from pipeline.tracking.runs import RunContext, log_params, step_run
 
@@ -167,7 +168,7 @@ def _predict_on_cluster(config: PipelineConfig, served, model_uri: str, source: 
     from pipeline.dask_engine.scoring import score_to_parquet
 
     with dask_client(config.dask) as client, cluster_faults("predict", client):
-        log_params({**cluster_facts(client, config.dask), "predict.output": str(target.resolve())})
+        log_params(cluster_facts(client, config.dask))
         try:
             return score_to_parquet(served, model_uri, source, target, local_cluster=not config.dask.scheduler)
         except OSError as exc:
@@ -184,7 +185,6 @@ def run(
     chunk_rows: int | None = None,
     context: RunContext = RunContext(),
 ) -> StepResult:
-    started = time.monotonic()
     source, target = Path(input_path), Path(output_path)
     with step_run("predict", config, context) as active:
         _check_paths(source, target, config.engine)
@@ -192,6 +192,7 @@ def run(
         version = _resolve_version(config, alias, version)
         model_uri = f"models:/{name}/{version}"
         mlflow.set_tags({MODEL_NAME_TAG: name, MODEL_VERSION_TAG: version})
+        log_params({"predict.output": str(target.resolve())})  # where the predictions went: the result's output
         served = served_model(mlflow.pyfunc.load_model(model_uri), name, version)
         if config.engine == "dask":
             rows = _predict_on_cluster(config, served, model_uri, input_path, target)
@@ -199,13 +200,13 @@ def run(
             rows = _write_predictions(served, source, target, chunk_rows or DEFAULT_CHUNK_ROWS)
         mlflow.log_metric("n_rows", rows)
         logger.info("scored {} rows of {} with {} version {} -> {}", rows, source, name, version, target)
-    return StepResult(
-        "predict",
-        active.run_id,
-        active.experiment_id,
-        outputs={"predictions": str(target)},
-        metrics={"n_rows": float(rows)},
-        model_name=name,
-        model_version=version,
-        duration_s=time.monotonic() - started,
-    )
+    return active.result(metrics={"n_rows": float(rows)}, model_name=name, model_version=version)
+
+
+def note(run: Run) -> list[str]:
+    """The run's Description: how many rows, scored by which version."""
+    tags, metrics = run.data.tags, run.data.metrics
+    return [
+        f"Scored {number(metrics.get('n_rows', 0))} rows with `{tags.get(MODEL_NAME_TAG, '?')}` version "
+        f"{tags.get(MODEL_VERSION_TAG, '?')}."
+    ]

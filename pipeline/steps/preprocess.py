@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import NamedTuple
 
 import mlflow
 import pandas as pd
 from loguru import logger
+from mlflow.entities import Run
 
 from pipeline.config import PipelineConfig
 from pipeline.contract import (
@@ -50,6 +50,7 @@ from pipeline.data.sources import (
 )
 from pipeline.results import StepResult
 from pipeline.tracking.cache import source_digest
+from pipeline.tracking.notes import number
 from pipeline.tracking.runs import RunContext, log_params, step_run
 
 RAW_SAMPLE_ROWS = 5
@@ -161,7 +162,6 @@ def _run_on_cluster(config: PipelineConfig, run_id: str) -> Outcome:
 
 
 def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepResult:
-    started = time.monotonic()
     with step_run("preprocess", config, context) as active:
         done = _run_on_cluster(config, active.run_id) if config.engine == "dask" else _run_local(config)
         schema = done.schema
@@ -201,11 +201,18 @@ def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepRe
         # study (same data, same study); the task tells downstream steps what to fit.
         active.data_digest = source_digest(config.data) or f"not-cached:{active.run_id}"
         mlflow.set_tags({DATA_DIGEST_TAG: done.data_digest, TASK_TAG: schema.task})
-    return StepResult(
-        "preprocess",
-        active.run_id,
-        active.experiment_id,
-        outputs=done.outputs,
-        metrics={k: float(v) for k, v in metrics.items()},
-        duration_s=time.monotonic() - started,
-    )
+    return active.result(metrics={k: float(v) for k, v in metrics.items()})
+
+
+def note(run: Run) -> list[str]:
+    """The run's Description: rows, split sizes, features and the label order."""
+    params, metrics = run.data.params, run.data.metrics
+    lines = [
+        f"{params.get('data.task', '?')} task on {number(metrics.get('n_rows', 0))} rows of "
+        f"`{params.get('data.source', '?')}`: {number(metrics.get('n_train', 0))} train / "
+        f"{number(metrics.get('n_test', 0))} test, {number(metrics.get('n_features', 0))} features "
+        f"({number(metrics.get('n_categorical', 0))} categorical)."
+    ]
+    if params.get("data.classes"):
+        lines.append(f"Labels in class order: {params['data.classes']}; positive: {params.get('data.positive_class')}.")
+    return lines

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import getpass
 import json
-import time
 
 import mlflow
 from loguru import logger
+from mlflow.entities import Run
 
 from pipeline.config import PipelineConfig
 from pipeline.contract import (
@@ -34,7 +34,6 @@ from pipeline.tracking.runs import RunContext, step_run
 
 
 def run(config: PipelineConfig, *, reason: str = "", context: RunContext = RunContext()) -> StepResult:
-    started = time.monotonic()
     registry = config.registry
     name = registry.model_name
     with step_run("rollback", config, context) as active:
@@ -74,12 +73,13 @@ def run(config: PipelineConfig, *, reason: str = "", context: RunContext = RunCo
             previous,
             record["reason"],
         )
-    return StepResult(
-        "rollback",
-        active.run_id,
-        active.experiment_id,
-        model_name=name,
-        model_version=previous,
-        outputs={"rolled_back_from": current},
-        duration_s=time.monotonic() - started,
-    )
+    return active.result(model_name=name, model_version=previous)
+
+
+def note(run: Run) -> list[str]:
+    """The run's Description: which version the champion alias left and went back to, by whom and why."""
+    params = run.data.params
+    return [
+        f"Rolled `{run.data.tags.get(MODEL_NAME_TAG, '?')}` back from version {params.get('rollback.from', '?')} to "
+        f"{params.get('rollback.to', '?')} ({params.get('rollback.by', '?')}): {params.get('rollback.reason', '')}."
+    ]

@@ -16,13 +16,13 @@ Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss (classificat
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 from loguru import logger
+from mlflow.entities import Run
 from sklearn.metrics import (
     accuracy_score,
     f1_score,
@@ -137,7 +137,6 @@ def _register(active: StepRun, model_uri: str, config: PipelineConfig, headline:
 def run(
     config: PipelineConfig, *, upstream_run_id: str | None = None, context: RunContext = RunContext()
 ) -> StepResult:
-    started = time.monotonic()
     with step_run("train", config, context) as active, plots.Drawer() as drawer:
         tune_run = active.use_upstream(upstream_run_id)
         preprocess_run = active.follow(tune_run, "preprocess")
@@ -160,14 +159,14 @@ def run(
             version,
             config.registry.challenger_alias,
         )
-    return StepResult(
-        "train",
-        active.run_id,
-        active.experiment_id,
-        upstream=dict(active.upstream),
-        outputs={"model_uri": model_info.model_uri},
-        metrics=metrics,
-        model_name=config.registry.model_name,
-        model_version=version,
-        duration_s=time.monotonic() - started,
-    )
+    return active.result(metrics=metrics, model_name=config.registry.model_name, model_version=version)
+
+
+def note(run: Run) -> list[str]:
+    """The run's Description: the test metrics and the version it registered."""
+    tags, metrics = run.data.tags, run.data.metrics
+    scores = ", ".join(f"{key} {value:.4f}" for key, value in sorted(metrics.items()) if key.startswith("test_"))
+    return [
+        f"Test metrics: {scores or 'none'}.",
+        f"Registered `{tags.get(MODEL_NAME_TAG, '?')}` version {tags.get(MODEL_VERSION_TAG, '?')} as the challenger.",
+    ]

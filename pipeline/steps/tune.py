@@ -13,7 +13,6 @@ Writes: parent run: params = best hyper-parameters of the whole study (with `n_e
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from typing import Any
 import mlflow
 import optuna
 from loguru import logger
+from mlflow.entities import Run
 
 from pipeline.config import PipelineConfig
 from pipeline.contract import (
@@ -34,6 +34,7 @@ from pipeline.contract import (
 from pipeline.data.schema import Schema, read_split, schema_of_run
 from pipeline.errors import PipelineError
 from pipeline.results import StepResult
+from pipeline.tracking.notes import number, table
 from pipeline.tracking.runs import RunContext, log_params, step_run
 from pipeline.tuning.study import (
     best_params,
@@ -108,7 +109,6 @@ def _study_metrics(study: optuna.Study, metric: str, ran_here: int) -> dict[str,
 def run(
     config: PipelineConfig, *, upstream_run_id: str | None = None, context: RunContext = RunContext()
 ) -> StepResult:
-    started = time.monotonic()
     with step_run("tune", config, context) as active:
         preprocess_run = active.use_upstream(upstream_run_id)
         schema = schema_of_run(preprocess_run)
@@ -144,12 +144,23 @@ def run(
         mlflow.log_dict(params, BEST_PARAMS_ARTIFACT)
         _log_plots(study)
         logger.info("best valid {} = {:.5f} with {}", config.tune.metric, study.best_value, params)
-    return StepResult(
-        "tune",
-        active.run_id,
-        active.experiment_id,
-        upstream=dict(active.upstream),
-        outputs={"best_params": f"runs:/{active.run_id}/{BEST_PARAMS_ARTIFACT}"},
-        metrics=metrics,
-        duration_s=time.monotonic() - started,
-    )
+    return active.result(metrics=metrics)
+
+
+# Params that are not hyper-parameters of the search, and the study's counts, as the note shows them.
+_NOT_SEARCHED = ("optuna.", "engine", "dask.", "tune.")
+_COUNTS = ("n_finished", "n_complete", "n_pruned", "n_failed", "n_trials_this_run")
+
+
+def note(run: Run) -> list[str]:
+    """The run's Description: the study, its trial counts, the best score and the params that gave it."""
+    metrics, params = run.data.metrics, run.data.params
+    best = next((f"{key} = {value:.5g}" for key, value in metrics.items() if key.startswith("best_valid_")), "none")
+    counts = ", ".join(f"{key.removeprefix('n_')} {number(metrics[key])}" for key in _COUNTS if key in metrics)
+    searched = sorted((k, v) for k, v in params.items() if not k.startswith(_NOT_SEARCHED))
+    return [
+        f"Study `{params.get('optuna.study_name', '?')}` ({params.get('optuna.storage', '?')}): {counts}.",
+        f"Best {best}, with:",
+        "",
+        *table([(k, f"`{v}`") for k, v in searched], ("param", "value")),
+    ]

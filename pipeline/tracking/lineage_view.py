@@ -13,33 +13,13 @@ from mlflow.tracking import MlflowClient
 from pipeline.contract import (
     CHAIN_STEPS,
     STEP_TAG,
+    STEPS,
     UPSTREAM_TAG_PREFIX,
     VERDICT_REASON_TAG,
     VERDICT_TAG,
     version_run_tag,
 )
 from pipeline.errors import UpstreamError
-
-KEY_PARAMS = {
-    "preprocess": ("data.source", "data.task", "split.test_size", "split.seed"),
-    "tune": ("optuna.study_name", "n_estimators", "max_depth", "learning_rate"),
-    "train": ("n_estimators", "max_depth", "learning_rate"),
-    "evaluate": (),
-}
-KEY_METRICS = {
-    "preprocess": ("n_rows", "n_features", "n_train", "n_test"),
-    "tune": ("best_valid_logloss", "best_valid_rmse", "n_complete", "n_pruned"),
-    "train": ("test_roc_auc", "test_accuracy", "test_rmse", "test_r2"),
-    "evaluate": (
-        "roc_auc",
-        "accuracy_score",
-        "f1_score",
-        "root_mean_squared_error",
-        "r2_score",
-        "champion_roc_auc",
-        "champion_root_mean_squared_error",
-    ),
-}
 
 
 def _get(client: MlflowClient, run_id: str) -> Run:
@@ -74,8 +54,9 @@ def chain_of_version(client: MlflowClient, name: str, version: str) -> dict[str,
 
 
 def _facts(step: str, run: Run) -> tuple[str, str]:
-    params = [f"{key}={run.data.params[key]}" for key in KEY_PARAMS.get(step, ()) if key in run.data.params]
-    metrics = [f"{key}={run.data.metrics[key]:.4g}" for key in KEY_METRICS.get(step, ()) if key in run.data.metrics]
+    shown = STEPS[step]  # the contract names the params and metrics the view shows of each step's run
+    params = [f"{key}={run.data.params[key]}" for key in shown.key_params if key in run.data.params]
+    metrics = [f"{key}={run.data.metrics[key]:.4g}" for key in shown.key_metrics if key in run.data.metrics]
     if step == "evaluate" and VERDICT_TAG in run.data.tags:
         params.insert(0, f"verdict={run.data.tags[VERDICT_TAG]}")
     return ", ".join(params), ", ".join(metrics)

@@ -4,9 +4,10 @@ the registered version of a train run; writes nothing (the computed step writes 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 from mlflow.entities import Run
@@ -14,34 +15,23 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.config import PipelineConfig
 from pipeline.contract import (
-    BEST_PARAMS_ARTIFACT,
     MODEL_NAME_TAG,
     MODEL_VERSION_TAG,
     STEP_TAG,
-    TEST_ARTIFACT,
-    TRAIN_ARTIFACT,
+    STEPS,
     UPSTREAM_TAG_PREFIX,
     VERDICT_REASON_TAG,
     VERDICT_TAG,
 )
 from pipeline.results import StepResult
 from pipeline.tracking.cache import Superseded, file_digest, find_reusable, source_digest, step_fingerprint
+from pipeline.tracking.outputs import step_outputs
 from pipeline.tracking.runs import RunContext
 
 
 def reused_result(client: MlflowClient, run: Run) -> StepResult:
     """A finished run's result, as if the step had just run (read back from its tags, params and metrics)."""
     tags, step = run.data.tags, run.data.tags[STEP_TAG]
-    outputs = {
-        "preprocess": {
-            "train": f"{run.info.artifact_uri}/{TRAIN_ARTIFACT}",
-            "test": f"{run.info.artifact_uri}/{TEST_ARTIFACT}",
-        },
-        "tune": {"best_params": f"runs:/{run.info.run_id}/{BEST_PARAMS_ARTIFACT}"},
-    }.get(step, {})
-    name, version = tags.get(MODEL_NAME_TAG), tags.get(MODEL_VERSION_TAG)
-    if step == "train" and name and version:
-        outputs = {"model_uri": client.get_model_version(name, version).source or ""}
     upstream = {
         key.removeprefix(UPSTREAM_TAG_PREFIX): value
         for key, value in tags.items()
@@ -52,10 +42,10 @@ def reused_result(client: MlflowClient, run: Run) -> StepResult:
         run.info.run_id,
         run.info.experiment_id,
         upstream=upstream,
-        outputs=outputs,
+        outputs=step_outputs(client, run),
         metrics=dict(run.data.metrics),
-        model_name=name,
-        model_version=version,
+        model_name=tags.get(MODEL_NAME_TAG),
+        model_version=tags.get(MODEL_VERSION_TAG),
         verdict=tags.get(VERDICT_TAG),
         verdict_reason=tags.get(VERDICT_REASON_TAG),
         reused=True,
@@ -98,11 +88,16 @@ def reuse_or_compute(
             force = force - {step}
 
 
-def input_digest(step: str, config: PipelineConfig, eval_data: str | None) -> str | None:
-    """The digest of a step's own input data ("" when it has none; None: unknown, so never reused)."""
-    if step == "preprocess":
-        return source_digest(config.data)
-    if step == "evaluate" and eval_data:
-        # A missing eval-data file is not cached: evaluate runs and fails with its own one-line error.
-        return file_digest(eval_data) if Path(eval_data).is_file() else None
-    return ""
+def input_digest(step: str, config: PipelineConfig, values: Mapping[str, Any]) -> str | None:
+    """The digest of a step's own input data, from its contract entry: `data.source` for a step that reads it, the
+    content of each input file it was given by option (an `eval-data` file); "" when it has none; None when it
+    cannot be known (a URL, a missing file), so it is never reused."""
+    declared = STEPS[step]
+    parts = [source_digest(config.data)] if declared.source_input else []
+    for option in declared.options:
+        if option.input_file and (path := values.get(option.keyword)):
+            # A missing file is not cached: the step runs and fails with its own one-line error.
+            parts.append(file_digest(path) if Path(path).is_file() else None)
+    if any(part is None for part in parts):
+        return None
+    return ";".join(str(part) for part in parts)

@@ -33,8 +33,10 @@ from pipeline.contract import (
     upstream_tag,
 )
 from pipeline.errors import TrackingError, first_line
+from pipeline.results import StepResult
 from pipeline.tracking.lookup import follow_lineage, resolve_upstream
-from pipeline.tracking.notes import write_step_note
+from pipeline.tracking.notes import step_note, write_note
+from pipeline.tracking.outputs import step_outputs
 
 
 def check_tracking_store() -> None:
@@ -97,6 +99,8 @@ class StepRun:
     upstream: dict[str, str] = field(default_factory=dict)
     data_digest: str = ""
     undo_actions: list[Callable[[], None]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    finished: Run | None = None  # the run as it stood when the step's work was done (read back to close it)
 
     def on_failure(self, undo: Callable[[], None]) -> None:
         """Register an action that takes back an outside change (registry, alias) if the step fails after it."""
@@ -122,6 +126,20 @@ class StepRun:
         from pipeline.tracking.cache import step_fingerprint
 
         return step_fingerprint(self.step, self.config, self.upstream, self.data_digest)
+
+    def result(self, **recorded: Any) -> StepResult:
+        """The step's result once its run is closed: its upstream runs, its outputs as the contract reads them from
+        the run (what a reused run gives too), the time it took, and what the step adds (`metrics`, ...)."""
+        assert self.finished is not None, "a step's result is made after its run closed"
+        return StepResult(
+            self.step,
+            self.run_id,
+            self.experiment_id,
+            upstream=dict(self.upstream),
+            outputs=step_outputs(self.client, self.finished),
+            duration_s=time.monotonic() - self.started,
+            **recorded,
+        )
 
 
 @contextmanager
@@ -168,7 +186,8 @@ def step_run(step: str, config: PipelineConfig, context: RunContext) -> Iterator
             mlflow.log_dict(loggable_config(config), RESOLVED_CONFIG_ARTIFACT)
             yield active
             mlflow.set_tag(FINGERPRINT_TAG, context.fingerprint or active.fingerprint())
-            write_step_note(active.client, active.run_id)
+            active.finished = active.client.get_run(active.run_id)
+            write_note(active.client, active.run_id, step_note(active.finished))
             logger.info("{} run {} finished", step, active.run_id)
             mlflow.log_artifact(str(log_path), LOGS_DIR)
         except BaseException as exc:
@@ -201,7 +220,7 @@ def _fail(active: StepRun, exc: BaseException, log_path: Path) -> None:
     try:
         if not interrupted:
             mlflow.set_tag(ERROR_TAG, first_line(exc))
-            write_step_note(active.client, active.run_id)
+            write_note(active.client, active.run_id, step_note(active.client.get_run(active.run_id)))
         logger.debug("{} ended {}: {}", active.step, RunStatus.to_string(status), exc)  # for the log file
         mlflow.log_artifact(str(log_path), LOGS_DIR)
     except Exception as record_error:  # noqa: BLE001 - the step's own error is the one to report

@@ -21,12 +21,12 @@ import pandas as pd
 from loguru import logger
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
-from sklearn.model_selection import train_test_split
 from xgboost.callback import TrainingCallback
 
 from pipeline import interrupts
 from pipeline.config import PipelineConfig, TuneConfig, mask_url
 from pipeline.data.sources import features_and_target
+from pipeline.data.splitting import validation_split
 from pipeline.errors import ConfigError, TrackingError, first_line
 from pipeline.modeling.model import build_model, suggest_params
 
@@ -304,11 +304,10 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
     """The study's objective: fit on part of the train split, early-stop, prune and score on the rest."""
     from optuna_integration import XGBoostPruningCallback
 
-    features, target = features_and_target(train, config.data.target)
-    stratify = target if config.split.stratify and task != "regression" else None
-    x_fit, x_valid, y_fit, y_valid = train_test_split(
-        features, target, test_size=config.split.validation_size, random_state=config.split.seed, stratify=stratify
-    )
+    target = config.data.target
+    features_and_target(train.iloc[:0], target)  # a missing target is its DataError, before a stratified split reads it
+    fit, valid = validation_split(train, config.split, target, task != "regression")
+    (x_fit, y_fit), (x_valid, y_valid) = features_and_target(fit, target), features_and_target(valid, target)
     tune, threads = config.tune, threads_per_trial(config.tune, len(x_fit))
     metric = eval_metric(tune.metric, task)
 

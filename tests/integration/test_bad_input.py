@@ -18,7 +18,7 @@ from pipeline import cli
 from pipeline.contract import ERROR_TAG, STEP_TAG, VERDICT_TAG
 from pipeline.steps import train
 from pipeline.steps.chain import run_chain
-from tests.conftest import DEFAULT_CONFIG
+from tests.helpers import DEFAULT_CONFIG
 from tests.hooks.breast_cancer_ratio import RATIO_FEATURE
 
 GOOD_ROWS = "a,b,target\n" + "".join(f"{i}.0,{10 - i}.5,{i % 2}\n" for i in range(10))  # 5 rows a class

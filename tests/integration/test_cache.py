@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from pipeline import cli
 from pipeline.contract import STEP_TAG, upstream_tag
 from pipeline.steps.chain import run_chain
-from tests.conftest import DEFAULT_CONFIG, REPO_ROOT, small_config_with
+from tests.helpers import DEFAULT_CONFIG, REPO_ROOT, small_config_with
 
 pytestmark = pytest.mark.heavy
 

@@ -23,7 +23,7 @@ from pipeline.contract import (
 from pipeline.modeling.promotion import PROMOTED, REJECTED
 from pipeline.steps import evaluate
 from pipeline.steps.chain import run_chain
-from tests.conftest import small_config_with
+from tests.helpers import small_config_with
 from tests.hooks.breast_cancer_ratio import RATIO_FEATURE
 
 pytestmark = pytest.mark.heavy
@@ -209,7 +209,7 @@ def test_a_rejected_challenger_is_a_finished_run_and_keeps_the_champion(own_clie
 
 
 def test_step_alone_after_the_chain_follows_the_lineage(own_client, own_chain, tracking_uri):
-    from tests.conftest import DEFAULT_CONFIG
+    from tests.helpers import DEFAULT_CONFIG
 
     # A newer preprocess run with another split: train must still use the one the newest tune run used.
     assert cli.main(["preprocess", "--config", str(DEFAULT_CONFIG), "--test-size", "0.3"]) == 0
@@ -222,7 +222,7 @@ def test_step_alone_after_the_chain_follows_the_lineage(own_client, own_chain, t
 
 
 def test_the_lineage_of_the_champion_is_printed_and_carded(client, chain, capsys):
-    from tests.conftest import DEFAULT_CONFIG
+    from tests.helpers import DEFAULT_CONFIG
 
     ids = {result.step: result.run_id for result in chain.steps}
     assert cli.main(["lineage", "--config", str(DEFAULT_CONFIG), "--json"]) == 0

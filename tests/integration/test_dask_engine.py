@@ -20,7 +20,7 @@ from pipeline.data.sources import load_source
 from pipeline.errors import ClusterError
 from pipeline.steps import predict
 from pipeline.steps.chain import run_chain
-from tests.conftest import DEFAULT_CONFIG, small_config_with
+from tests.helpers import DEFAULT_CONFIG, small_config_with
 from tests.integration.helpers import free_port
 
 pytestmark = pytest.mark.heavy

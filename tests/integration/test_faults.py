@@ -19,7 +19,7 @@ from pipeline.contract import STEP_TAG
 from pipeline.errors import UpstreamError
 from pipeline.steps import evaluate, preprocess, train, tune
 from pipeline.steps.chain import run_chain
-from tests.conftest import DEFAULT_CONFIG, REPO_ROOT
+from tests.helpers import DEFAULT_CONFIG, REPO_ROOT
 from tests.integration.helpers import wait_for
 
 

@@ -30,7 +30,7 @@ from pipeline.steps import evaluate, history, rollback
 from pipeline.tracking.lookup import quoted
 from pipeline.tracking.promotion_log import iso, parse_time
 from pipeline.tracking.runs import RunContext, step_run
-from tests.conftest import DEFAULT_CONFIG
+from tests.helpers import DEFAULT_CONFIG
 
 
 def new_version(client, name: str) -> str:

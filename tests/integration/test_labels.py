@@ -14,7 +14,7 @@ import pytest
 from pipeline import cli
 from pipeline.contract import STEP_TAG
 from pipeline.steps.chain import run_chain
-from tests.conftest import DEFAULT_CONFIG, small_config_with
+from tests.helpers import DEFAULT_CONFIG, small_config_with
 
 pytestmark = pytest.mark.heavy
 

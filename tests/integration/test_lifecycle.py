@@ -9,7 +9,7 @@ from pipeline.contract import STEP_TAG
 from pipeline.errors import UpstreamError
 from pipeline.steps import rollback, train
 from pipeline.steps.chain import run_chain
-from tests.conftest import DEFAULT_CONFIG, small_config_with
+from tests.helpers import DEFAULT_CONFIG, small_config_with
 
 pytestmark = pytest.mark.heavy
 

@@ -15,7 +15,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from pipeline.contract import CHAIN_TAG, ERROR_TAG, STEP_TAG, upstream_tag
-from tests.conftest import REPO_ROOT, TEST_CONFIG
+from tests.helpers import REPO_ROOT, TEST_CONFIG
 
 pytestmark = pytest.mark.slow
 # The tests' config and hook travel with the copy: configs/ and pipeline/features.py are the user's (a template).

@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.contract import CHAIN_TAG, STEP_TAG, upstream_tag
-from tests.conftest import REPO_ROOT, TEST_CONFIG
+from tests.helpers import REPO_ROOT, TEST_CONFIG
 
 pytestmark = pytest.mark.slow
 sys.path.insert(0, str(REPO_ROOT / "examples" / "orchestrators"))

@@ -12,7 +12,7 @@ from pipeline.contract import ERROR_TAG, MODEL_VERSION_TAG, STEP_TAG
 from pipeline.data.sources import load_source
 from pipeline.steps import predict
 from pipeline.steps.chain import run_chain
-from tests.conftest import DEFAULT_CONFIG
+from tests.helpers import DEFAULT_CONFIG
 
 pytestmark = pytest.mark.heavy
 

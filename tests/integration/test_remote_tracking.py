@@ -19,7 +19,7 @@ from deploy.tracking_server import ensure_bucket, start_tracking_server
 from pipeline import cli
 from pipeline.contract import STEP_TAG
 from pipeline.steps.chain import run_chain
-from tests.conftest import DEFAULT_CONFIG, fresh_postgres_database, small_config_with
+from tests.helpers import DEFAULT_CONFIG, fresh_postgres_database, small_config_with
 from tests.integration.helpers import free_port
 
 pytestmark = pytest.mark.slow

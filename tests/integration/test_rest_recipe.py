@@ -24,7 +24,7 @@ from deploy.tracking_server import TrackingServer, start_tracking_server
 from pipeline.contract import SCHEMA_ARTIFACT, STEP_TAG, TEST_ARTIFACT, TRAIN_ARTIFACT, split_uri_tag, version_run_tag
 from pipeline.steps.chain import run_chain
 from pipeline.tracking.lookup import latest_finished_run
-from tests.conftest import REPO_ROOT, end_active_runs, small_config_with
+from tests.helpers import REPO_ROOT, end_active_runs, small_config_with
 from tests.integration.helpers import free_port
 
 pytestmark = [

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline import cli
 from pipeline.steps.chain import run_chain
-from tests.conftest import DEFAULT_CONFIG, REPO_ROOT, small_config_with
+from tests.helpers import DEFAULT_CONFIG, REPO_ROOT, small_config_with
 from tests.integration.helpers import free_port, wait_for
 
 CHAMPION = "models:/{}@champion"

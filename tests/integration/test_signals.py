@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.contract import STEP_TAG
-from tests.conftest import DEFAULT_CONFIG, REPO_ROOT
+from tests.helpers import DEFAULT_CONFIG, REPO_ROOT
 from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.heavy

@@ -16,7 +16,7 @@ from pipeline.config import load_config
 from pipeline.contract import ERROR_TAG, STEP_TAG
 from pipeline.data.sources import load_source
 from pipeline.tracking.cache import source_digest
-from tests.conftest import DEFAULT_CONFIG
+from tests.helpers import DEFAULT_CONFIG
 from tests.integration.helpers import free_port
 
 PASSWORD = "hunter2-not-logged"  # trust auth ignores it; it must never show in a param, tag, artifact or message

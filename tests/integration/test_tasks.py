@@ -14,7 +14,7 @@ from pipeline import cli
 from pipeline.config import load_config
 from pipeline.contract import FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT, STEP_TAG, TASK_TAG
 from pipeline.steps.chain import run_chain
-from tests.conftest import DEFAULT_CONFIG, TEST_CONFIGS
+from tests.helpers import DEFAULT_CONFIG, TEST_CONFIGS
 
 pytestmark = pytest.mark.heavy
 

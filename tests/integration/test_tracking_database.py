@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pipeline.tracking.database import probe_tracking_database
-from tests.conftest import DEFAULT_CONFIG, REPO_ROOT
+from tests.helpers import DEFAULT_CONFIG, REPO_ROOT
 
 pytestmark = pytest.mark.heavy  # needs the machine's PostgreSQL
 

@@ -15,7 +15,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from pipeline.contract import ERROR_TAG, STEP_TAG
 from pipeline.steps import preprocess, tune
 from pipeline.tuning.study import FINISHED_STATES
-from tests.conftest import DEFAULT_CONFIG, REPO_ROOT
+from tests.helpers import DEFAULT_CONFIG, REPO_ROOT
 from tests.integration.helpers import wait_for
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from deploy.tracking_server import start_tracking_server
 from pipeline.steps.chain import run_chain
-from tests.conftest import small_config_with
+from tests.helpers import small_config_with
 from tests.integration.helpers import free_port
 
 pytestmark = pytest.mark.slow

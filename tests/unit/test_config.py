@@ -5,7 +5,7 @@ import yaml
 
 from pipeline.config import apply_overrides, load_config
 from pipeline.errors import ConfigError
-from tests.conftest import DEFAULT_CONFIG, REPO_ROOT, TEST_CONFIG, TEST_CONFIGS
+from tests.helpers import DEFAULT_CONFIG, REPO_ROOT, TEST_CONFIG, TEST_CONFIGS
 
 
 def test_default_config_is_valid_and_typed():

@@ -11,6 +11,7 @@ from pipeline.dask_engine.boosting import booster_params
 from pipeline.dask_engine.profile import column_facts
 from pipeline.data.schema import report_columns
 from pipeline.data.sources import digest
+from pipeline.data.splitting import split_rows
 from pipeline.tracking.cache import source_digest
 
 dd = pytest.importorskip("dask.dataframe")
@@ -39,13 +40,13 @@ def table(rows: int = 1000) -> pd.DataFrame:
 
 def test_the_split_is_seeded_disjoint_and_complete():
     frame = dd.from_pandas(table().assign(row=range(1000)), npartitions=4)
-    train, test = tables.split(frame, 0.2, seed=7)
+    train, test = split_rows(frame, 0.2, seed=7)
     train_rows, test_rows = set(train["row"].compute()), set(test["row"].compute())
     assert not train_rows & test_rows and train_rows | test_rows == set(range(1000))
     assert 150 <= len(test_rows) <= 250  # 20 % in expectation
-    again = tables.split(frame, 0.2, seed=7)[1]["row"].compute()
+    again = split_rows(frame, 0.2, seed=7)[1]["row"].compute()
     assert set(again) == test_rows
-    assert set(tables.split(frame, 0.2, seed=8)[1]["row"].compute()) != test_rows
+    assert set(split_rows(frame, 0.2, seed=8)[1]["row"].compute()) != test_rows
 
 
 @pytest.mark.parametrize(("partitions", "seen"), [(1, [0]), (3, [0, 1, 2]), (10, [0, 2, 4, 7, 9])])

@@ -2,8 +2,8 @@ import pandas as pd
 import pytest
 
 from pipeline.config import DataConfig, SplitConfig
-from pipeline.data import feature_hook, transform
-from pipeline.data.sources import load_source, read_table, require_columns, split_frame
+from pipeline.data import feature_hook, splitting, transform
+from pipeline.data.sources import load_source, read_table, require_columns
 from pipeline.errors import ConfigError, DataError
 
 
@@ -86,9 +86,9 @@ def test_read_table_errors(tmp_path):
 def test_split_is_seeded_and_stratified():
     frame = pd.DataFrame({"x": range(100), "y": [0] * 80 + [1] * 20})
     split = SplitConfig(test_size=0.25, validation_size=0.2, seed=3, stratify=True)
-    train, test = split_frame(frame, "y", split)
+    train, test = splitting.test_split(frame, split, "y")
     assert len(test) == 25 and test["y"].sum() == 5
-    assert split_frame(frame, "y", split)[1]["x"].tolist() == test["x"].tolist()
+    assert splitting.test_split(frame, split, "y")[1]["x"].tolist() == test["x"].tolist()
 
 
 def test_require_columns_names_every_missing_one():

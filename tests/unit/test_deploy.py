@@ -5,7 +5,7 @@ import subprocess
 
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
 

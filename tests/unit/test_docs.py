@@ -5,19 +5,21 @@ import re
 
 import yaml
 
-from pipeline.cli import build_parser
-from tests.conftest import REPO_ROOT
+from pipeline.cli import build_parser, command_options
+from tests.helpers import REPO_ROOT
 
 MLPROJECT = yaml.safe_load((REPO_ROOT / "MLproject").read_text())
 README = (REPO_ROOT / "README.md").read_text()
 
 
 def test_every_entry_point_passes_each_parameter_to_the_cli():
-    options = {action.option_strings[0] for action in build_parser()._actions if action.option_strings}
+    parser = build_parser()
     for name, entry in MLPROJECT["entry_points"].items():
+        assert entry["command"].startswith(f"python -m pipeline {name} "), name
+        options = command_options(parser, name)  # the entry point's own sub-command
         for parameter in entry["parameters"]:
             assert f"--{parameter} {{{parameter}}}" in entry["command"], (name, parameter)
-            assert f"--{parameter}" in options, parameter
+            assert f"--{parameter}" in options, (name, parameter)
             assert entry["parameters"][parameter]["default"] == "", "defaults live in configs/pipeline.yaml only"
 
 

@@ -13,7 +13,7 @@ from pipeline.config import load_config
 from pipeline.data import scaffold as scaffold_module
 from pipeline.errors import ConfigError, DataError
 from pipeline.steps import init_config
-from tests.conftest import TEST_CONFIG
+from tests.helpers import TEST_CONFIG
 
 ROWS = 60  # >= 20 values: an id column is found
 

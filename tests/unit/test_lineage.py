@@ -8,7 +8,7 @@ from pipeline.config import load_config
 from pipeline.contract import STEP_TAG, upstream_tag
 from pipeline.errors import UpstreamError
 from pipeline.tracking.lookup import follow_lineage, latest_finished_run, read_json_artifact, resolve_upstream
-from tests.conftest import DEFAULT_CONFIG
+from tests.helpers import DEFAULT_CONFIG
 
 EXPERIMENT = "0"
 

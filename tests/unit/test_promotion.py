@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pipeline.config import EvaluateConfig, MetricGate, TaskGates, load_config
 from pipeline.modeling.promotion import PROMOTED, REJECTED, build_thresholds
 from pipeline.modeling.promotion import decide as decide_for_task
-from tests.conftest import TEST_CONFIG
+from tests.helpers import TEST_CONFIG
 
 
 def gates(**sections) -> EvaluateConfig:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pipeline.config import DataConfig, load_config
 from pipeline.data.schema import build_schema, conform
 from pipeline.errors import ConfigError, DataError
-from tests.conftest import DEFAULT_CONFIG
+from tests.helpers import DEFAULT_CONFIG
 
 KEYS = [
     "split.test_size",

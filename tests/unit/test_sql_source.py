@@ -13,7 +13,7 @@ from pipeline.data.sql_source import (
     with_psycopg,
 )
 from pipeline.errors import ConfigError, DataError
-from tests.conftest import DEFAULT_CONFIG
+from tests.helpers import DEFAULT_CONFIG
 
 PG = "postgresql://analyst:${PGPASSWORD}@db.example.com:5432/sales"
 

@@ -1,0 +1,124 @@
+"""pipeline.data.splitting: the same rows land in the same split as before the split was one module (scikit-learn's
+`train_test_split` on engine local, the seeded per-partition rule on engine dask), its errors, and that nothing else
+in pipeline/ splits."""
+
+import subprocess
+import sys
+
+import dask
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import train_test_split
+
+from pipeline.config import SplitConfig
+from pipeline.data import splitting
+from pipeline.data.sources import features_and_target, split_frame
+from pipeline.errors import ConfigError, DataError
+from tests.helpers import REPO_ROOT
+
+dd = pytest.importorskip("dask.dataframe")
+
+CASES = [(stratify, classification) for stratify in (True, False) for classification in (True, False)]
+
+
+def table(rows: int = 240) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"x": rng.normal(size=rows), "row": range(rows), "y": rng.integers(0, 3, rows)})
+
+
+def config(stratify: bool = True) -> SplitConfig:
+    return SplitConfig(test_size=0.3, validation_size=0.2, seed=11, stratify=stratify)
+
+
+def previous_partition_rule(frame, share: float, seed: int):
+    """The dask engine's split as pipeline/dask_engine/tables.py wrote it before, pinned here."""
+
+    def part_rows(part, held_out, partition_info=None):
+        number = partition_info["number"] if partition_info else 0
+        drawn = np.random.default_rng([seed, number]).random(len(part)) < share
+        return part[drawn if held_out else ~drawn]
+
+    return tuple(frame.map_partitions(part_rows, held_out, meta=frame._meta) for held_out in (False, True))
+
+
+@pytest.fixture(autouse=True)
+def synchronous():
+    with dask.config.set(scheduler="synchronous"):
+        yield
+
+
+@pytest.mark.parametrize(("stratify", "classification"), CASES)
+def test_the_local_test_split_is_train_test_split_with_the_same_arguments(stratify, classification):
+    frame, split = table(), config(stratify)
+    expected = train_test_split(
+        frame, test_size=0.3, random_state=11, stratify=frame["y"] if stratify and classification else None
+    )
+    got = splitting.test_split(frame, split, "y", classification)
+    for part, want in zip(got, expected, strict=True):
+        pd.testing.assert_frame_equal(part, want.reset_index(drop=True))
+
+
+@pytest.mark.parametrize(("stratify", "classification"), CASES)
+def test_the_local_validation_split_holds_the_rows_tune_split_off_its_arrays(stratify, classification):
+    """tune used to split the features and the target apart; splitting the frame first gives the same rows."""
+    train = splitting.test_split(table(), config(stratify), "y", classification)[0]
+    features, target = features_and_target(train, "y")
+    x_fit, x_valid, y_fit, y_valid = train_test_split(
+        features, target, test_size=0.2, random_state=11, stratify=target if stratify and classification else None
+    )
+    fit, valid = splitting.validation_split(train, config(stratify), "y", classification)
+    for part, want_x, want_y in ((fit, x_fit, y_fit), (valid, x_valid, y_valid)):
+        got_x, got_y = features_and_target(part, "y")
+        pd.testing.assert_frame_equal(got_x, want_x.reset_index(drop=True))
+        pd.testing.assert_series_equal(got_y, want_y.reset_index(drop=True))
+
+
+@pytest.mark.parametrize("partitions", [2, 3])
+@pytest.mark.parametrize("stratify", [True, False])
+def test_the_dask_splits_are_the_previous_per_partition_rule(partitions, stratify):
+    frame, split = dd.from_pandas(table(), npartitions=partitions), config(stratify)
+    train, test = splitting.test_split(frame, split, "y")
+    pairs = [((train, test), previous_partition_rule(frame, 0.3, 11))]
+    # tune's validation split on the cluster was seeded by split.seed + 1
+    pairs.append((splitting.validation_split(train, split, "y"), previous_partition_rule(train, 0.2, 12)))
+    for got, expected in pairs:
+        for part, want in zip(got, expected, strict=True):
+            pd.testing.assert_frame_equal(part.compute(), want.compute())
+    rows = set(train["row"].compute()) | set(test["row"].compute())
+    assert rows == set(range(240)) and len(train.compute()) + len(test.compute()) == 240
+
+
+def test_the_old_name_in_sources_is_the_test_split():
+    frame = table()
+    for part, want in zip(split_frame(frame, "y", config()), splitting.test_split(frame, config(), "y"), strict=True):
+        pd.testing.assert_frame_equal(part, want)
+
+
+def test_an_unsplittable_table_names_its_rows_and_the_size():
+    frame = pd.DataFrame({"x": range(4), "y": [0, 0, 0, 1]})  # one row of class 1 cannot be stratified
+    with pytest.raises(DataError, match="cannot split 4 rows with test_size=0.3"):
+        splitting.test_split(frame, config(), "y")
+    with pytest.raises(DataError, match="cannot split 4 rows with validation_size=0.2"):
+        splitting.validation_split(frame, config(), "y")
+
+
+def test_an_unknown_method_or_frame_is_refused():
+    with pytest.raises(ConfigError, match="unknown split method 'time2' \\(choose from random, stratified\\)"):
+        splitting.split_rows(table(), 0.2, 1, "time2")
+    with pytest.raises(TypeError, match="cannot split a ndarray"):
+        splitting.split_rows(np.zeros((4, 2)), 0.5, 1)
+
+
+def test_importing_the_module_does_not_import_sklearn():
+    probe = "import sys, pipeline.data.splitting; print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_nothing_else_in_the_package_splits_with_sklearn():
+    splitters = {
+        path.relative_to(REPO_ROOT).as_posix()
+        for path in (REPO_ROOT / "pipeline").rglob("*.py")
+        if "train_test_split" in path.read_text()
+    }
+    assert splitters == {"pipeline/data/splitting.py"}
