@@ -43,7 +43,7 @@ def _config(overrides: dict):
 
 
 def _train_split():
-    from pipeline.steps.preprocess import prepare
+    from pipeline.engines.local.preprocess import prepare
 
     return prepare(_config({}))[0]
 

@@ -250,7 +250,7 @@ def _check_store(args: argparse.Namespace, launcher_run_id: str | None) -> dict[
     whose launcher would retry a wrong database for about 100 s)."""
     import mlflow
 
-    from pipeline.config import mask_url
+    from pipeline.masking import mask_url
     from pipeline.tracking.runs import check_tracking_store
 
     check_tracking_store()

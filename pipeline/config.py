@@ -14,9 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.data.source_text import source_kind
 from pipeline.errors import ConfigError
-
-# mask_url and mask_source live in pipeline/masking.py: used here by loggable_config, and still importable from here
-# for cli.py, steps/chain.py and tuning/study.py until they import them from pipeline.masking.
 from pipeline.masking import mask_source, mask_url
 
 DEFAULT_CONFIG_PATH = Path("configs/pipeline.yaml")

@@ -1,9 +1,10 @@
 """What the model is trained on: the raw input columns, date parts, the feature columns and their kinds, category
 sets, and the class labels. Columns are judged on the training split only.
 
-preprocess builds it and logs it as `data/schema.json`; tune, train and evaluate read it from the preprocess run and
-put every frame in its shape (`conform`); the registered model carries a copy and applies it to raw rows with
-pipeline/data/transform.py, so predict, `mlflow.pyfunc.load_model` and `mlflow models serve` answer alike.
+preprocess builds it and logs it as `data/schema.json`; tune, train and evaluate read it from the preprocess run
+(pipeline/tracking/splits.py: this module reads no runs) and put every frame in its shape (`conform`); the
+registered model carries a copy and applies it to raw rows with pipeline/data/transform.py, so predict,
+`mlflow.pyfunc.load_model` and `mlflow models serve` answer alike.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import pandas as pd
 from loguru import logger
 
 from pipeline.config import DataConfig
-from pipeline.contract import SCHEMA_ARTIFACT, split_uri_tag
 from pipeline.data import transform
-from pipeline.errors import DataError, UpstreamError, first_line
+from pipeline.errors import DataError
 
 NUMERIC, CATEGORICAL = transform.NUMERIC, transform.CATEGORICAL
 # A text column with at least this share of distinct values among its values (and ID_MIN_ROWS values or more) is
@@ -137,7 +137,7 @@ def _warn_dropped(report: dict[str, list[str]], what: str) -> None:
 @dataclass(frozen=True)
 class ColumnFacts:
     """What build_schema otherwise reads off the whole training split, computed elsewhere (on a Dask cluster, by
-    pipeline/dask_engine/profile.py): date columns and their parts, the columns dropped, the category sets."""
+    pipeline/engines/dask/profile.py): date columns and their parts, the columns dropped, the category sets."""
 
     datetime_columns: dict[str, list[str]]
     report: dict[str, list[str]]
@@ -259,37 +259,3 @@ def schema_document(schema: Schema, report: dict[str, list[str]]) -> dict[str, A
 
 def read_schema(document: dict[str, Any]) -> Schema:
     return Schema.from_dict({key: value for key, value in document.items() if key != "report"})
-
-
-def schema_of_run(run) -> Schema:
-    """The schema logged by a preprocess run."""
-    from pipeline.tracking.lookup import read_json_artifact
-
-    try:
-        return read_schema(read_json_artifact(run, SCHEMA_ARTIFACT))
-    except (UpstreamError, TypeError) as exc:
-        raise UpstreamError(f"{exc} (made by an older version of this pipeline: rerun preprocess)") from exc
-
-
-def read_split_rows(run, artifact: str) -> pd.DataFrame:
-    """A split a preprocess run wrote, as it is: from where the run recorded it (engine dask with
-    data.output_uri), else from its artifacts; a Parquet file or a folder of part files either way."""
-    from pathlib import Path
-
-    from pipeline.tracking.lookup import read_parquet_artifact
-
-    location = run.data.tags.get(split_uri_tag(Path(artifact).stem))
-    if not location:
-        return read_parquet_artifact(run, artifact)
-    try:
-        return pd.read_parquet(location)
-    except (OSError, ValueError, ImportError) as exc:
-        what = f"{artifact} of preprocess run {run.info.run_id}"
-        raise UpstreamError(f"{what} cannot be read from {location}: {first_line(exc)}") from exc
-
-
-def read_split(run, artifact: str, schema: Schema) -> pd.DataFrame:
-    """A split logged by a preprocess run, typed by its schema (categories exactly as in training), with the
-    target as class indexes 0..k-1 for classification (what XGBoost learns)."""
-    frame = read_split_rows(run, artifact)
-    return conform(frame, schema, f"{artifact} of preprocess run {run.info.run_id}", with_target=True, encoded=True)

@@ -1,5 +1,6 @@
-"""Tabular data I/O: loading the configured source (sklearn, CSV, Parquet; path or URL; a SQL database through
-pipeline.data.sql_source), what of it may be logged, the split, digests."""
+"""Tabular data I/O: the configured source loaded and its columns checked (each kind of source, sklearn, CSV or
+Parquet by path or URL, s3://, a SQL database, is a class of pipeline.data.source_kinds), what of it may be logged,
+the split, digests."""
 
 from __future__ import annotations
 
@@ -7,72 +8,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import DataConfig, SplitConfig, mask_source
-from pipeline.errors import DataError, first_line
+from pipeline.config import DataConfig, SplitConfig
+from pipeline.data.digests import digest
+from pipeline.data.source_kinds import source_for, table_at
+from pipeline.errors import DataError
 
-SKLEARN_PREFIX = "sklearn:"
 # Rows from which a logged dataset's schema is inferred (see tracked_dataset).
 SCHEMA_SAMPLE_ROWS = 10_000
-SKLEARN_DATASETS = ("breast_cancer", "wine", "iris", "diabetes", "digits")
-
-
-def _is_url(source: str) -> bool:
-    return "://" in source
 
 
 def read_table(source: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet file, by local path, http(s):// URL (pandas reads it) or s3:// URI (boto3 fetches
     it); errors name the source and what is wrong with it."""
-    text = str(source)
-    if text.startswith("s3://"):
-        return _read_s3(text)
-    url = _is_url(text)
-    if not url and not Path(text).is_file():
-        raise DataError(f"data file {text} not found")
-    suffix = Path(text.split("?")[0]).suffix.lower()
-    try:
-        if suffix == ".parquet":
-            frame = pd.read_parquet(text)
-        elif suffix == ".csv":
-            frame = pd.read_csv(text)
-            _check_csv_header(text)
-        else:
-            raise DataError(f"data file {text}: unsupported type '{suffix}' (use .csv or .parquet)")
-    except ImportError as exc:
-        raise DataError(f"data file {text}: {first_line(exc)}") from exc
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise DataError(f"data file {text} cannot be read: {first_line(exc)}") from exc
-    if frame.empty:
-        raise DataError(f"data file {text} holds no rows")
-    return frame
-
-
-def _read_s3(uri: str) -> pd.DataFrame:
-    """An s3:// table, downloaded with boto3 (credentials and endpoint as for MLflow's S3 artifacts:
-    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, MLFLOW_S3_ENDPOINT_URL or AWS_ENDPOINT_URL for MinIO and the like)."""
-    import os
-    import tempfile
-    from urllib.parse import urlsplit
-
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    parts = urlsplit(uri)
-    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
-    with tempfile.TemporaryDirectory(prefix="s3-source-") as tmp:
-        local = Path(tmp) / Path(parts.path).name
-        try:
-            boto3.client("s3", endpoint_url=endpoint).download_file(parts.netloc, parts.path.lstrip("/"), str(local))
-        except (BotoCoreError, ClientError) as exc:
-            raise DataError(f"data file {uri} cannot be downloaded: {first_line(exc)}") from exc
-        return read_table(local)
-
-
-def _check_csv_header(source: str) -> None:
-    """pandas renames repeated CSV column names (`a`, `a.1`) without a word: refuse them instead."""
-    header = pd.read_csv(source, nrows=1, header=None).iloc[0].astype(str).tolist()
-    if duplicated := sorted({name for name in header if header.count(name) > 1}):
-        raise DataError(f"data file {source} has duplicate column names: {', '.join(duplicated)}")
+    return table_at(str(source)).load()
 
 
 def _delimiter_hint(frame: pd.DataFrame) -> str:
@@ -86,17 +34,7 @@ def _delimiter_hint(frame: pd.DataFrame) -> str:
 def load_source(data: DataConfig, keep_ids: bool = False) -> pd.DataFrame:
     """Load the configured dataset as one frame holding the feature columns and the target column: id columns
     dropped (unless `keep_ids`), and only `data.features` kept when that list is given."""
-    from pipeline.data.sql_source import is_sql_url
-
-    if data.source.startswith(SKLEARN_PREFIX):
-        frame = _load_sklearn(data.source.removeprefix(SKLEARN_PREFIX), data.target)
-    elif is_sql_url(data.source):
-        from pipeline.data.sql_source import read_sql
-
-        frame = read_sql(data)
-    else:
-        frame = read_table(data.source)
-    return checked_columns(frame, data, keep_ids)
+    return checked_columns(source_for(data).load(), data, keep_ids)
 
 
 def checked_columns(frame, data: DataConfig, keep_ids: bool = False):
@@ -124,29 +62,13 @@ def checked_columns(frame, data: DataConfig, keep_ids: bool = False):
 def loggable_source(data: DataConfig) -> str:
     """`data.source` as params, tags and messages may show it: a database as its masked URL with the table or the
     query's start (pipeline.data.sql_source.describe_sql_source), a URL's password masked, anything else as written."""
-    from pipeline.data.sql_source import describe_sql_source, is_sql_url
-
-    return describe_sql_source(data) if is_sql_url(data.source) else mask_source(data.source)
+    return source_for(data).describe()
 
 
 def dataset_name(data: DataConfig) -> str:
     """The name of the logged datasets (`<name>-train`, `<name>-test`): a scikit-learn dataset's name, a file's
     stem, a database table's name, or `sql-query` for a query."""
-    from pipeline.data.sql_source import is_sql_url
-
-    if is_sql_url(data.source):
-        return data.table or "sql-query"
-    source = data.source
-    return source.removeprefix(SKLEARN_PREFIX) if source.startswith(SKLEARN_PREFIX) else Path(source).stem
-
-
-def _load_sklearn(name: str, target: str) -> pd.DataFrame:
-    if name not in SKLEARN_DATASETS:
-        raise DataError(f"unknown scikit-learn dataset '{name}' (choose from {', '.join(SKLEARN_DATASETS)})")
-    from sklearn import datasets
-
-    bunch = getattr(datasets, f"load_{name}")(as_frame=True)
-    return bunch.frame.rename(columns={"target": target})
+    return source_for(data).dataset_name()
 
 
 def _preview(columns: pd.Index, limit: int = 8) -> str:
@@ -178,11 +100,6 @@ def require_columns(frame: pd.DataFrame, required: list[str], what: str) -> None
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise DataError(f"{what} lacks {len(missing)} column(s) the model needs: {', '.join(missing)}")
-
-
-def digest(frame: pd.DataFrame) -> str:
-    """A content hash of a frame (values and column order, not the index)."""
-    return str(pd.util.hash_pandas_object(frame, index=False).sum())
 
 
 def splits_digest(train_digest: str, test_digest: str) -> str:

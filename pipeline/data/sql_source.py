@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.data.digests import digest
+from pipeline.data.source_text import is_sql_url as is_sql_url  # importable from here too
 from pipeline.errors import ConfigError, DataError, SourceUnreachable, first_line
+from pipeline.masking import mask_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,18 +30,12 @@ if TYPE_CHECKING:
 
     from pipeline.config import DataConfig
 
-SQL_SCHEME = re.compile(r"^(postgresql|postgres|mysql|mariadb|sqlite|mssql|oracle)(\+[A-Za-z0-9_]+)?://", re.IGNORECASE)
 SECRET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 CONNECT_TIMEOUT_S = 10
 SHOWN_QUERY_CHARS = 200
 MESSAGE_CHARS = 300
 # Drivers whose DBAPI takes a `connect_timeout` (seconds); sqlite opens a file, the others keep their defaults.
 _TIMEOUT_BACKENDS = ("postgresql", "mysql", "mariadb")
-
-
-def is_sql_url(source: str) -> bool:
-    """True for a SQLAlchemy database URL (`postgresql://`, `postgresql+psycopg://`, `sqlite:///path.db`, ...)."""
-    return bool(SQL_SCHEME.match(source))
 
 
 def _expand(text: str | None) -> str | None:
@@ -101,8 +98,6 @@ def expand_secrets(url: str) -> str:
 
 
 def _shown_url(source: str) -> str:
-    from pipeline.config import mask_url
-
     return str(mask_url(source))
 
 
@@ -239,8 +234,6 @@ def _key(data: DataConfig) -> tuple[str, str | None, str | None]:
 def read_sql(data: DataConfig) -> pd.DataFrame:
     """The rows of the configured query or table: the frame `sql_digest` just read for the same source, if any (so
     `main` reads the table once), else a fresh read whose digest is kept for the next `sql_digest`."""
-    from pipeline.data.sources import digest
-
     held = _handoff.pop("last", None)
     if held is not None and held.key == _key(data) and held.frame is not None:
         _handoff["last"] = _Handoff(held.key, held.digest, None)
@@ -251,10 +244,8 @@ def read_sql(data: DataConfig) -> pd.DataFrame:
 
 
 def sql_digest(data: DataConfig) -> str:
-    """The content digest of the configured rows (pipeline.data.sources.digest): that of the frame `read_sql` just
+    """The content digest of the configured rows (pipeline.data.digests.digest): that of the frame `read_sql` just
     loaded for the same source, if any, else of a fresh read, whose frame is kept for the next `read_sql`."""
-    from pipeline.data.sources import digest
-
     held = _handoff.pop("last", None)
     if held is not None and held.key == _key(data) and held.frame is None:
         return held.digest

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -21,7 +20,7 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
-from pipeline import interrupts
+from pipeline import engines, interrupts
 from pipeline.config import PipelineConfig, loggable_config
 from pipeline.contract import (
     CHAIN,
@@ -112,15 +111,6 @@ def _write_card(client: MlflowClient, run_id: str, result: ChainResult) -> None:
     write_note(client, run_id, render_markdown(f"chain {result.chain_id}", runs))
 
 
-def _shared_cluster(config: PipelineConfig):
-    """engine dask: one cluster for all the steps (started when first needed)."""
-    if config.engine != "dask":
-        return nullcontext()
-    from pipeline.dask_engine.cluster import shared_clusters
-
-    return shared_clusters()
-
-
 def run_chain(
     config: PipelineConfig,
     *,
@@ -130,13 +120,13 @@ def run_chain(
     **step_values: Any,
 ) -> ChainResult:
     """Run the contract's chain (preprocess -> tune -> train -> evaluate); the chain run ends FAILED if any step
-    fails. `step_values` are the steps' chain options by keyword (`eval_data=...`: see `chain_options`).
+    fails. `step_values` are the steps' chain options by keyword (`eval_data=...`: contract.CHAIN_OPTIONS).
 
     A step whose fingerprint matches a finished run is reused (config `cache`), unless named in `force` ("all"
     for every step); a recomputed step changes its run id, so every step after it is recomputed too.
     `chain_id` (default: the chain run's id) is what an orchestrator passes to tag the runs with its own id."""
-    if unknown := set(step_values) - {option.keyword for option in CHAIN_OPTIONS}:
-        raise TypeError(f"run_chain() got unexpected option(s) {', '.join(sorted(unknown))}")
+    if extra := sorted(set(step_values) - {option.keyword for option in CHAIN_OPTIONS}):
+        raise TypeError(f"run_chain() got unexpected option(s) {', '.join(extra)}")
     force = frozenset(CHAIN_STEPS if "all" in force else force)
     if unknown := force - set(CHAIN_STEPS):
         raise ConfigError(
@@ -149,7 +139,7 @@ def run_chain(
     context = RunContext(chain_id=chain_id, experiment_id=experiment_id)
     try:
         client.log_dict(run_id, loggable_config(config), RESOLVED_CONFIG_ARTIFACT)
-        with _shared_cluster(config):
+        with engines.session(config):  # dask: one cluster for all the steps (started when first needed)
             _run_steps(config, context, step_values, result, force)
         fill_model_aliases(client, result.steps)
         _write_card(client, run_id, result)
@@ -187,7 +177,7 @@ def summary(result: ChainResult) -> str:
 def _where_to_look() -> str:
     import mlflow
 
-    from pipeline.config import mask_url
+    from pipeline.masking import mask_url
 
     uri = mlflow.get_tracking_uri()
     if uri.startswith(("http://", "https://")):

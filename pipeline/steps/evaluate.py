@@ -29,19 +29,19 @@ from pipeline.contract import (
     LINEAGE_CARD_ARTIFACT,
     MODEL_NAME_TAG,
     MODEL_VERSION_TAG,
-    TEST_ARTIFACT,
     VERDICT_REASON_TAG,
     VERDICT_TAG,
     version_run_tag,
 )
 from pipeline.data import feature_hook
-from pipeline.data.schema import Schema, conform, read_split_rows, schema_of_run
+from pipeline.data.digests import file_digest
+from pipeline.data.schema import Schema, conform
 from pipeline.data.sources import read_table, tracked_dataset
+from pipeline.engines import EvaluateWork, TestSplit, engine_for
 from pipeline.errors import DataError, GateRejected, UpstreamError
 from pipeline.modeling.model import evaluation_model
 from pipeline.modeling.promotion import REJECTED, Verdict, decide
 from pipeline.results import StepResult
-from pipeline.tracking.cache import file_digest
 from pipeline.tracking.lineage_view import chain_of_run, render_markdown
 from pipeline.tracking.notes import add_verdict, table
 from pipeline.tracking.registry import alias_version, promote
@@ -86,57 +86,42 @@ def _evaluate(client: mlflow.MlflowClient, name: str, version: str, model, schem
     )
 
 
-def _load_eval_data(eval_data: str | None, preprocess_run, cluster) -> tuple[pd.DataFrame, bool, str]:
-    """The rows to evaluate on, whether they are raw (an eval-data file) or a prepared test split, and their name."""
-    if eval_data:
-        return read_table(eval_data), True, f"evaluation data {eval_data}"
-    if cluster is not None:
-        sample = cluster.sample(schema_of_run(preprocess_run))
-        mlflow.log_metric("evaluate_sample_rows", len(sample))
-        return sample, False, f"sample of the test split of preprocess run {preprocess_run.info.run_id}"
-    return (
-        read_split_rows(preprocess_run, TEST_ARTIFACT),
-        False,
-        f"test split of preprocess run {preprocess_run.info.run_id}",
-    )
+class _EvalFile:
+    """An `eval-data` file: read into this process on every engine and scored as it is (raw rows)."""
+
+    raw = True
+
+    def __init__(self, path: str) -> None:
+        self.path, self.what = path, f"evaluation data {path}"
+
+    def rows(self) -> pd.DataFrame:
+        return read_table(self.path)  # a missing file: a DataError naming it
+
+    def whole_split(self, result: Any, model: Any, schema: Schema, prefix: str) -> Any:
+        return result
 
 
 @contextmanager
-def _on_cluster(config: PipelineConfig, preprocess_run, eval_data: str | None) -> Iterator[Any]:
-    """engine dask, evaluating the test split: the cluster's view of it (ClusterEvaluation); else None. An
-    eval-data file is read into this process on either engine."""
-    if config.engine != "dask" or eval_data:
-        yield None
+def _rows_to_evaluate(config: PipelineConfig, preprocess_run: Run, eval_data: str | None) -> Iterator[TestSplit]:
+    """The `eval-data` file, else the preprocess run's test split as the configured engine sees it."""
+    if eval_data:
+        yield _EvalFile(eval_data)
         return
-    from pipeline.dask_engine.cluster import dask_client
-    from pipeline.dask_engine.evaluation import ClusterEvaluation
-
-    with dask_client(config.dask) as client:
-        yield ClusterEvaluation(client, config, preprocess_run)
-
-
-def _whole_split(cluster, result, model, schema: Schema, prefix: str):
-    """On the cluster: the sample's metrics overlaid by those of the whole test split (logged with `prefix`), which
-    the gates then use. Locally: the result as it is."""
-    if cluster is None:
-        return result
-    from pipeline.dask_engine.evaluation import Scores
-
-    full = cluster.full_metrics(model, schema)
-    mlflow.log_metrics({f"{prefix}{key}": value for key, value in full.items()})
-    return Scores({**{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}, **full})
+    work: EvaluateWork = engine_for(config, "evaluate")
+    with work.test_split(config, preprocess_run) as split:
+        yield split
 
 
 def _evaluate_champion(
-    client: mlflow.MlflowClient, name: str, version: str, rows: tuple[pd.DataFrame, bool, str], cluster
+    client: mlflow.MlflowClient, name: str, version: str, rows: tuple[pd.DataFrame, bool, str], split: TestSplit
 ):
     """The champion on the same rows, in a nested run; None with a reason when its columns are not there."""
     try:
         with _evaluable(name, version, *rows) as (model, schema, data):
             with mlflow.start_run(run_name="champion-baseline", nested=True):
                 mlflow.set_tag(MODEL_VERSION_TAG, version)
-                result = _whole_split(
-                    cluster, _evaluate(client, name, version, model, schema, data), model, schema, "full_test_"
+                result = split.whole_split(
+                    _evaluate(client, name, version, model, schema, data), model, schema, "full_test_"
                 )
     except DataError as exc:
         return None, f"champion version {version} cannot be evaluated on the same rows ({exc}); compare by hand"
@@ -153,7 +138,7 @@ def _judge(
     version: str,
     rows: tuple[pd.DataFrame, bool, str],
     candidate,
-    cluster,
+    split: TestSplit,
 ) -> Verdict:
     name = config.registry.model_name
     champion = alias_version(active.client, name, config.registry.champion_alias)
@@ -162,7 +147,7 @@ def _judge(
     if champion is None:
         return decide(config.evaluate, task, candidate, None)
     logger.info("comparing with champion version {}", champion)
-    baseline, problem = _evaluate_champion(active.client, name, champion, rows, cluster)
+    baseline, problem = _evaluate_champion(active.client, name, champion, rows, split)
     return decide(config.evaluate, task, candidate, baseline) if baseline is not None else Verdict(REJECTED, problem)
 
 
@@ -190,8 +175,8 @@ def run(
         if not name or not version:
             raise UpstreamError(f"evaluate: train run {train_run.info.run_id} registered no model version")
         mlflow.set_tags({MODEL_NAME_TAG: name, MODEL_VERSION_TAG: version})  # the version this run judges
-        with _on_cluster(config, preprocess_run, eval_data) as cluster:
-            rows = _load_eval_data(eval_data, preprocess_run, cluster)  # a missing file: a DataError naming it
+        with _rows_to_evaluate(config, preprocess_run, eval_data) as split:
+            rows = (split.rows(), split.raw, split.what)
             active.data_digest = file_digest(eval_data) if eval_data else ""  # the test split: known by its run id
             with _evaluable(name, version, *rows) as (model, schema, data):
                 mlflow.log_input(
@@ -199,8 +184,8 @@ def run(
                 )
                 logger.info("evaluating {} version {} ({}) on {} rows", name, version, schema.task, len(data))
                 candidate = _evaluate(active.client, name, version, model, schema, data)
-                candidate = _whole_split(cluster, candidate, model, schema, "full_test_")
-            verdict = _judge(active, config, schema.task, version, rows, candidate, cluster)
+                candidate = split.whole_split(candidate, model, schema, "full_test_")
+            verdict = _judge(active, config, schema.task, version, rows, candidate, split)
         _record(active, verdict, config, version)
         card = {**chain_of_run(active.client, train_run), "evaluate": active.client.get_run(active.run_id)}
         mlflow.log_text(render_markdown(f"{name} version {version}", card, verdict.reason), LINEAGE_CARD_ARTIFACT)

@@ -25,23 +25,27 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from pipeline.config import DataConfig, load_config, mask_url
+from pipeline.config import DataConfig, load_config
 from pipeline.data.scaffold import BASE_CONFIG, Scaffold, decide, next_command, render
-from pipeline.data.sources import SKLEARN_PREFIX, load_source
+from pipeline.data.source_text import SKLEARN_PREFIX, source_kind
+from pipeline.data.sources import load_source
 from pipeline.errors import ConfigError
+from pipeline.masking import mask_url
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def default_name(source: str, table: str | None = None) -> str:
     """The config's name for a source: the table for a SQL table, else the file's stem (a URL's path, sklearn's
-    dataset), lower-cased, every run of non-alphanumerics turned into one '-'."""
+    dataset), lower-cased, every run of non-alphanumerics turned into one '-'. Asked before the source is read or
+    its config validated, so it goes by the kind of the text alone."""
+    kind = source_kind(source)
     if table:
         stem = table
-    elif source.startswith(SKLEARN_PREFIX):
+    elif kind == "sklearn":
         stem = source.removeprefix(SKLEARN_PREFIX)
     else:
-        stem = Path(urlsplit(source).path if "://" in source else source).stem
+        stem = Path(source if kind == "files" else urlsplit(source).path).stem
     name = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")
     if not name:
         raise ConfigError(f"init-config: cannot make a config name from '{mask_url(source)}'; pass --name")

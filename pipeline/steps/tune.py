@@ -14,8 +14,7 @@ Writes: parent run: params = best hyper-parameters of the whole study (with `n_e
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import mlflow
@@ -29,17 +28,16 @@ from pipeline.contract import (
     DATA_DIGEST_TAG,
     OPTIMIZATION_HISTORY_ARTIFACT,
     PARAM_IMPORTANCES_ARTIFACT,
-    TRAIN_ARTIFACT,
 )
-from pipeline.data.schema import Schema, read_split, schema_of_run
+from pipeline.engines import TuneWork, engine_for
 from pipeline.errors import PipelineError
 from pipeline.results import StepResult
 from pipeline.tracking.notes import number, table
-from pipeline.tracking.runs import RunContext, log_params, step_run
+from pipeline.tracking.runs import RunContext, step_run
+from pipeline.tracking.splits import schema_of_run
 from pipeline.tuning.study import (
     best_params,
     describe_storage,
-    make_objective,
     open_study,
     resolve_metric,
     run_trials,
@@ -67,29 +65,6 @@ def _log_plots(study: optuna.Study) -> None:
         axes = plot(study)
         mlflow.log_figure(axes.figure, path)
         pyplot.close(axes.figure)
-
-
-@contextmanager
-def _objective(config: PipelineConfig, schema: Schema, preprocess_run) -> Iterator[Callable[[optuna.Trial], float]]:
-    """The trials' objective on the configured engine (on dask, with the cluster open while the trials run)."""
-    if config.engine != "dask":
-        train = read_split(preprocess_run, TRAIN_ARTIFACT, schema)
-        logger.info("tuning on {} rows", len(train))
-        yield make_objective(train, config, schema.task)
-        return
-    from pipeline.dask_engine import tables, trials
-    from pipeline.dask_engine.cluster import cluster_facts, dask_client
-
-    if config.tune.n_jobs > 1:
-        logger.warning("tune.n_jobs {} ignored on engine dask: each trial uses every worker", config.tune.n_jobs)
-    if config.tune.threads_per_trial:
-        logger.warning("tune.threads_per_trial ignored on engine dask: XGBoost uses each worker's threads")
-    n_train = int(preprocess_run.data.metrics.get("n_train", 0))
-    with dask_client(config.dask) as client:
-        train = tables.read_split(preprocess_run, TRAIN_ARTIFACT, schema)
-        sampled = config.tune.sample_rows if config.tune.sample_rows and config.tune.sample_rows < n_train else n_train
-        log_params({**cluster_facts(client, config.dask), "tune.sample_rows": sampled})  # rows the trials draw on
-        yield trials.make_objective(client, train, config, schema.task, len(schema.classes), n_train)
 
 
 def _study_metrics(study: optuna.Study, metric: str, ran_here: int) -> dict[str, float]:
@@ -133,7 +108,8 @@ def run(
             config.tune.n_trials,
         )
         trial_runs = TrialRunLogger(active.client, active.experiment_id, active.run_id, config.tune.metric)
-        with _objective(config, schema, preprocess_run) as objective, TrialRunWriter(trial_runs) as writer:
+        work: TuneWork = engine_for(config, "tune")
+        with work.objective(config, schema, preprocess_run) as objective, TrialRunWriter(trial_runs) as writer:
             run_trials(study, None, config, schema.task, callbacks=[writer], objective=objective)
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             raise PipelineError(f"tune: no trial of study {name} completed; see the trial runs' errors")

@@ -14,11 +14,8 @@ the same step at the same moment both see each other, and the later one steps as
 from __future__ import annotations
 
 import ast
-import functools
-import glob
 import hashlib
 import json
-import os
 import time
 from functools import cache
 from pathlib import Path
@@ -29,6 +26,9 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.config import DataConfig, PipelineConfig, config_as_dict
 from pipeline.contract import FINGERPRINT_TAG, STEP_TAG, STEPS
+from pipeline.data.digests import file_digest  # also imported from here by tracking/reuse.py and steps/evaluate.py
+from pipeline.data.source_kinds import source_for
+from pipeline.engines import engine_module
 
 PACKAGE = Path(__file__).resolve().parents[1]  # the `pipeline` package
 FINISHED, RUNNING = RunStatus.to_string(RunStatus.FINISHED), RunStatus.to_string(RunStatus.RUNNING)
@@ -90,11 +90,21 @@ def import_closure(module: str, root: Path | None = None) -> dict[str, Path]:
     return seen
 
 
+def step_modules(step: str, engine: str, root: Path | None = None) -> tuple[str, ...]:
+    """The modules whose code a step runs: its own, and its engine module of that engine when it has one (the
+    module `engine_for` loads by name, which no import statement shows)."""
+    work = engine_module(engine, step)
+    return (STEPS[step].module, work) if _module_file(work, root or PACKAGE) else (STEPS[step].module,)
+
+
 @cache
-def code_digest(step: str, root: Path = PACKAGE) -> str:
-    """Hash of the step's module and every module of this package it imports, directly or not."""
+def code_digest(step: str, root: Path = PACKAGE, engine: str = "local") -> str:
+    """Hash of the step's modules (step_modules) and every module of this package they import, directly or not."""
+    closure: dict[str, Path] = {}
+    for module in step_modules(step, engine, root):
+        closure.update(import_closure(module, root))
     code = hashlib.sha256()
-    for name, path in sorted(import_closure(STEPS[step].module, root).items()):
+    for name, path in sorted(closure.items()):
         code.update(name.encode() + b"\0" + path.read_bytes())
     return code.hexdigest()
 
@@ -112,7 +122,7 @@ def step_fingerprint(step: str, config: PipelineConfig, upstream: dict[str, str]
     payload = json.dumps(
         {
             "step": step,
-            "code": code_digest(step),
+            "code": code_digest(step, engine=config.engine),
             "hook": hook_digest(step, config),
             "upstream": upstream,
             "data": data_digest,
@@ -123,59 +133,12 @@ def step_fingerprint(step: str, config: PipelineConfig, upstream: dict[str, str]
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def file_digest(path: str | Path) -> str:
-    """A file's content hash, computed once per process for the same size and modification time (main's
-    fingerprint and the step both ask for it)."""
-    stat = os.stat(path)
-    return _file_digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=1024)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _dataset_files(source: str) -> list[Path]:
-    """The files of a local dataset: the file itself, every file under a folder (hidden ones aside), or a glob's."""
-    path = Path(source)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = path.rglob("*")
-    elif any(char in source for char in "*?["):
-        found = (Path(name) for name in glob.glob(source, recursive=True))
-    else:
-        return []
-    return sorted(p for p in found if p.is_file() and not any(part.startswith(".") for part in p.parts[-1:]))
-
-
 def source_digest(data: DataConfig) -> str | None:
-    """What identifies the content of the data source: a bundled dataset's name, a local file's hash (or the files'
-    of a folder or glob), a database
-    query's or table's rows hashed (read once per process: sql_source hands the frame on to preprocess); None for
-    a file URL, whose content may change behind it (preprocess then always runs)."""
-    from pipeline.data.sources import SKLEARN_PREFIX
-    from pipeline.data.sql_source import is_sql_url, sql_digest
-
-    if data.source.startswith(SKLEARN_PREFIX):
-        return data.source
-    if is_sql_url(data.source):
-        return f"sql:{sql_digest(data)}"
-    files = [] if "://" in data.source else _dataset_files(data.source)
-    if not files:
-        return None
-    if files == [Path(data.source)]:
-        return file_digest(data.source)
-    combined = hashlib.sha256()  # a dataset of files (the dask engine's Parquet folders and globs): names and contents
-    folder = Path(data.source) if Path(data.source).is_dir() else None
-    for path in files:
-        name = path.relative_to(folder) if folder else path  # a folder moved elsewhere keeps its digest
-        combined.update(f"{name.as_posix()}\0{file_digest(path)}\n".encode())
-    return f"files:{combined.hexdigest()}"
+    """What identifies the content of the data source (`Source.digest` of pipeline.data.source_kinds): a bundled
+    dataset's name, a local file's hash (or the files' of a folder or glob, `files:`), a database query's or table's
+    rows hashed (`sql:`, read once per process: sql_source hands the frame on to preprocess); None for a URL, whose
+    content may change behind it (preprocess then always runs)."""
+    return source_for(data).digest()
 
 
 def _same_fingerprint(client: MlflowClient, experiment_id: str, step: str, fingerprint: str) -> list[Run]:

@@ -13,9 +13,9 @@ import os
 import re
 from pathlib import Path
 
-from pipeline.config import mask_url
 from pipeline.data.sql_source import scrub_error, single_connection_engine, with_psycopg
 from pipeline.errors import TrackingError, first_line
+from pipeline.masking import mask_url
 
 CONNECT_TIMEOUT_S = 5
 # Known causes, in the words of the drivers (psycopg, PyMySQL, pyodbc), and what to do about each.

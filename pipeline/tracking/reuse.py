@@ -23,8 +23,9 @@ from pipeline.contract import (
     VERDICT_REASON_TAG,
     VERDICT_TAG,
 )
+from pipeline.data.digests import file_digest
 from pipeline.results import StepResult
-from pipeline.tracking.cache import Superseded, file_digest, find_reusable, source_digest, step_fingerprint
+from pipeline.tracking.cache import Superseded, find_reusable, source_digest, step_fingerprint
 from pipeline.tracking.outputs import step_outputs
 from pipeline.tracking.runs import RunContext
 

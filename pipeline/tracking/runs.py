@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from pipeline import interrupts
-from pipeline.config import PipelineConfig, loggable_config, mask_url
+from pipeline.config import PipelineConfig, loggable_config
 from pipeline.contract import (
     CHAIN_TAG,
     ERROR_TAG,
@@ -33,6 +33,7 @@ from pipeline.contract import (
     upstream_tag,
 )
 from pipeline.errors import TrackingError, first_line
+from pipeline.masking import mask_url
 from pipeline.results import StepResult
 from pipeline.tracking.lookup import follow_lineage, resolve_upstream
 from pipeline.tracking.notes import step_note, write_note
@@ -44,7 +45,7 @@ def check_tracking_store() -> None:
     probed first: MLflow itself would retry it for about 100 s)."""
     from mlflow.exceptions import MlflowException
 
-    from pipeline.data.sql_source import is_sql_url
+    from pipeline.data.source_text import is_sql_url
     from pipeline.tracking.database import probe_tracking_database
 
     uri = mlflow.get_tracking_uri()

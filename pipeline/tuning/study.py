@@ -24,10 +24,11 @@ from optuna.trial import TrialState
 from xgboost.callback import TrainingCallback
 
 from pipeline import interrupts
-from pipeline.config import PipelineConfig, TuneConfig, mask_url
+from pipeline.config import PipelineConfig, TuneConfig
 from pipeline.data.sources import features_and_target
 from pipeline.data.splitting import validation_split
 from pipeline.errors import ConfigError, TrackingError, first_line
+from pipeline.masking import mask_url
 from pipeline.modeling.model import build_model, suggest_params
 
 BEST_ITERATION_ATTR = "best_iteration"

@@ -95,7 +95,7 @@ def test_both_engines_leave_the_same_lineage_and_a_model_as_good(both_engines, m
 def test_a_step_reads_the_split_of_either_engine(both_engines, module_store):
     """The dask engine's split folders are Parquet datasets the local engine's readers take as they are."""
     from pipeline.contract import TRAIN_ARTIFACT
-    from pipeline.data.schema import read_split, schema_of_run
+    from pipeline.tracking.splits import read_split, schema_of_run
 
     run = both_engines["dask"][1]["preprocess"]
     train = read_split(run, TRAIN_ARTIFACT, schema_of_run(run))
@@ -210,7 +210,7 @@ def test_a_missing_dask_extra_says_what_to_install(client, monkeypatch, capfd):
 
 
 def test_a_worker_killed_during_a_fit_fails_it_in_one_line_instead_of_hanging():
-    from pipeline.dask_engine import boosting
+    from pipeline.engines.dask import boosting
 
     dd = pytest.importorskip("dask.dataframe")
     config = small_config_with({"engine": "dask", "dask.timeout_s": "10"})

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 
 from pipeline.config import DataConfig
-from pipeline.dask_engine import tables
-from pipeline.dask_engine.boosting import booster_params
-from pipeline.dask_engine.profile import column_facts
 from pipeline.data.schema import report_columns
 from pipeline.data.sources import digest
 from pipeline.data.splitting import split_rows
+from pipeline.engines.dask import tables
+from pipeline.engines.dask.boosting import booster_params
+from pipeline.engines.dask.profile import column_facts
 from pipeline.tracking.cache import source_digest
 
 dd = pytest.importorskip("dask.dataframe")
@@ -103,7 +103,7 @@ def test_a_folder_dataset_has_a_content_digest_that_survives_a_move(tmp_path):
 def test_workers_dying_on_a_task_are_one_line_naming_the_memory_limit():
     from distributed.scheduler import KilledWorker
 
-    from pipeline.dask_engine.cluster import cluster_faults
+    from pipeline.engines.dask.cluster import cluster_faults
     from pipeline.errors import ClusterError
 
     with pytest.raises(
@@ -115,7 +115,7 @@ def test_workers_dying_on_a_task_are_one_line_naming_the_memory_limit():
 
 
 def test_a_worker_replaced_under_xgboost_is_one_line_and_other_value_errors_pass_through():
-    from pipeline.dask_engine.cluster import cluster_faults
+    from pipeline.engines.dask.cluster import cluster_faults
     from pipeline.errors import ClusterError
 
     replaced = (
@@ -144,7 +144,7 @@ def test_a_collective_failure_after_a_memory_restart_names_the_limit_and_the_siz
 
     from xgboost.core import XGBoostError
 
-    from pipeline.dask_engine import cluster
+    from pipeline.engines.dask import cluster
     from pipeline.errors import ClusterError
 
     monkeypatch.setattr(cluster, "MEMORY_REPORT_WAIT_S", 0.0)

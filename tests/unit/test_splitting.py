@@ -32,7 +32,7 @@ def config(stratify: bool = True) -> SplitConfig:
 
 
 def previous_partition_rule(frame, share: float, seed: int):
-    """The dask engine's split as pipeline/dask_engine/tables.py wrote it before, pinned here."""
+    """The dask engine's split as pipeline/engines/dask/tables.py wrote it before, pinned here."""
 
     def part_rows(part, held_out, partition_info=None):
         number = partition_info["number"] if partition_info else 0

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from pipeline.config import DataConfig, load_config, loggable_config, mask_url
+from pipeline.config import DataConfig, load_config, loggable_config
 from pipeline.data.sources import dataset_name, load_source, loggable_source
 from pipeline.data.sql_source import (
     describe_sql_source,
@@ -13,6 +13,7 @@ from pipeline.data.sql_source import (
     with_psycopg,
 )
 from pipeline.errors import ConfigError, DataError
+from pipeline.masking import mask_url
 from tests.helpers import DEFAULT_CONFIG
 
 PG = "postgresql://analyst:${PGPASSWORD}@db.example.com:5432/sales"

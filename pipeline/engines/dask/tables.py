@@ -7,10 +7,8 @@ the feature hook as its source text."""
 
 from __future__ import annotations
 
-import atexit
 import functools
 import hashlib
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,54 +19,22 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import DataConfig
-from pipeline.contract import split_uri_tag
 from pipeline.data import feature_hook, transform
 from pipeline.data.schema import Schema, conform
-from pipeline.data.sources import SKLEARN_PREFIX, checked_columns, load_source, loggable_source
-from pipeline.errors import DataError, UpstreamError, first_line
+from pipeline.data.source_kinds import source_for
+from pipeline.data.sources import checked_columns
+from pipeline.errors import UpstreamError, first_line
 
 # Rows of the first partition used to learn what the hook and the schema make of a partition (Dask's meta).
 META_ROWS = 200
-# A table read into this process (scikit-learn, SQL) is cut into partitions of at most this many rows (at least two):
-# by its size, not the cluster's, so the split does not change with the number of workers.
-PARTITION_ROWS = 100_000
-
-
-def _is_parquet(source: str) -> bool:
-    path = source.split("?")[0].rstrip("/")
-    return path.endswith(".parquet") or (not _is_remote(source) and Path(path).is_dir())
-
-
-def _is_remote(source: str) -> bool:
-    return "://" in source
 
 
 def read_source(data: DataConfig):
     """The configured source as a lazy Dask DataFrame: a Parquet dataset (a folder, a file or a glob; local or
     s3://) or a CSV file or glob read on the cluster; a scikit-learn dataset or a database read here and split into
-    partitions of PARTITION_ROWS. Columns are checked as for the local engine (target, id columns, features)."""
-    import dask.dataframe as dd
-
-    from pipeline.data.sql_source import is_sql_url
-
-    source, shown = data.source, loggable_source(data)
-    try:
-        if source.startswith(SKLEARN_PREFIX) or is_sql_url(source):
-            table = load_source(data, keep_ids=True)
-            frame = dd.from_pandas(table, npartitions=max(2, -(-len(table) // PARTITION_ROWS)), sort=False)
-        elif source.split("?")[0].endswith(".csv") or ("*" in source and ".csv" in source):
-            frame = dd.read_csv(source, blocksize="64MB", assume_missing=True)
-        elif _is_parquet(source) or "*" in source:
-            frame = dd.read_parquet(source)
-        elif not _is_remote(source) and not Path(source).exists():
-            raise DataError(f"data source {shown} not found")
-        else:
-            raise DataError(f"data source {shown}: engine dask reads Parquet (a folder, file or glob) or CSV files")
-    except ImportError as exc:  # s3:// without s3fs, say
-        raise DataError(f"data source {shown}: {first_line(exc)}") from exc
-    except (OSError, ValueError) as exc:
-        raise DataError(f"data source {shown} cannot be read: {first_line(exc)}") from exc
-    return checked_columns(frame, data, keep_ids=True)
+    partitions (pipeline.data.source_kinds, `Source.read_dask`). Columns are checked as for the local engine
+    (target, id columns, features)."""
+    return checked_columns(source_for(data).read_dask(), data, keep_ids=True)
 
 
 @functools.lru_cache(maxsize=8)
@@ -158,28 +124,14 @@ def local_path(uri: str) -> Path | None:
     return Path(uri) if not parts.scheme or len(parts.scheme) == 1 else None  # C:\ on Windows
 
 
-def read_split(run, artifact: str, schema: Schema, **options: Any):
-    """A split a preprocess run wrote, as a lazy Dask DataFrame typed by the schema (by default the target as
-    class indexes, what XGBoost learns): from the location the run recorded (`data.output_uri`), else from its
-    artifacts, read in place when they are local folders, else downloaded first."""
+def read_split_at(location: str, what: str, schema: Schema, **options: Any):
+    """A split written as Parquet (a file or a folder of part files) at `location`, as a lazy Dask DataFrame typed
+    by the schema (by default the target as class indexes, what XGBoost learns); `what` names it in errors.
+    pipeline.tracking.splits finds where a preprocess run's split is."""
     import dask.dataframe as dd
 
-    name = Path(artifact).stem
-    location = run.data.tags.get(split_uri_tag(name)) or _artifact_location(run, artifact)
-    what = f"{artifact} of preprocess run {run.info.run_id}"
     try:
         frame = dd.read_parquet(location)
     except (OSError, ValueError) as exc:
         raise UpstreamError(f"{what} cannot be read from {location}: {first_line(exc)}") from exc
     return conform_partitions(frame, schema, what, **({"with_target": True, "encoded": True} | options))
-
-
-def _artifact_location(run, artifact: str) -> str:
-    from pipeline.tracking.lookup import download_artifact
-
-    folder = local_path(f"{run.info.artifact_uri.rstrip('/')}/{artifact}")
-    if folder is not None and folder.exists():
-        return str(folder)
-    download = Path(tempfile.mkdtemp(prefix="dask-split-"))
-    atexit.register(shutil.rmtree, download, ignore_errors=True)  # the Dask graph reads it lazily
-    return str(download_artifact(run, artifact, download))

@@ -17,22 +17,27 @@ import mlflow
 import pandas as pd
 from loguru import logger
 
-from pipeline.config import PipelineConfig, mask_source
+from pipeline.config import PipelineConfig
 from pipeline.contract import TEST_ARTIFACT, TRAIN_ARTIFACT, split_uri_tag
-from pipeline.dask_engine import tables
-from pipeline.dask_engine.profile import column_facts
 from pipeline.data import feature_hook
 from pipeline.data.labels import settle_labels
 from pipeline.data.schema import Schema, build_schema, raw_kind
-from pipeline.data.sources import loggable_source
+from pipeline.data.sources import dataset_name, loggable_source, splits_digest
 from pipeline.data.splitting import test_split
+from pipeline.engines import Prepared
+from pipeline.engines.dask import tables
+from pipeline.engines.dask.cluster import cluster_facts, cluster_faults, dask_client
+from pipeline.engines.dask.profile import column_facts
+from pipeline.masking import mask_source
+from pipeline.tracking.datasets import log_sample_and_hook
+from pipeline.tracking.runs import log_params
 
 SPLITS = {"train": TRAIN_ARTIFACT, "test": TEST_ARTIFACT}
 
 
 def prepare(config: PipelineConfig) -> tuple[dict[str, Any], Schema, dict, pd.DataFrame]:
     """The typed splits (lazy), the schema, the columns report and the raw sample (see the local engine's
-    `pipeline.steps.preprocess.prepare`)."""
+    `pipeline.engines.local.preprocess.prepare`)."""
     data, what = config.data, f"data source {loggable_source(config.data)}"
     table = tables.read_source(data)
     frame = table.drop(columns=data.id_columns)
@@ -125,3 +130,18 @@ def log_split_inputs(uris: dict[str, str], digests: dict[str, str], name: str) -
             source=resolve_dataset_source(uris[split]), name=f"{name}-{split}", digest=digests[split][-8:]
         )
         mlflow.log_input(dataset, context=context)
+
+
+def prepare_and_log(config: PipelineConfig, run_id: str) -> Prepared:
+    """The splits computed and written on the cluster, the raw sample and the hook logged from here, the splits
+    logged as dataset inputs by reference."""
+    with dask_client(config.dask) as client, cluster_faults("preprocess", client):
+        log_params(cluster_facts(client, config.dask))
+        splits, schema, report, raw_sample = prepare(config)
+        mlflow.log_metric("n_partitions", splits["train"].npartitions)
+        outputs, written = write_splits(splits, config, run_id)
+    log_sample_and_hook(raw_sample, config, {})
+    log_split_inputs(outputs, written["digests"], dataset_name(config.data))
+    counts, digests = written["counts"], written["digests"]
+    data_digest = splits_digest(digests["train"], digests["test"])  # digests as the local engine's digest() gives
+    return Prepared(schema, report, int(counts["train"]), int(counts["test"]), data_digest)

@@ -8,17 +8,24 @@ A trial pruned this way was judged against the trials finished when it started."
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
 from loguru import logger
+from mlflow.entities import Run
 from xgboost.callback import TrainingCallback
 
 from pipeline.config import PipelineConfig
-from pipeline.dask_engine.boosting import booster_params, collective, matrices, release_freed_memory
-from pipeline.dask_engine.cluster import cluster_faults
+from pipeline.contract import TRAIN_ARTIFACT
+from pipeline.data.schema import Schema
 from pipeline.data.splitting import validation_split
+from pipeline.engines.dask.boosting import booster_params, collective, matrices, release_freed_memory
+from pipeline.engines.dask.cluster import cluster_facts, cluster_faults, dask_client
 from pipeline.modeling.model import suggest_params
+from pipeline.tracking.runs import log_params
+from pipeline.tracking.splits import read_split_on_cluster
 from pipeline.tuning.study import BEST_ITERATION_ATTR, FINISHED_STATES, eval_metric
 
 PRUNED_AT_ATTR = "pipeline_pruned_at"
@@ -95,3 +102,18 @@ def make_objective(client: Any, train, config: PipelineConfig, task: str, n_clas
         return float(scores[best])
 
     return objective
+
+
+@contextmanager
+def objective(config: PipelineConfig, schema: Schema, preprocess_run: Run) -> Iterator[Callable[[optuna.Trial], float]]:
+    """The trials' objective with the cluster open while the trials run."""
+    if config.tune.n_jobs > 1:
+        logger.warning("tune.n_jobs {} ignored on engine dask: each trial uses every worker", config.tune.n_jobs)
+    if config.tune.threads_per_trial:
+        logger.warning("tune.threads_per_trial ignored on engine dask: XGBoost uses each worker's threads")
+    n_train = int(preprocess_run.data.metrics.get("n_train", 0))
+    with dask_client(config.dask) as client:
+        train = read_split_on_cluster(preprocess_run, TRAIN_ARTIFACT, schema)
+        sampled = config.tune.sample_rows if config.tune.sample_rows and config.tune.sample_rows < n_train else n_train
+        log_params({**cluster_facts(client, config.dask), "tune.sample_rows": sampled})  # rows the trials draw on
+        yield make_objective(client, train, config, schema.task, len(schema.classes), n_train)

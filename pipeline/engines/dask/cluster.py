@@ -12,8 +12,9 @@ from typing import Any
 
 from loguru import logger
 
-from pipeline.config import DaskConfig, mask_source
+from pipeline.config import DaskConfig
 from pipeline.errors import ClusterError, ConfigError, first_line
+from pipeline.masking import mask_source
 
 EXTRA_HINT = "pip install -e '.[dask]' (dask, distributed)"
 

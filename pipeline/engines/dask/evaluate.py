@@ -7,18 +7,24 @@ compute them here, from the predictions gathered to this process: 8 bytes per ro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 from loguru import logger
+from mlflow.entities import Run
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import PipelineConfig
 from pipeline.contract import TEST_ARTIFACT
-from pipeline.dask_engine import boosting, tables
 from pipeline.data.schema import Schema
+from pipeline.engines.dask import boosting
+from pipeline.engines.dask.cluster import dask_client
+from pipeline.tracking.splits import read_split_on_cluster, schema_of_run
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ class ClusterEvaluation:
 
     def sample(self, schema: Schema) -> pd.DataFrame:
         """About `evaluate.sample_rows` rows of the test split drawn at random, as the local engine reads it."""
-        test = tables.read_split(self.preprocess_run, TEST_ARTIFACT, schema, encoded=False)
+        test = read_split_on_cluster(self.preprocess_run, TEST_ARTIFACT, schema, encoded=False)
         n_test = int(self.preprocess_run.data.metrics.get("n_test", 0)) or int(test.shape[0].compute())
         wanted = self.config.evaluate.sample_rows
         if n_test > wanted:
@@ -80,7 +86,35 @@ class ClusterEvaluation:
 
     def full_metrics(self, scored: Any, schema: Schema) -> dict[str, float]:
         """The model's metrics on the whole test split, typed by the model's own schema."""
-        test = tables.read_split(self.preprocess_run, TEST_ARTIFACT, schema)
+        test = read_split_on_cluster(self.preprocess_run, TEST_ARTIFACT, schema)
         predicted, truth = boosting.predict(self.client, _xgboost_model(scored), test, schema.target)
         assert truth is not None  # a target was asked for
         return evaluator_metrics(schema, truth, predicted)
+
+
+class ClusterTestSplit:
+    """What evaluate scores on the cluster: `mlflow.models.evaluate` on a sample (metric `evaluate_sample_rows`),
+    and the gates' metrics on the whole split (logged as `full_test_<metric>`)."""
+
+    raw = False
+
+    def __init__(self, cluster: ClusterEvaluation) -> None:
+        self.cluster = cluster
+        self.what = f"sample of the test split of preprocess run {cluster.preprocess_run.info.run_id}"
+
+    def rows(self) -> pd.DataFrame:
+        sample = self.cluster.sample(schema_of_run(self.cluster.preprocess_run))
+        mlflow.log_metric("evaluate_sample_rows", len(sample))
+        return sample
+
+    def whole_split(self, result: Any, model: Any, schema: Schema, prefix: str) -> Any:
+        """The sample's metrics overlaid by those of the whole test split, which the gates then use."""
+        full = self.cluster.full_metrics(model, schema)
+        mlflow.log_metrics({f"{prefix}{key}": value for key, value in full.items()})
+        return Scores({**{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}, **full})
+
+
+@contextmanager
+def test_split(config: PipelineConfig, preprocess_run: Run) -> Iterator[ClusterTestSplit]:
+    with dask_client(config.dask) as client:
+        yield ClusterTestSplit(ClusterEvaluation(client, config, preprocess_run))

@@ -1,5 +1,5 @@
 """XGBoost on the cluster (`xgboost.dask`): train's fit, the learning API's parameters, and predictions of a model
-on a split (tune's objective is pipeline/dask_engine/trials.py).
+on a split (tune's objective is pipeline/engines/dask/tune.py).
 
 A fitted Booster becomes the same scikit-learn-style model the local engine fits (saved and loaded in XGBoost's
 own format), so the registered model, serving and predict do not know which engine trained it."""
@@ -16,7 +16,7 @@ from loguru import logger
 from xgboost import XGBClassifier, XGBModel, XGBRegressor
 
 from pipeline.config import PipelineConfig
-from pipeline.dask_engine.cluster import cluster_faults
+from pipeline.engines.dask.cluster import cluster_faults
 
 OBJECTIVES = {"binary": "binary:logistic", "multiclass": "multi:softprob", "regression": "reg:squarederror"}
 # scikit-learn wrapper settings that are no Booster parameters (the DMatrix or the fit takes care of them).

@@ -18,8 +18,11 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.dask_engine import tables
+from pipeline.config import PipelineConfig
+from pipeline.engines.dask import tables
+from pipeline.engines.dask.cluster import cluster_facts, cluster_faults, dask_client
 from pipeline.errors import DataError, first_line
+from pipeline.tracking.runs import log_params
 
 
 @functools.lru_cache(maxsize=4)
@@ -31,7 +34,7 @@ def _served(model_uri: str, tracking_uri: str) -> Any:
 
 
 def _score(served: Any, part: pd.DataFrame, what: str) -> pd.DataFrame:
-    from pipeline.steps.predict import score  # the local engine's scoring of a chunk, the same on every partition
+    from pipeline.modeling.scoring import score  # as the local engine scores a chunk, the same on every partition
 
     return score(served, part, what)
 
@@ -89,3 +92,22 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def check_paths(source: str, target: Path) -> None:
+    """The input may be a folder, a glob or an s3:// URI (read on the cluster); the output is a Parquet folder."""
+    if target.suffix.lower() != ".parquet":
+        raise DataError(f"predict: engine dask writes a Parquet folder: name the output *.parquet, not {target}")
+    if not target.parent.is_dir():
+        raise DataError(f"predict: output folder {target.parent} does not exist")
+
+
+def score(config: PipelineConfig, served: Any, model_uri: str, source: str, target: Path, chunk_rows: int) -> int:
+    """Partition by partition on the cluster, into the Parquet folder `target` (not copied to the run's artifacts:
+    its location is the param predict.output). `chunk_rows` does not apply: a partition is the unit."""
+    with dask_client(config.dask) as client, cluster_faults("predict", client):
+        log_params(cluster_facts(client, config.dask))
+        try:
+            return score_to_parquet(served, model_uri, source, target, local_cluster=not config.dask.scheduler)
+        except OSError as exc:
+            raise DataError(f"predict: cannot write {target}: {exc.strerror or first_line(exc)}") from exc

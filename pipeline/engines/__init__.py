@@ -1,0 +1,115 @@
+"""Engines: where a step's data and XGBoost work runs. `engine` in the config names one (`local`: pandas in the
+step's process; `dask`: a Dask cluster, the `dask` extra); `engine_for(config, step)` is the one place it is
+chosen, and the step modules hold no engine branch.
+
+Each engine is a package here holding one module per step that does heavy work, named after the step, with the
+functions the Protocol of that step below lists (`pipeline/engines/local/train.py` has `fit`, ...), and
+`session(config)` in its `__init__.py` (what `main` holds open across its steps: the dask engine's one cluster). A
+step's fingerprint covers the code of its own engine module for the configured engine (pipeline/tracking/cache.py),
+so editing train's fit leaves preprocess cached. A third engine is one new package with those modules, and its name
+in `ENGINES` and in the config's `engine` type.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:  # types only: a step's fingerprint counts what its engine module imports, not this package
+    from pathlib import Path
+
+    import optuna
+    import pandas as pd
+    from mlflow.entities import Run
+    from xgboost import XGBModel
+
+    from pipeline.config import PipelineConfig
+    from pipeline.data.schema import Schema
+
+ENGINES = ("local", "dask")
+
+
+def engine_module(engine: str, step: str) -> str:
+    return f"pipeline.engines.{engine}.{step}"
+
+
+def engine_for(config: PipelineConfig, step: str) -> Any:
+    """The configured engine's module for `step`'s work (see the Protocols below for what it holds)."""
+    if config.engine not in ENGINES:
+        raise ConfigError(f"unknown engine '{config.engine}' (choose from {', '.join(ENGINES)})")
+    return importlib.import_module(engine_module(config.engine, step))
+
+
+def session(config: PipelineConfig) -> AbstractContextManager[Any]:
+    """What `main` holds open across its steps on the configured engine (dask: one cluster for every step)."""
+    package: ModuleType = importlib.import_module(f"pipeline.engines.{config.engine}")
+    return package.session(config)
+
+
+class Prepared(NamedTuple):
+    """What preprocess's work made on either engine: the schema, the columns report, the split sizes and digest."""
+
+    schema: Schema
+    report: dict[str, list[str]]
+    n_train: int
+    n_test: int
+    data_digest: str
+
+
+class PreprocessWork(Protocol):
+    def prepare_and_log(self, config: PipelineConfig, run_id: str) -> Prepared:
+        """Load the source, split, run the hook, type the columns; log the splits (artifacts, dataset inputs), the
+        raw sample and the hook into the open run."""
+        ...
+
+
+class TuneWork(Protocol):
+    def objective(
+        self, config: PipelineConfig, schema: Schema, preprocess_run: Run
+    ) -> AbstractContextManager[Callable[[optuna.Trial], float]]:
+        """The trials' objective on the preprocess run's train split (open while the trials run)."""
+        ...
+
+
+class TrainWork(Protocol):
+    def fit(
+        self, config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Run
+    ) -> tuple[XGBModel, dict[str, float], pd.DataFrame]:
+        """The final model fitted on the whole train split, its test metrics, and held-out rows for the plots."""
+        ...
+
+
+class TestSplit(Protocol):
+    """evaluate's view of the rows it scores: a preprocess run's test split on the configured engine."""
+
+    raw: bool  # raw rows as the source has them (they go through the model's hook and date parts) or prepared
+    what: str  # how errors and logs name them
+
+    def rows(self) -> pd.DataFrame:
+        """The rows `mlflow.models.evaluate` scores (the whole split, or a sample of it logged as such)."""
+        ...
+
+    def whole_split(self, result: Any, model: Any, schema: Schema, prefix: str) -> Any:
+        """The evaluation result with the metrics the gates read: of the whole split (logged with `prefix`)."""
+        ...
+
+
+class EvaluateWork(Protocol):
+    def test_split(self, config: PipelineConfig, preprocess_run: Run) -> AbstractContextManager[TestSplit]: ...
+
+
+class PredictWork(Protocol):
+    def check_paths(self, source: str, target: Path) -> None:
+        """A one-line DataError for an input or output this engine cannot read or write, before any work."""
+        ...
+
+    def score(
+        self, config: PipelineConfig, served: Any, model_uri: str, source: str, target: Path, chunk_rows: int
+    ) -> int:
+        """Score `source` into `target` (all or nothing) with the served model; the number of rows scored."""
+        ...

@@ -1,0 +1,74 @@
+"""preprocess on engine local: the whole table in this process, split with pipeline.data.splitting, typed by the
+schema built on the training split.
+
+Writes (into the open run): `data/train.parquet`, `data/test.parquet`, `data/raw_sample.parquet`,
+`data/feature_hook.py` (when a hook ran) and the splits as dataset inputs `<dataset>-train` / `<dataset>-test`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import mlflow
+import pandas as pd
+
+from pipeline.config import PipelineConfig
+from pipeline.contract import TEST_ARTIFACT, TRAIN_ARTIFACT
+from pipeline.data import feature_hook
+from pipeline.data.labels import settle_labels
+from pipeline.data.schema import Schema, build_schema, conform, raw_kind
+from pipeline.data.sources import dataset_name, digest, load_source, loggable_source, splits_digest, tracked_dataset
+from pipeline.data.splitting import test_split
+from pipeline.engines import Prepared
+from pipeline.tracking.datasets import dataset_source, log_sample_and_hook
+
+RAW_SAMPLE_ROWS = 5
+
+
+class Splits(NamedTuple):
+    train: pd.DataFrame
+    test: pd.DataFrame
+    schema: Schema
+    report: dict[str, list[str]]
+    raw_sample: pd.DataFrame
+
+
+def prepare(config: PipelineConfig) -> Splits:
+    """Load, settle the labels, split, run the hook, build the schema on the training split and type both splits:
+    the step's work without any tracking."""
+    data, what = config.data, f"data source {loggable_source(config.data)}"
+    table = load_source(data, keep_ids=True)
+    frame = table.drop(columns=data.id_columns)
+    labels = settle_labels(frame[data.target], data, config.split, what)
+    hook = feature_hook.load(feature_hook.hook_path(config))
+    raw_train, raw_test = test_split(frame, config.split, data.target, classification=labels[0] != "regression")
+    hooked_train = feature_hook.apply(raw_train, hook, what)
+    schema, report = build_schema(
+        raw_train,
+        hooked_train,
+        data,
+        labels,
+        hook is not None,
+        what,
+        id_inputs={str(c): raw_kind(table[c]) for c in data.id_columns},
+    )
+    train = conform(hooked_train, schema, what, with_target=True, dates=True)
+    test = conform(feature_hook.apply(raw_test, hook, what), schema, what, with_target=True, dates=True)
+    return Splits(train, test, schema, report, raw_train.drop(columns=[data.target]).head(RAW_SAMPLE_ROWS))
+
+
+def prepare_and_log(config: PipelineConfig, run_id: str) -> Prepared:
+    prepared = prepare(config)
+    train, test = prepared.train, prepared.test
+    log_sample_and_hook(prepared.raw_sample, config, {TRAIN_ARTIFACT: train, TEST_ARTIFACT: test})
+    name = dataset_name(config.data)
+    for frame, artifact, split, context in (
+        (train, TRAIN_ARTIFACT, "train", "training"),
+        (test, TEST_ARTIFACT, "test", "testing"),
+    ):
+        source = dataset_source(mlflow.get_artifact_uri(artifact))
+        mlflow.log_input(
+            tracked_dataset(frame, source=source, targets=config.data.target, name=f"{name}-{split}"), context=context
+        )
+    data_digest = splits_digest(digest(train), digest(test))
+    return Prepared(prepared.schema, prepared.report, len(train), len(test), data_digest)
