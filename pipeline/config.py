@@ -210,7 +210,7 @@ class DaskConfig(_Strict):
 
 class PipelineConfig(_Strict):
     experiment: str = Field(min_length=1)
-    engine: Literal["local", "dask"]
+    engine: str  # one of pipeline.engines.ENGINES (the packages of pipeline/engines/)
     dask: DaskConfig
     data: DataConfig
     features: FeaturesConfig
@@ -220,6 +220,15 @@ class PipelineConfig(_Strict):
     registry: RegistryConfig
     evaluate: EvaluateConfig
     cache: CacheConfig
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, engine: str) -> str:
+        from pipeline.engines import ENGINES
+
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine '{engine}' (choose from {', '.join(ENGINES)})")
+        return engine
 
 
 def _describe(error: ValidationError) -> str:

@@ -1,6 +1,6 @@
 """Tabular data I/O: the configured source loaded and its columns checked (each kind of source, sklearn, CSV or
 Parquet by path or URL, s3://, a SQL database, is a class of pipeline.data.source_kinds), what of it may be logged,
-the split, digests."""
+digests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import DataConfig, SplitConfig
+from pipeline.config import DataConfig
 from pipeline.data.digests import digest
 from pipeline.data.source_kinds import source_for, table_at
 from pipeline.errors import DataError
@@ -74,16 +74,6 @@ def dataset_name(data: DataConfig) -> str:
 def _preview(columns: pd.Index, limit: int = 8) -> str:
     names = [str(c) for c in columns[:limit]]
     return ", ".join(names) + (", ..." if len(columns) > limit else "")
-
-
-def split_frame(
-    frame: pd.DataFrame, target: str, split: SplitConfig, classification: bool = True
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`pipeline.data.splitting.test_split` under its old name and argument order, for pipeline/steps/preprocess.py
-    until it imports that (then delete this: it puts splitting.py in every step's fingerprint)."""
-    from pipeline.data.splitting import test_split
-
-    return test_split(frame, split, target, classification)
 
 
 def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:

@@ -7,7 +7,7 @@ functions the Protocol of that step below lists (`pipeline/engines/local/train.p
 `session(config)` in its `__init__.py` (what `main` holds open across its steps: the dask engine's one cluster). A
 step's fingerprint covers the code of its own engine module for the configured engine (pipeline/tracking/cache.py),
 so editing train's fit leaves preprocess cached. A third engine is one new package with those modules, and its name
-in `ENGINES` and in the config's `engine` type.
+in `ENGINES` (which the config's `engine` is checked against).
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
-
-from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:  # types only: a step's fingerprint counts what its engine module imports, not this package
     from pathlib import Path
@@ -39,9 +37,8 @@ def engine_module(engine: str, step: str) -> str:
 
 
 def engine_for(config: PipelineConfig, step: str) -> Any:
-    """The configured engine's module for `step`'s work (see the Protocols below for what it holds)."""
-    if config.engine not in ENGINES:
-        raise ConfigError(f"unknown engine '{config.engine}' (choose from {', '.join(ENGINES)})")
+    """The configured engine's module for `step`'s work (see the Protocols below for what it holds); the config
+    holds a name of ENGINES (validated)."""
     return importlib.import_module(engine_module(config.engine, step))
 
 
@@ -113,3 +110,13 @@ class PredictWork(Protocol):
     ) -> int:
         """Score `source` into `target` (all or nothing) with the served model; the number of rows scored."""
         ...
+
+
+# Each step that has heavy work -> the functions its module in every engine package holds.
+WORK: dict[str, type] = {
+    "preprocess": PreprocessWork,
+    "tune": TuneWork,
+    "train": TrainWork,
+    "evaluate": EvaluateWork,
+    "predict": PredictWork,
+}

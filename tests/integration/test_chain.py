@@ -263,3 +263,32 @@ def test_a_weaker_challengers_description_shows_the_comparison(own_client, own_c
     second = run_chain(small_config_with({"tune.max_boosting_rounds": 1, "evaluate.binary.thresholds": {}}))
     note = own_client.get_run(second.step("evaluate").run_id).data.tags[MLFLOW_RUN_NOTE]
     assert f"**{REJECTED}**" in note and "| metric | challenger | champion |" in note and "| roc_auc |" in note
+
+
+def test_every_step_reused_gives_the_result_it_gave_when_computed(own_client, own_chain, small_config, tmp_path):
+    """What `main` hands an orchestrator for a reused step (read back from its run) is what the step returned when it
+    ran: the same outputs, upstream runs and model version, for every step of the contract."""
+    from pipeline.contract import STEPS
+    from pipeline.data.sources import load_source
+    from pipeline.steps import predict, rollback
+    from pipeline.tracking.reuse import reused_result
+
+    rows = tmp_path / "rows.csv"
+    load_source(small_config.data).drop(columns=[small_config.data.target]).head(20).to_csv(rows, index=False)
+    second = run_chain(small_config, force=["all"])  # promoted too: rollback then has a version to go back to
+    computed = [
+        *own_chain.steps,
+        *second.steps,
+        predict.run(small_config, input_path=str(rows), output_path=str(tmp_path / "scored.csv")),
+        rollback.run(small_config, reason="checking results"),
+    ]
+    assert {result.step for result in computed} == set(STEPS)
+    for result in computed:
+        again = reused_result(own_client, own_client.get_run(result.run_id))
+        assert set(result.outputs) == {output.name for output in STEPS[result.step].outputs}, result.step
+        assert again.outputs == result.outputs, result.step
+        assert (again.upstream, again.model_name, again.model_version) == (
+            result.upstream,
+            result.model_name,
+            result.model_version,
+        ), result.step

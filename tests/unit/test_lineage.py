@@ -135,6 +135,8 @@ def test_a_code_change_invalidates_only_the_steps_that_run_that_code(tmp_path):
         "tuning/study.py": {"tune"},
         "steps/chain.py": set(),
         "data/sql_source.py": {"preprocess", "tune", "train", "evaluate", "predict", "rollback"},
+        "engines/local/train.py": {"train"},
+        "engines/dask/train.py": set(),  # the steps' fingerprints below are on engine local
         "contract.py": set(STEPS),
     }
     for module, steps in expected.items():
@@ -156,20 +158,25 @@ def test_a_steps_fingerprint_covers_every_module_it_loads():
     import sys
 
     from pipeline.contract import STEPS
+    from pipeline.engines import ENGINES
     from pipeline.tracking import cache
 
     show = (
-        "import importlib, sys; importlib.import_module(sys.argv[1]); "
+        "import importlib, sys; [importlib.import_module(name) for name in sys.argv[1:]]; "
         "print(*[m for m in sys.modules if m.startswith('pipeline')])"
     )
+    # The step's module and its engine module (which engine_for loads by name), for each engine.
+    modules = {(step, engine): cache.step_modules(step, engine) for step in STEPS for engine in ENGINES}
+    assert modules["train", "dask"] == ("pipeline.steps.train", "pipeline.engines.dask.train")
     workers = {
-        step: subprocess.Popen([sys.executable, "-c", show, STEPS[step].module], stdout=subprocess.PIPE, text=True)
-        for step in STEPS
+        key: subprocess.Popen([sys.executable, "-c", show, *names], stdout=subprocess.PIPE, text=True)
+        for key, names in modules.items()
     }
-    for step, worker in workers.items():
+    for (step, engine), worker in workers.items():
         loaded = set(worker.communicate(timeout=120)[0].split())
-        assert STEPS[step].module in loaded
-        assert loaded <= set(cache.import_closure(STEPS[step].module)), step
+        assert set(modules[step, engine]) <= loaded
+        closure = {name for module in modules[step, engine] for name in cache.import_closure(module)}
+        assert loaded <= closure, (step, engine)
 
 
 def test_editing_the_feature_hook_changes_only_preprocess_fingerprint(tmp_path):

@@ -13,7 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from pipeline.config import SplitConfig
 from pipeline.data import splitting
-from pipeline.data.sources import features_and_target, split_frame
+from pipeline.data.sources import features_and_target
 from pipeline.errors import ConfigError, DataError
 from tests.helpers import REPO_ROOT
 
@@ -87,12 +87,6 @@ def test_the_dask_splits_are_the_previous_per_partition_rule(partitions, stratif
             pd.testing.assert_frame_equal(part.compute(), want.compute())
     rows = set(train["row"].compute()) | set(test["row"].compute())
     assert rows == set(range(240)) and len(train.compute()) + len(test.compute()) == 240
-
-
-def test_the_old_name_in_sources_is_the_test_split():
-    frame = table()
-    for part, want in zip(split_frame(frame, "y", config()), splitting.test_split(frame, config(), "y"), strict=True):
-        pd.testing.assert_frame_equal(part, want)
 
 
 def test_an_unsplittable_table_names_its_rows_and_the_size():
