@@ -137,10 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def command_names(parser: argparse.ArgumentParser) -> list[str]:
+    return list(_commands(parser))
+
+
 def command_options(parser: argparse.ArgumentParser, command: str) -> set[str]:
     """The option flags of one sub-command (for the documents' checks)."""
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return {flag for action in subparsers.choices[command]._actions for flag in action.option_strings}
+    return {flag for action in _commands(parser)[command]._actions for flag in action.option_strings}
 
 
 def _flag(value: str) -> bool:

@@ -33,57 +33,18 @@ from pipeline.contract import (
     VERDICT_TAG,
     version_run_tag,
 )
-from pipeline.data import feature_hook
-from pipeline.data.digests import file_digest
-from pipeline.data.schema import Schema, conform
+from pipeline.data.schema import Schema
 from pipeline.data.sources import read_table, tracked_dataset
 from pipeline.engines import EvaluateWork, TestSplit, engine_for
 from pipeline.errors import DataError, GateRejected, UpstreamError
-from pipeline.modeling.model import evaluation_model
+from pipeline.modeling.evaluation import default_evaluation, evaluable
 from pipeline.modeling.promotion import REJECTED, Verdict, decide
 from pipeline.results import StepResult
 from pipeline.tracking.lineage_view import chain_of_run, render_markdown
 from pipeline.tracking.notes import add_verdict, table
 from pipeline.tracking.registry import alias_version, promote
+from pipeline.tracking.reuse import input_digest
 from pipeline.tracking.runs import RunContext, StepRun, step_run
-
-# mlflow.models.evaluate's model type for each task.
-MODEL_TYPE = {"binary": "classifier", "multiclass": "classifier", "regression": "regressor"}
-
-
-@contextmanager
-def _evaluable(
-    name: str, version: str, frame: pd.DataFrame, raw: bool, what: str
-) -> Iterator[tuple[object, Schema, pd.DataFrame]]:
-    """A registered version's evaluation model and schema, and `frame` put in the shape of that schema: raw rows
-    (an eval-data file) through the version's own feature hook and date parts, a test split as it is. Missing or
-    mistyped columns are a DataError naming them."""
-    with evaluation_model(f"models:/{name}/{version}") as (model, schema, hook):
-        if schema is None:
-            raise DataError(
-                f"{name} version {version} carries no schema (logged by an older version of this pipeline): retrain it"
-            )
-        rows = feature_hook.apply(frame, hook, what) if raw else frame
-        yield model, schema, conform(rows, schema, what, with_target=True, dates=raw)
-
-
-def _evaluate(client: mlflow.MlflowClient, name: str, version: str, model, schema: Schema, data: pd.DataFrame):
-    """The default evaluation of the task in the target's labels, its metrics also linked to the version's
-    LoggedModel."""
-    evaluator_config: dict[str, Any] = {"log_model_explainability": False}
-    if schema.is_classification:
-        evaluator_config["label_list"] = sorted(schema.classes)  # every class, even one missing from these rows
-    if schema.positive_class is not None:
-        evaluator_config["pos_label"] = schema.positive_class
-    return mlflow.models.evaluate(
-        model,
-        data,
-        targets=schema.target,
-        model_type=MODEL_TYPE[schema.task],
-        evaluators="default",
-        evaluator_config=evaluator_config,
-        model_id=client.get_model_version(name, version).model_id,
-    )
 
 
 class _EvalFile:
@@ -117,11 +78,11 @@ def _evaluate_champion(
 ):
     """The champion on the same rows, in a nested run; None with a reason when its columns are not there."""
     try:
-        with _evaluable(name, version, *rows) as (model, schema, data):
+        with evaluable(name, version, *rows) as (model, schema, data):
             with mlflow.start_run(run_name="champion-baseline", nested=True):
                 mlflow.set_tag(MODEL_VERSION_TAG, version)
                 result = split.whole_split(
-                    _evaluate(client, name, version, model, schema, data), model, schema, "full_test_"
+                    default_evaluation(client, name, version, model, schema, data), model, schema, "full_test_"
                 )
     except DataError as exc:
         return None, f"champion version {version} cannot be evaluated on the same rows ({exc}); compare by hand"
@@ -177,13 +138,14 @@ def run(
         mlflow.set_tags({MODEL_NAME_TAG: name, MODEL_VERSION_TAG: version})  # the version this run judges
         with _rows_to_evaluate(config, preprocess_run, eval_data) as split:
             rows = (split.rows(), split.raw, split.what)
-            active.data_digest = file_digest(eval_data) if eval_data else ""  # the test split: known by its run id
-            with _evaluable(name, version, *rows) as (model, schema, data):
+            # As main computes it (the test split is known by its run id: ""), so main can reuse this run.
+            active.data_digest = input_digest("evaluate", config, {"eval_data": eval_data}) or ""
+            with evaluable(name, version, *rows) as (model, schema, data):
                 mlflow.log_input(
                     tracked_dataset(data, source=None, targets=schema.target, name="evaluation"), context="evaluation"
                 )
                 logger.info("evaluating {} version {} ({}) on {} rows", name, version, schema.task, len(data))
-                candidate = _evaluate(active.client, name, version, model, schema, data)
+                candidate = default_evaluation(active.client, name, version, model, schema, data)
                 candidate = split.whole_split(candidate, model, schema, "full_test_")
             verdict = _judge(active, config, schema.task, version, rows, candidate, split)
         _record(active, verdict, config, version)

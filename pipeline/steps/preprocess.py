@@ -27,8 +27,8 @@ from pipeline.data.schema import schema_document
 from pipeline.data.sources import loggable_source
 from pipeline.engines import PreprocessWork, engine_for
 from pipeline.results import StepResult
-from pipeline.tracking.cache import source_digest
 from pipeline.tracking.notes import number
+from pipeline.tracking.reuse import input_digest
 from pipeline.tracking.runs import RunContext, log_params, step_run
 
 
@@ -71,7 +71,7 @@ def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepRe
         mlflow.log_dict(schema_document(schema, done.report), SCHEMA_ARTIFACT)
         # The source's digest goes into the fingerprint (skip-if-done); the prepared data's digest names tune's
         # study (same data, same study); the task tells downstream steps what to fit.
-        active.data_digest = source_digest(config.data) or f"not-cached:{active.run_id}"
+        active.data_digest = input_digest("preprocess", config, {}) or f"not-cached:{active.run_id}"
         mlflow.set_tags({DATA_DIGEST_TAG: done.data_digest, TASK_TAG: schema.task})
     return active.result(metrics={k: float(v) for k, v in metrics.items()})
 

@@ -106,7 +106,7 @@ def test_a_step_run_alone_gets_the_fingerprint_main_gave_it(client, chain):
 
     config = small_config_with({})
     for result in chain.steps:  # result.upstream: the runs the step itself recorded as read
-        alone = step_fingerprint(result.step, config, result.upstream, input_digest(result.step, config, None))
+        alone = step_fingerprint(result.step, config, result.upstream, input_digest(result.step, config, {}))
         assert alone == client.get_run(result.run_id).data.tags[FINGERPRINT_TAG], result.step
 
 

@@ -123,12 +123,12 @@ def rows(module_store):
 def test_a_full_disk_while_predicting_is_one_line_and_leaves_no_file(
     rows, own_experiment, module_client, tmp_path, monkeypatch, capfd
 ):
-    from pipeline.steps import predict
+    from pipeline.engines.local import predict as on_local_engine
 
     def full_disk(self, frame):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(predict._ChunkWriter, "write", full_disk)
+    monkeypatch.setattr(on_local_engine._ChunkWriter, "write", full_disk)
     target = tmp_path / "scored.csv"
     assert cli.main(["predict", "--config", str(DEFAULT_CONFIG), "--input", str(rows), "--output", str(target)]) == 2
     errors = [line for line in capfd.readouterr().err.splitlines() if " ERROR " in line]

@@ -5,7 +5,7 @@ import re
 
 import yaml
 
-from pipeline.cli import build_parser, command_options
+from pipeline.cli import build_parser, command_names, command_options
 from tests.helpers import REPO_ROOT
 
 MLPROJECT = yaml.safe_load((REPO_ROOT / "MLproject").read_text())
@@ -148,3 +148,33 @@ def test_the_readme_code_map_lists_exactly_the_modules_of_the_package():
     listed = _readme_code_map()
     assert on_disk - listed == set(), "modules missing from the README's code map (## Layout)"
     assert listed - on_disk == set(), "the README's code map names modules that do not exist"
+
+
+def test_every_documented_command_line_parses():
+    """`python -m pipeline <command> ...` as the documents write it is accepted by that command's options."""
+    import shlex
+
+    parser = build_parser()
+    documents = [README, *(path.read_text() for path in (REPO_ROOT / "docs").glob("*.md"))]
+    lines = [
+        line.split("#")[0].split("`")[0]
+        for text in documents
+        for line in re.findall(r"python -m pipeline [a-z][^\n`|)]*", text)
+    ]
+    known = set(command_names(parser))
+    commands = [shlex.split(line)[3:] for line in lines]
+    commands = [argv for argv in commands if argv[0] in known and "--help" not in argv]
+    assert len(commands) >= 5
+    for argv in commands:
+        parser.parse_args(argv)  # exits (SystemExit) on an option the command does not take
+
+
+def test_a_command_refuses_the_options_of_another(capsys):
+    import pytest
+
+    parser = build_parser()
+    assert parser.parse_args(["rollback", "--reason", "bad"]).reason == "bad"
+    for argv in (["predict", "--n-trials", "3"], ["train", "--reason", "x"], ["lineage", "--at", "2026-01-01"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+    assert "unrecognized arguments" in capsys.readouterr().err
