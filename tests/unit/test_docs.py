@@ -178,3 +178,19 @@ def test_a_command_refuses_the_options_of_another(capsys):
         with pytest.raises(SystemExit):
             parser.parse_args(argv)
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_the_design_lists_each_commands_options_and_outputs():
+    from pipeline.contract import STEPS
+
+    parser = build_parser()
+    common = {"-h", "--help", "--config", "--set", "--engine", "--result-file", "--json", "--chain-id"}
+    lines = {line.split("`")[1]: line for line in re.split(r"\n(?=- `)", DESIGN) if " command: " in line}
+    for name in [*STEPS, "main"]:
+        written = {span for span in _code_spans(lines[name].split(";")[0]) if span.startswith("--")}
+        if name != "main":
+            assert written == command_options(parser, name) - common, name
+            outputs = (
+                _code_spans(lines[name].split("outputs", 1)[1].split("(")[0]) if "outputs" in lines[name] else set()
+            )
+            assert outputs == {output.name for output in STEPS[name].outputs}, name

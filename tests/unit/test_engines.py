@@ -42,3 +42,19 @@ def test_no_step_module_chooses_an_engine():
         assert not [
             word for word in ("config.engine", "engines.dask", "engines.local", "dask_client") if word in text
         ], path.name
+
+
+def test_main_with_every_step_reused_imports_no_model_library():
+    """A reused step is read back from its run: `main` imports a step's module (XGBoost, Optuna, scikit-learn) only
+    when the step computes (a fully reused `main` starts in about the time of `import mlflow`)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from pipeline import cli, engines; cli.build_parser(); import pipeline.steps.chain; "
+        "from pipeline.tracking.reuse import reused_result; from tests.helpers import small_config_with; "
+        "engines.session(small_config_with({})).__enter__(); "
+        "print(*[m for m in ('xgboost', 'optuna', 'sklearn', 'distributed') if m in sys.modules])"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert loaded.stdout.split() == []
