@@ -51,6 +51,11 @@ def benchmarks(quick: bool) -> list[tuple[str, list[str], str]]:
             "peak < 4 GB",
         ),
         (
+            "leakage check: preprocess with and without it, 1M rows x 30 features, engine local, in-process",
+            ["leakage.py", *(["--rows", "100000", "--repeats", "1"] if quick else [])],
+            "<= 10% added to preprocess",
+        ),
+        (
             "engine dask against local: 1M and 10M rows x 30 features (Parquet parts), 3 trials of <= 100 rounds, "
             "LocalCluster 2 workers x 1.5 GB; local at 1M only",
             ["dask_scale.py", *(["--rows", "50000", "200000", "--local-max-rows", "200000"] if quick else [])],

@@ -6,6 +6,8 @@ missing from a config is an error naming it, never a second, silent default (tes
 
 from __future__ import annotations
 
+import datetime
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +25,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LeakageConfig(_Strict):
+    """preprocess's single-feature leakage check (pipeline/data/leakage.py)."""
+
+    threshold: float = Field(gt=0, le=1)  # a feature scoring at least this alone (ROC AUC, R²) is suspect
+    action: Literal["warn", "fail", "drop"]
+
+
 class DataConfig(_Strict):
     source: str = Field(min_length=1)
     # A SQL source (`source` a SQLAlchemy URL): the SELECT to run, or a table to read whole (one of the two).
@@ -31,6 +40,8 @@ class DataConfig(_Strict):
     target: str = Field(min_length=1)
     task: Literal["auto", "binary", "multiclass", "regression"]
     positive_class: str | bool | int | float | None
+    # Rows whose target is empty: dropped before the split (counted: metric n_rows_no_target), or refused.
+    missing_target: Literal["fail", "drop"]
     id_columns: list[str]
     features: list[str] | None = Field(min_length=1)
     datetime_columns: list[str]
@@ -38,6 +49,7 @@ class DataConfig(_Strict):
     # engine: dask: where preprocess writes the splits instead of the run's artifacts (an object-store prefix every
     # worker can reach); the run records the location.
     output_uri: str | None = Field(min_length=1)
+    leakage: LeakageConfig
 
     @classmethod
     def whole_table(cls, source: str, target: str, **settings: Any) -> DataConfig:
@@ -46,11 +58,13 @@ class DataConfig(_Strict):
         as_it_is: dict[str, Any] = {
             "task": "auto",
             "positive_class": None,
+            "missing_target": "drop",
             "id_columns": [],
             "features": None,
             "datetime_columns": [],
             "categorical_columns": [],
             "output_uri": None,
+            "leakage": {"threshold": 0.98, "action": "warn"},
         }
         return cls.model_validate({**as_it_is, "source": source, "target": target, **settings})
 
@@ -88,11 +102,48 @@ class FeaturesConfig(_Strict):
     hook: str = Field(min_length=1)
 
 
+# An ISO 8601 duration of fixed length: weeks, days, hours, minutes, seconds (P7D, PT12H, P1W2D); no years or months.
+_DURATION = re.compile(r"^P(?=\d|T\d)(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$")
+
+
 class SplitConfig(_Strict):
+    method: Literal["random", "time"]
+    # method time: the date/time column that orders the rows; the test split is its latest rows.
+    time_column: str | None = Field(min_length=1)
+    test_start: str | None  # method time: rows at or after this time (ISO 8601) are the test split
+    gap: str | None  # method time: an ISO 8601 duration (P7D) of rows left out before the test split
     test_size: float = Field(gt=0, lt=1)
     validation_size: float = Field(gt=0, lt=1)
     seed: int
     stratify: bool
+
+    @field_validator("test_start", mode="before")
+    @classmethod
+    def _iso_time(cls, value: Any) -> Any:
+        if isinstance(value, datetime.date):  # YAML reads an unquoted 2015-01-01 as a date
+            return value.isoformat()
+        if value is not None:
+            try:
+                datetime.datetime.fromisoformat(str(value))
+            except ValueError:
+                raise ValueError(f"'{value}' is not an ISO 8601 date or time (e.g. 2015-01-01)") from None
+        return value
+
+    @field_validator("gap")
+    @classmethod
+    def _fixed_duration(cls, value: str | None) -> str | None:
+        if value is not None and not _DURATION.match(value):
+            raise ValueError(f"'{value}' is not an ISO 8601 duration in weeks, days or hours (e.g. P7D, PT12H)")
+        return value
+
+    @model_validator(mode="after")
+    def _time_keys_with_time_method(self) -> SplitConfig:
+        if self.method == "time" and self.time_column is None:
+            raise ValueError("split.method: time needs `split.time_column`, the date/time column that orders rows")
+        given = [f"split.{key}" for key in ("time_column", "test_start", "gap") if getattr(self, key) is not None]
+        if self.method != "time" and given:
+            raise ValueError(f"`{given[0]}` applies only with split.method: time")
+        return self
 
 
 class SearchDimension(_Strict):
@@ -230,6 +281,12 @@ class PipelineConfig(_Strict):
             raise ValueError(f"unknown engine '{engine}' (choose from {', '.join(ENGINES)})")
         return engine
 
+    @model_validator(mode="after")
+    def _time_column_is_no_target(self) -> PipelineConfig:
+        if self.split.time_column is not None and self.split.time_column == self.data.target:
+            raise ValueError(f"split.time_column cannot be the target '{self.data.target}'")
+        return self
+
 
 def _describe(error: ValidationError) -> str:
     missing = [".".join(str(part) for part in item["loc"]) for item in error.errors() if item["type"] == "missing"]
@@ -253,7 +310,7 @@ def _parse_scalar(text: str) -> Any:
         return ""
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: a date-like text YAML cannot read (2015-13-01)
         return text  # not YAML: keep the string, validation names the key if a string does not fit
 
 

@@ -34,6 +34,10 @@ LAST_ROLLBACK_TAG = "pipeline.last_rollback"  # registered model: the last rollb
 
 # train's test metric that the chain's summary, the registered version's description and the README quote, by task.
 HEADLINE_METRIC = {"binary": "test_roc_auc", "multiclass": "test_roc_auc", "regression": "test_rmse"}
+# preprocess's params on suspected leaks (the features named, and data.leakage.action), which its run note and the
+# description train gives the model version read back.
+SUSPECT_FEATURES_PARAM = "data.suspect_features"
+LEAKAGE_ACTION_PARAM = "data.leakage.action"
 
 # preprocess on engine dask with data.output_uri: + split name (train, test): where that split was written.
 SPLIT_URI_TAG_PREFIX = "pipeline.split_uri."
@@ -60,6 +64,7 @@ TEST_ARTIFACT = "data/test.parquet"
 SCHEMA_ARTIFACT = "data/schema.json"
 RAW_SAMPLE_ARTIFACT = "data/raw_sample.parquet"  # raw rows: the registered model's input example
 HOOK_ARTIFACT = "data/feature_hook.py"  # the feature hook preprocess ran, packed into the model by train
+LEAKAGE_ARTIFACT = "data/leakage.json"  # preprocess: each feature's score alone, the suspects, test rows in train
 BEST_PARAMS_ARTIFACT = "best_params.json"
 OPTIMIZATION_HISTORY_ARTIFACT = "plots/optimization_history.png"
 PARAM_IMPORTANCES_ARTIFACT = "plots/param_importances.png"  # when two or more trials completed
@@ -149,7 +154,14 @@ CHAIN = (
         reads=None,
         records=(),
         config_sections=("engine", "data", "features", "split"),
-        artifacts=(TRAIN_ARTIFACT, TEST_ARTIFACT, SCHEMA_ARTIFACT, RAW_SAMPLE_ARTIFACT, HOOK_ARTIFACT),
+        artifacts=(
+            TRAIN_ARTIFACT,
+            TEST_ARTIFACT,
+            SCHEMA_ARTIFACT,
+            RAW_SAMPLE_ARTIFACT,
+            HOOK_ARTIFACT,
+            LEAKAGE_ARTIFACT,
+        ),
         run_tags=(DATA_DIGEST_TAG, TASK_TAG),
         outputs=(
             Output("train", artifact=TRAIN_ARTIFACT, location_tag=split_uri_tag("train")),

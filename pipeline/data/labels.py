@@ -23,6 +23,9 @@ MAX_INFERRED_CLASSES = 20
 # Positive class of a binary task when data.positive_class is not set: the first of these that is a label
 # (text compared without case), else the second label in sorted order.
 POSITIVE_CANDIDATES = (1, True, "yes", "true")
+# A target empty in more than this share of the rows is refused whatever data.missing_target says: it is hardly the
+# column to predict (or the file was misread).
+MAX_NO_TARGET_SHARE = 0.5
 
 
 def infer_task(target: pd.Series) -> tuple[str, str]:
@@ -111,6 +114,34 @@ def _check_counts(target: pd.Series, split: SplitConfig, what: str) -> None:
             f"(test_size={split.test_size}) needs at least {need} per class: add rows, or drop or merge "
             "that class"
         )
+
+
+def rows_without_target(target: pd.Series, data: DataConfig, what: str) -> int:
+    """How many rows of the table have an empty target, once data.missing_target allows them: `drop` (warned, with
+    the count and the share; the caller leaves them out before the split) or `fail` (refused, as settle_labels
+    does); more than half the rows empty is refused either way."""
+    name, total = target.name, len(target)
+    if not (missing := int(target.isna().sum())):
+        return 0
+    if missing > MAX_NO_TARGET_SHARE * total:
+        raise DataError(
+            f"{what}: target column '{name}' is empty in {missing} of {total} rows, more than half: is it the "
+            "column to predict?"
+        )
+    if data.missing_target == "fail":
+        raise DataError(
+            f"{what}: target column '{name}' is empty in {missing} of {total} rows; drop or fill those rows"
+        )
+    logger.warning(
+        "{}: leaving out {} of {} rows ({:.1%}) whose target '{}' is empty (data.missing_target: drop; fail "
+        "refuses them)",
+        what,
+        missing,
+        total,
+        missing / total,
+        name,
+    )
+    return missing
 
 
 def settle_labels(target: pd.Series, data: DataConfig, split: SplitConfig, what: str) -> tuple[str, list[Any], Any]:

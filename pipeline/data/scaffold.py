@@ -1,7 +1,7 @@
 """What init-config writes for a table: what the pipeline's own rules decide about it (`decide`: the task, the
-positive class of a binary target, the date and id-like columns, starter gates) and the config text that says so,
-each decision explained by a comment (`render`). Used by pipeline/steps/init_config.py, which reads the table and
-writes the file."""
+positive class of a binary target, rows without a target, the date, id-like and row-number columns, starter
+gates) and the config text that says so, each decision explained by a comment (`render`). Used by
+pipeline/steps/init_config.py, which reads the table and writes the file."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from pipeline.data.labels import MAX_INFERRED_CLASSES, infer_task, positive_class
-from pipeline.data.schema import detect_datetime_columns, detect_id_like, raw_kind
+from pipeline.data.labels import MAX_INFERRED_CLASSES, MAX_NO_TARGET_SHARE, infer_task, positive_class
+from pipeline.data.schema import detect_datetime_columns, detect_id_like, detect_row_numbers, raw_kind
 from pipeline.errors import DataError
 
 BASE_CONFIG = "pipeline.yaml"
@@ -39,7 +39,9 @@ class Scaffold:
     label_counts: list[tuple[Any, int]] = field(default_factory=list)  # classification: (label, rows), sorted
     positive_class: Any = None
     positive_reason: str | None = None
-    id_columns: list[str] = field(default_factory=list)
+    id_columns: list[str] = field(default_factory=list)  # the id-like text and row-number columns
+    row_number_columns: list[str] = field(default_factory=list)  # those of id_columns that are row numbers
+    rows_no_target: int = 0  # rows whose target is empty
     datetime_columns: dict[str, list[str]] = field(default_factory=dict)  # column -> its date parts
     feature_kinds: dict[str, int] = field(default_factory=dict)  # the other columns: raw kind -> how many
     notes: list[str] = field(default_factory=list)  # things to look at before running
@@ -67,10 +69,15 @@ def decide(
     what = f"init-config {name}"
     labels = frame[target]
     notes = []
-    if missing := int(labels.isna().sum()):
+    if (missing := int(labels.isna().sum())) > MAX_NO_TARGET_SHARE * len(labels):
         notes.append(
-            f"target column '{target}' is empty in {missing} of {len(labels)} rows: preprocess refuses "
-            "those rows; drop or fill them"
+            f"target column '{target}' is empty in {missing} of {len(labels)} rows, more than half: preprocess "
+            "refuses the table; is it the column to predict?"
+        )
+    elif missing:
+        notes.append(
+            f"target column '{target}' is empty in {missing} of {len(labels)} rows: preprocess leaves those rows "
+            "out (data.missing_target: drop)"
         )
     if labels.nunique() < 2:
         raise DataError(
@@ -95,9 +102,11 @@ def decide(
     dates = detect_datetime_columns(features, [], what)
     # Date columns are text with about one value per row as well: they are dates, not ids.
     ids = detect_id_like(features, keep=list(dates))
+    # On the table in its file order, as preprocess judges them.
+    row_numbers = [name for name in detect_row_numbers(features, keep=list(dates)) if name not in ids]
     kinds: dict[str, int] = {}
     for column in features.columns:
-        if str(column) not in dates and str(column) not in ids:
+        if str(column) not in dates and str(column) not in ids and str(column) not in row_numbers:
             kind = "text (categorical)" if raw_kind(features[column]) == "text" else raw_kind(features[column])
             kinds[kind] = kinds.get(kind, 0) + 1
     if not kinds and not dates:
@@ -112,7 +121,9 @@ def decide(
         label_counts=label_counts,
         positive_class=positive,
         positive_reason=positive_reason,
-        id_columns=ids,
+        id_columns=[*ids, *row_numbers],
+        row_number_columns=row_numbers,
+        rows_no_target=missing,
         datetime_columns=dates,
         feature_kinds=kinds,
         notes=notes,
@@ -158,7 +169,8 @@ def render(scaffold: Scaffold, path: str | Path | None = None) -> str:
         f"extends: {BASE_CONFIG}",
         "",
     ]
-    return "\n".join([*lines, *_data_section(scaffold), *_registry_and_gates(scaffold)]) + "\n"
+    sections = [*_data_section(scaffold), *_split_section(scaffold), *_registry_and_gates(scaffold)]
+    return "\n".join([*lines, *sections]) + "\n"
 
 
 def _data_section(scaffold: Scaffold) -> list[str]:
@@ -185,19 +197,39 @@ def _data_section(scaffold: Scaffold) -> list[str]:
             "  ",
         )
         lines.append(f"  positive_class: {_yaml(scaffold.positive_class)}")
+    if scaffold.rows_no_target:
+        share = scaffold.rows_no_target / scaffold.n_rows
+        found = f"{scaffold.rows_no_target} of {scaffold.n_rows} rows ({share:.1%}) have an empty target."
+    else:
+        found = "No row has an empty target."
+    lines += _comment(
+        f"{found} With drop, such rows are left out before the split (warned, and counted in the metric "
+        "n_rows_no_target); fail refuses the table.",
+        "  ",
+    )
+    lines.append("  missing_target: drop")
     return lines + _column_lines(scaffold)
 
 
 def _column_lines(scaffold: Scaffold) -> list[str]:
     """The id and date columns found, and what the features are."""
-    if scaffold.id_columns:
-        why_ids = (
-            f"Found: {', '.join(scaffold.id_columns)}, text with about one distinct value per row (ids, "
-            "names, free text): kept out of the features, passed through by predict."
+    text_ids = [name for name in scaffold.id_columns if name not in scaffold.row_number_columns]
+    found = []
+    if text_ids:
+        found.append(f"{', '.join(text_ids)}, text with about one distinct value per row (ids, names, free text)")
+    if scaffold.row_number_columns:
+        found.append(
+            f"{', '.join(scaffold.row_number_columns)}, unique integers growing with the file's row order (row "
+            "numbers, auto-increment keys: they give away the target of a table stored sorted)"
         )
+    if found:
+        why_ids = f"Found: {'; '.join(found)}. Kept out of the features, passed through by predict."
     else:
-        why_ids = "None found (a text column with about one distinct value per row would be one)."
-    lines = _comment(f"{why_ids} Numeric ids are not detected: add them here.", "  ")
+        why_ids = (
+            "None found (a text column with about one distinct value per row, or unique integers growing with the "
+            "row order, would be one)."
+        )
+    lines = _comment(f"{why_ids} Other numeric ids (keys not in row order) are not detected: add them here.", "  ")
     lines.append(f"  id_columns: {_yaml(scaffold.id_columns)}")
     if scaffold.datetime_columns:
         parts = "; ".join(f"{column} -> {', '.join(parts)}" for column, parts in scaffold.datetime_columns.items())
@@ -217,6 +249,25 @@ def _column_lines(scaffold: Scaffold) -> list[str]:
             "  ",
         )
     return lines
+
+
+def _split_section(scaffold: Scaffold) -> list[str]:
+    """`split:` for a dated table: in time order on its one date column; with several, which to choose."""
+    dates = list(scaffold.datetime_columns)
+    if not dates:
+        return []
+    if len(dates) == 1:
+        why = (
+            f"The table is dated ({dates[0]}): the test split is its latest rows and tune validates on the latest "
+            "train rows, so the model is never scored on rows older than those it learnt from (a random split "
+            "would train it on next week and score it on last week). Set method: random to draw rows at random."
+        )
+        return ["", "split:", *_comment(why, "  "), "  method: time", f"  time_column: {_yaml(dates[0])}"]
+    why = (
+        f"Dated by {', '.join(dates)}: to split in time order (the test split the latest rows), set method: time "
+        "and time_column to the one that says when each row happened. Random until you choose."
+    )
+    return ["", "split:", *_comment(why, "  "), "  method: random"]
 
 
 def _registry_and_gates(scaffold: Scaffold) -> list[str]:

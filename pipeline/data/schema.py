@@ -1,5 +1,6 @@
 """What the model is trained on: the raw input columns, date parts, the feature columns and their kinds, category
-sets, and the class labels. Columns are judged on the training split only.
+sets, and the class labels. Columns are judged on the training split only, except row numbers: whether a column
+grows with the row order can only be seen on the table in its file order, before the split shuffles it.
 
 preprocess builds it and logs it as `data/schema.json`; tune, train and evaluate read it from the preprocess run
 (pipeline/tracking/splits.py: this module reads no runs) and put every frame in its shape (`conform`); the
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from loguru import logger
 
@@ -23,6 +25,14 @@ NUMERIC, CATEGORICAL = transform.NUMERIC, transform.CATEGORICAL
 # A text column with at least this share of distinct values among its values (and ID_MIN_ROWS values or more) is
 # an id or free text, not a category: dropped unless listed in data.features.
 ID_DISTINCT_SHARE, ID_MIN_ROWS = 0.9, 20
+# An integer column is a row number (a row index, an auto-increment key) when at least ROW_NUMBER_DISTINCT_SHARE of
+# its values (ID_MIN_ROWS or more, missing ones left out) are distinct and it grows with the table's row order:
+# Spearman's rank correlation between its values and their positions in the file is ROW_ORDER_CORRELATION or more.
+# Ranks, not values: gaps in a key (deleted rows) do not count, a few rows out of place (late inserts, files merged)
+# lower it only a little, and a shuffled key scores about 0. A column that falls with the row order is not one (keys
+# grow). Such a column gives away the target of a table stored sorted by it (or by time), and means nothing for new
+# rows: dropped unless listed in data.features.
+ROW_NUMBER_DISTINCT_SHARE, ROW_ORDER_CORRELATION = 0.99, 0.99
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}"
 
 
@@ -114,6 +124,34 @@ def detect_id_like(frame: pd.DataFrame, keep: list[str]) -> list[str]:
     return found
 
 
+def is_row_number(column: pd.Series) -> bool:
+    """Whether `column`, in the table's row order, is a row number or an auto-increment key (the rule above)."""
+    if raw_kind(column) != "numeric":
+        return False
+    values = column.dropna()
+    if len(values) < ID_MIN_ROWS:
+        return False
+    if not pd.api.types.is_integer_dtype(values):
+        numbers = values.to_numpy(dtype="float64")
+        if not (np.isfinite(numbers) & (numbers == np.round(numbers))).all():
+            return False
+    if values.nunique() < ROW_NUMBER_DISTINCT_SHARE * len(values):
+        return False
+    ranks = values.rank().to_numpy(dtype="float64")
+    return float(np.corrcoef(ranks, np.arange(len(ranks)))[0, 1]) >= ROW_ORDER_CORRELATION
+
+
+def detect_row_numbers(frame: pd.DataFrame, keep: list[str]) -> list[str]:
+    """Row numbers and auto-increment keys of a table in its file order (`is_row_number`), except those in `keep`."""
+    return [str(name) for name in frame.columns if name not in keep and is_row_number(frame[name])]
+
+
+def row_number_columns(frame: pd.DataFrame, data: DataConfig) -> list[str]:
+    """The row numbers preprocess drops, found on the loaded table in its file order (before the split): none of
+    the target, data.features (which forces a column in) and data.datetime_columns."""
+    return detect_row_numbers(frame, keep=[data.target, *(data.features or []), *data.datetime_columns])
+
+
 def report_columns(frame: pd.DataFrame, data: DataConfig) -> dict[str, list[str]]:
     """Columns of the (hooked, date-expanded) training split the model does without: all missing, constant, and
     id-like text."""
@@ -129,8 +167,13 @@ def _warn_dropped(report: dict[str, list[str]], what: str) -> None:
         ("all_missing", "without any value"),
         ("constant", "holding a single value"),
         ("id_like", "with about one distinct text per row (ids or free text; list them in data.features to keep them)"),
+        (
+            "row_number",
+            "of unique integers growing with the file's row order (row numbers or keys, which give away the target "
+            "of a sorted table; list them in data.features to keep them)",
+        ),
     ):
-        if columns := report[group]:
+        if columns := report.get(group):
             logger.warning("{}: dropping {} column(s) {}: {}", what, len(columns), why, ", ".join(columns))
 
 
@@ -153,17 +196,20 @@ def build_schema(
     what: str,
     id_inputs: dict[str, str] | None = None,
     facts: ColumnFacts | None = None,
+    row_numbers: list[str] | None = None,
 ) -> tuple[Schema, dict[str, list[str]]]:
     """The schema from the training split: raw columns as given (less the target), the hooked columns with dates
     expanded, then without the columns `report_columns` drops; text and data.categorical_columns are categorical.
     `id_inputs` (data.id_columns and their kinds) are inputs the model accepts and ignores. With `facts` (of the
-    whole split), the frames are a sample of it that only settles the column kinds."""
+    whole split), the frames are a sample of it that only settles the column kinds. `row_numbers` (found on the
+    whole table in its file order, `row_number_columns`) are dropped too, reported as `row_number`."""
     task, classes, positive = labels
     raw = raw_train.drop(columns=[data.target])
     features = hooked_train.drop(columns=[data.target])
     dates = facts.datetime_columns if facts else detect_datetime_columns(features, data.datetime_columns, what)
     expanded = transform.expand_dates(features, dates)
     report = facts.report if facts else report_columns(expanded, data)
+    report = {**report, "row_number": [name for name in row_numbers or [] if name in expanded.columns]}
     _warn_dropped(report, what)
     dropped = {name for group in report.values() for name in group}
     if missing := [name for name in data.categorical_columns if name not in expanded.columns]:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # types only: a step's fingerprint counts what its engine mod
     from xgboost import XGBModel
 
     from pipeline.config import PipelineConfig
+    from pipeline.data.leakage import Leakage
     from pipeline.data.schema import Schema
 
 ENGINES = ("local", "dask")
@@ -56,6 +57,9 @@ class Prepared(NamedTuple):
     n_train: int
     n_test: int
     data_digest: str
+    n_rows_no_target: int = 0  # rows left out before the split: their target is empty (data.missing_target: drop)
+    split_params: dict[str, str] | None = None  # split.method time: split.train_end and split.test_start (ISO)
+    leakage: Leakage | None = None  # the leakage check's scores and suspects, the test rows also in the train split
 
 
 class PreprocessWork(Protocol):

@@ -4,14 +4,15 @@ Reads the table (`data.source`: a CSV/Parquet path or URL, s3://, a SQL source w
 with the pipeline's own loader, and decides with the pipeline's own rules what preprocess would infer
 (pipeline/data/scaffold.py, which also writes the text): the task
 (`pipeline.data.labels.infer_task`), the positive class of a binary target (`pipeline.data.labels.positive_class`),
-the date columns (`pipeline.data.schema.detect_datetime_columns`) and the id-like text columns
-(`pipeline.data.schema.detect_id_like`).
+the date columns (`pipeline.data.schema.detect_datetime_columns`), the id-like text columns
+(`pipeline.data.schema.detect_id_like`) and the row numbers (`pipeline.data.schema.detect_row_numbers`, on the
+table in its file order), and counts the rows without a target.
 
 Writes `<configs_dir>/<name>.yaml` (default `configs/<source stem>.yaml`): `extends: pipeline.yaml` plus
-`data.source/target/task/positive_class/id_columns/datetime_columns`, `registry.model_name` (`<name>-xgb`) and
-modest gates for the task under `evaluate.<task>`, each decision explained by a comment. The file is validated with
-`pipeline.config.load_config` before it takes its name (written to a temporary file, then renamed), and an existing
-file is only replaced when asked (`force`). Needs no tracking store and starts no run.
+`data.source/target/task/positive_class/missing_target/id_columns/datetime_columns`, `registry.model_name`
+(`<name>-xgb`) and modest gates for the task under `evaluate.<task>`, each decision explained by a comment. The
+file is validated with `pipeline.config.load_config` before it takes its name (written to a temporary file, then
+renamed), and an existing file is only replaced when asked (`force`). Needs no tracking store and starts no run.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def _check_written(path: Path, scaffold: Scaffold) -> None:
         "target": data.target,
         "task": data.task,
         "positive_class": data.positive_class,
+        "missing_target": data.missing_target,
         "id_columns": data.id_columns,
         "datetime_columns": data.datetime_columns,
     }
@@ -74,6 +76,7 @@ def _check_written(path: Path, scaffold: Scaffold) -> None:
         "target": scaffold.target,
         "task": scaffold.task,
         "positive_class": scaffold.positive_class,
+        "missing_target": "drop",
         "id_columns": scaffold.id_columns,
         "datetime_columns": list(scaffold.datetime_columns),
     }
@@ -141,8 +144,16 @@ def summary(decided: dict[str, Any]) -> str:
         lines.append(
             f"  positive   {decided['positive_class']!r} ({decided['positive_reason']}); negative {negative!r}"
         )
-    lines.append(f"  ids        {', '.join(decided['id_columns']) or 'none found'}")
+    ids = ", ".join(
+        f"{name} (row number)" if name in decided["row_number_columns"] else name for name in decided["id_columns"]
+    )
+    lines.append(f"  ids        {ids or 'none found'}")
     lines.append(f"  dates      {', '.join(decided['datetime_columns']) or 'none found'}")
+    dates = list(decided["datetime_columns"])
+    split = {0: "random", 1: f"time on {dates[0]} (the test split is the latest rows)"}.get(
+        len(dates), "random (several date columns: choose split.time_column for a time split)"
+    )
+    lines.append(f"  split      {split}")
     lines.append(f"  model      {decided['model_name']}")
     gates = ", ".join(f"{metric} >= {threshold}" for metric, threshold in decided["gates"].items())
     lines.append(f"  gates      evaluate.{decided['task']}: {gates} (raise these once you know what your data allows)")

@@ -5,12 +5,16 @@ Reads:  the source named by `data.source` in the config (scikit-learn dataset, C
 Writes: artifacts `data/train.parquet`, `data/test.parquet` (the model inputs typed by the schema, then the target
         with its original labels), `data/schema.json` (raw input columns, date columns and their parts, model input
         columns and kinds, category sets, class labels in model order and the positive class, and the columns
-        dropped: all missing, constant, id-like), `data/raw_sample.parquet` (5 raw training rows without the
-        target: the registered model's input example), `data/feature_hook.py` (the hook that ran); dataset inputs
-        `<dataset>-train` (context `training`) and `<dataset>-test` (context `testing`); param data.task and tag
-        pipeline.task (the task used); params data.classes (JSON list: class index i is the i-th
-        label), data.positive_class, data.datetime_columns; metrics n_rows, n_features, n_categorical, n_train,
-        n_test.
+        dropped: all missing, constant, id-like, row numbers), `data/raw_sample.parquet` (5 raw training rows
+        without the target: the registered model's input example), `data/feature_hook.py` (the hook that ran);
+        dataset inputs `<dataset>-train` (context `training`) and `<dataset>-test` (context `testing`); param
+        data.task and tag pipeline.task (the task used); params data.classes (JSON list: class index i is the i-th
+        label), data.positive_class, data.datetime_columns, data.row_numbers (the row-number columns dropped);
+        metrics n_rows, n_features, n_categorical, n_train, n_test, n_rows_no_target (rows left out before the
+        split: their target is empty). The leakage guards (pipeline/data/leakage.py): `data/leakage.json` (each
+        feature's score alone, the threshold, the action, the sample size, the test rows also in the train split;
+        logged on the FAILED run too when data.leakage.action: fail refuses), metrics n_suspect_features and
+        n_test_rows_in_train, params data.suspect_features and data.leakage.action (when a feature is suspect).
 """
 
 from __future__ import annotations
@@ -22,7 +26,15 @@ from loguru import logger
 from mlflow.entities import Run
 
 from pipeline.config import PipelineConfig
-from pipeline.contract import DATA_DIGEST_TAG, SCHEMA_ARTIFACT, TASK_TAG
+from pipeline.contract import (
+    DATA_DIGEST_TAG,
+    LEAKAGE_ACTION_PARAM,
+    LEAKAGE_ARTIFACT,
+    SCHEMA_ARTIFACT,
+    SUSPECT_FEATURES_PARAM,
+    TASK_TAG,
+)
+from pipeline.data.leakage import Leakage, LeakageRefused
 from pipeline.data.schema import schema_document
 from pipeline.data.sources import loggable_source
 from pipeline.engines import PreprocessWork, engine_for
@@ -35,7 +47,11 @@ from pipeline.tracking.runs import RunContext, log_params, step_run
 def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepResult:
     with step_run("preprocess", config, context) as active:
         work: PreprocessWork = engine_for(config, "preprocess")
-        done = work.prepare_and_log(config, active.run_id)
+        try:
+            done = work.prepare_and_log(config, active.run_id)
+        except LeakageRefused as refused:  # data.leakage.action: fail; the scores show why
+            mlflow.log_metrics(_log_leakage(refused.found))
+            raise
         schema = done.schema
         logger.info(
             "{} task: {} rows, {} features ({} categorical) -> train {} / test {}",
@@ -56,8 +72,11 @@ def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepRe
                 "data.classes": classes,
                 "data.positive_class": schema.positive_class,
                 "data.datetime_columns": ", ".join(schema.datetime_columns) or None,
+                "data.row_numbers": ", ".join(done.report.get("row_number", [])) or None,
                 "split.test_size": config.split.test_size,
                 "split.seed": config.split.seed,
+                "split.method": config.split.method,
+                **(done.split_params or {}),  # split.method time: split.train_end, split.test_start
             }
         )
         metrics: dict[str, float] = {
@@ -66,6 +85,8 @@ def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepRe
             "n_categorical": len(schema.categories),
             "n_train": done.n_train,
             "n_test": done.n_test,
+            "n_rows_no_target": done.n_rows_no_target,
+            **_log_leakage(done.leakage),
         }
         mlflow.log_metrics(metrics)
         mlflow.log_dict(schema_document(schema, done.report), SCHEMA_ARTIFACT)
@@ -76,8 +97,22 @@ def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepRe
     return active.result(metrics={k: float(v) for k, v in metrics.items()})
 
 
+def _log_leakage(found: Leakage | None) -> dict[str, float]:
+    """`data/leakage.json` and, when some feature is suspect, params naming them and the action; its metrics."""
+    if found is None:
+        return {}
+    mlflow.log_dict(found.document(), LEAKAGE_ARTIFACT)
+    if found.suspects:
+        log_params({SUSPECT_FEATURES_PARAM: ", ".join(found.suspects)[:6000], LEAKAGE_ACTION_PARAM: found.action})
+    metrics = {"n_suspect_features": float(len(found.suspects))}
+    if found.n_test_rows_in_train is not None:
+        metrics["n_test_rows_in_train"] = float(found.n_test_rows_in_train)
+    return metrics
+
+
 def note(run: Run) -> list[str]:
-    """The run's Description: rows, split sizes, features and the label order."""
+    """The run's Description: rows, split sizes, features, the label order, and what was left out: rows without a
+    target, row-number columns."""
     params, metrics = run.data.params, run.data.metrics
     lines = [
         f"{params.get('data.task', '?')} task on {number(metrics.get('n_rows', 0))} rows of "
@@ -87,4 +122,25 @@ def note(run: Run) -> list[str]:
     ]
     if params.get("data.classes"):
         lines.append(f"Labels in class order: {params['data.classes']}; positive: {params.get('data.positive_class')}.")
+    if no_target := metrics.get("n_rows_no_target"):
+        share = no_target / (no_target + metrics.get("n_rows", 0))
+        lines.append(
+            f"Left out {number(no_target)} rows ({share:.1%}) whose target `{params.get('data.target', '?')}` is "
+            "empty (data.missing_target: drop)."
+        )
+    if params.get("data.row_numbers"):
+        lines.append(
+            f"Dropped as row numbers (unique integers growing with the file's row order, which give away the target "
+            f"of a sorted table): {params['data.row_numbers']}; list them in data.features to keep them."
+        )
+    if suspects := params.get(SUSPECT_FEATURES_PARAM):
+        if params.get(LEAKAGE_ACTION_PARAM) == "drop":
+            lines.append(f"Dropped as suspected leakage (each alone predicts the target almost perfectly): {suspects}.")
+        else:
+            lines.append(
+                f"**Suspected leakage**, kept: {suspects} alone predict(s) the target almost perfectly (scores in "
+                f"`{LEAKAGE_ARTIFACT}`; data.leakage.action: drop or fail acts on it)."
+            )
+    if in_train := metrics.get("n_test_rows_in_train"):
+        lines.append(f"{number(in_train)} test rows also appear in the train split (the same features and target).")
     return lines

@@ -8,9 +8,10 @@ Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss (classificat
         rows and answering with `prediction` and `probability_<label>` (or `prediction` alone for regression), with
         signature and input example (`data/raw_sample.parquet`); inside it the XGBoost model, the schema, the
         transform (data/transform.py) and the feature hook preprocess ran) registered under `registry.model_name`,
-        alias `registry.challenger_alias` on the new version, with a description (kind, headline metric, the runs
-        that made it); tags pipeline.model.name / pipeline.model.version; `plots/feature_importance.png` (gain) and,
-        with the shap extra, `plots/shap_summary.png` (pipeline/modeling/plots.py).
+        alias `registry.challenger_alias` on the new version, with a description (kind, headline metric, features
+        preprocess suspected of leakage and kept, the runs that made it); tags pipeline.model.name /
+        pipeline.model.version; `plots/feature_importance.png` (gain) and, with the shap extra,
+        `plots/shap_summary.png` (pipeline/modeling/plots.py).
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def run(
         model_info = _log_model(model, schema, preprocess_run)
         drawer.finish()
         headline = HEADLINE_METRIC[schema.task]
-        version = _register(active, model_info.model_uri, config, version_headline(schema.task, metrics, headline))
+        described = version_headline(schema.task, metrics, headline, preprocess_run)  # and suspected leaks
+        version = _register(active, model_info.model_uri, config, described)
         mlflow.set_tags({MODEL_NAME_TAG: config.registry.model_name, MODEL_VERSION_TAG: version})
         logger.info(
             "{} {:.4f}; registered {} version {} as @{}",

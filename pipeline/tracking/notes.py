@@ -15,7 +15,15 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
-from pipeline.contract import ERROR_TAG, STEP_TAG, STEPS, UPSTREAM_TAG_PREFIX
+from pipeline.contract import (
+    ERROR_TAG,
+    LEAKAGE_ACTION_PARAM,
+    LEAKAGE_ARTIFACT,
+    STEP_TAG,
+    STEPS,
+    SUSPECT_FEATURES_PARAM,
+    UPSTREAM_TAG_PREFIX,
+)
 
 NOTE_LIMIT = 5000  # characters: a note is a tag value
 
@@ -55,9 +63,17 @@ def write_note(client: MlflowClient, run_id: str, text: str) -> None:
     client.set_tag(run_id, MLFLOW_RUN_NOTE, text[:NOTE_LIMIT])
 
 
-def version_headline(task: str, metrics: dict[str, float], headline: str) -> str:
-    """What a registered version is and how good, as train describes it (the runs that made it follow)."""
-    return f"{task} XGBoost model, {headline} {metrics[headline]:.4f} on the held-out test split."
+def version_headline(task: str, metrics: dict[str, float], headline: str, preprocess_run: Run | None = None) -> str:
+    """What a registered version is and how good, as train describes it (the runs that made it follow); with the
+    features the preprocess run behind it suspected of leakage and kept (data.leakage.action: warn)."""
+    line = f"{task} XGBoost model, {headline} {metrics[headline]:.4f} on the held-out test split."
+    params = preprocess_run.data.params if preprocess_run else {}
+    if (suspects := params.get(SUSPECT_FEATURES_PARAM)) and params.get(LEAKAGE_ACTION_PARAM) != "drop":
+        line += (
+            f" **Suspected leakage**: {suspects} alone predict(s) the target almost perfectly, so this score may not "
+            f"hold on new rows (the preprocess run's `{LEAKAGE_ARTIFACT}`)."
+        )
+    return line
 
 
 def add_verdict(client: MlflowClient, name: str, version: str, decision: str, reason: str) -> None:

@@ -70,7 +70,14 @@ def test_both_engines_leave_the_same_lineage_and_a_model_as_good(both_engines, m
         listed = {item.path for item in module_client.list_artifacts(engine_runs["preprocess"].info.run_id, "data")}
         assert listed == {
             f"data/{name}"
-            for name in ("train.parquet", "test.parquet", "schema.json", "raw_sample.parquet", "feature_hook.py")
+            for name in (
+                "train.parquet",
+                "test.parquet",
+                "schema.json",
+                "raw_sample.parquet",
+                "feature_hook.py",
+                "leakage.json",
+            )
         }
         plots = {item.path for item in module_client.list_artifacts(engine_runs["train"].info.run_id, "plots")}
         assert plots == {"plots/feature_importance.png", "plots/shap_summary.png"}
@@ -241,3 +248,21 @@ def test_a_worker_killed_during_a_fit_fails_it_in_one_line_instead_of_hanging():
     assert not worker.is_alive(), "the fit hangs after losing a worker"
     assert isinstance(outcome.get("error"), ClusterError), outcome
     assert "a worker was lost or failed" in str(outcome["error"]) and "\n" not in str(outcome["error"])
+
+
+def test_a_time_split_on_the_cluster_trains_on_the_past_and_tunes_on_it(scheduler, module_client, tmp_path):
+    from pipeline.contract import TEST_ARTIFACT, TRAIN_ARTIFACT
+    from pipeline.steps import preprocess, tune
+    from pipeline.tracking.splits import read_split_rows
+    from tests.integration.test_time_split import dated_table, time_split_keys
+
+    config = on_dask(scheduler, **time_split_keys(dated_table(tmp_path)))
+    prepared = preprocess.run(config)
+    run = module_client.get_run(prepared.run_id)
+    params = run.data.params
+    assert params["split.method"] == "time" and params["split.train_end"] < params["split.test_start"]
+    train, test = read_split_rows(run, TRAIN_ARTIFACT), read_split_rows(run, TEST_ARTIFACT)
+    assert len(train) + len(test) == 400 and 60 <= len(test) <= 100  # from Dask's approximate quantile
+    assert "date_year" not in train.columns and train["date_day_of_year"].is_monotonic_increasing
+    tuned = tune.run(config, upstream_run_id=prepared.run_id)
+    assert module_client.get_run(tuned.run_id).info.status == "FINISHED"

@@ -164,3 +164,48 @@ def test_numeric_and_boolean_labels_come_back_as_they_were(client, tmp_path, lab
     assert set(answer["prediction"].tolist()) <= set(labels)
     assert list(answer.columns)[1:] == [f"probability_{label}" for label in classes]
     assert client.search_runs(["0"], f"tags.`{STEP_TAG}` = 'evaluate'")[0].data.metrics["roc_auc"] > 0.7
+
+
+def prices(rows: int, seed: int) -> pd.DataFrame:
+    """A price table stored sorted by its price, with a row number 1..n (which alone gives the price away) and some
+    prices empty."""
+    rng = np.random.default_rng(seed)
+    carat = rng.uniform(0.2, 3.0, rows)
+    frame = pd.DataFrame({"carat": carat.round(2), "cut": rng.choice(["Fair", "Good", "Ideal"], rows)})
+    frame["price"] = (carat * 4000 + rng.normal(0, 1500, rows)).round()
+    frame = frame.sort_values("price", ignore_index=True)
+    frame.insert(0, "row", np.arange(1, rows + 1))
+    frame.loc[::25, "price"] = np.nan
+    return frame
+
+
+def test_a_row_number_is_dropped_and_rows_without_a_target_are_left_out(client, tmp_path):
+    source = tmp_path / "prices.csv"
+    table = prices(300, seed=7)
+    table.to_csv(source, index=False)
+    config = small_config_with(
+        {
+            "data.source": str(source),
+            "data.target": "price",
+            "registry.model_name": "prices",
+            "evaluate.regression.thresholds": {},
+        }
+    )
+    chain = run_chain(config)
+
+    preprocess = client.get_run(chain.step("preprocess").run_id)
+    schema = schema_of(preprocess.info.run_id)
+    assert schema["report"]["row_number"] == ["row"] and "row" not in schema["columns"]
+    assert schema["ignored_inputs"] == ["row"]
+    assert preprocess.data.params["data.row_numbers"] == "row"
+    assert preprocess.data.metrics["n_rows_no_target"] == 12 and preprocess.data.metrics["n_rows"] == 288
+    note = preprocess.data.tags["mlflow.note.content"]
+    assert "Left out 12 rows (4.0%) whose target `price` is empty (data.missing_target: drop)." in note
+    assert "Dropped as row numbers (unique integers growing with the file's row order" in note and ": row;" in note
+    # The test score is what carat allows (about 0.8), not the near-perfect one the row number would give.
+    assert 0.5 < chain.step("train").metrics["test_r2"] < 0.95
+
+    rows = table.drop(columns=["price"]).head(20)
+    model = mlflow.pyfunc.load_model("models:/prices/1")
+    with_row, without_row = model.predict(rows), model.predict(rows.drop(columns=["row"]))
+    pd.testing.assert_frame_equal(with_row, without_row)  # the row number is accepted and ignored, not required

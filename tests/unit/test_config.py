@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,25 @@ def test_a_config_written_from_scratch_is_told_every_key_it_lacks(tmp_path):
     assert "\n" not in message and "every key is required" in message
     for key in ("`data.task`", "`split`", "`tune`", "`registry`", "`cache`"):
         assert key in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"split.method": "time"}, "split.method: time needs `split.time_column`"),
+        ({"split.gap": "P7D"}, "`split.gap` applies only with split.method: time"),
+        ({"split.method": "time", "split.time_column": "d", "split.gap": "P1M"}, "`split.gap`: 'P1M' is not an ISO"),
+        ({"split.method": "time", "split.time_column": "d", "split.test_start": "2015-13-01"}, "`split.test_start`"),
+        ({"split.method": "time", "split.time_column": "target"}, "split.time_column cannot be the target"),
+        ({"split.method": "sometimes"}, "`split.method`"),
+    ],
+)
+def test_a_time_split_is_checked_at_start_up(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(DEFAULT_CONFIG, overrides)
+
+
+def test_a_time_split_reads_an_unquoted_date():
+    keys = {"split.method": "time", "split.time_column": "day", "split.test_start": "2015-01-01", "split.gap": "P7D"}
+    split = load_config(DEFAULT_CONFIG, keys).split
+    assert (split.method, split.time_column, split.test_start, split.gap) == ("time", "day", "2015-01-01", "P7D")

@@ -1,10 +1,11 @@
 import pandas as pd
 import pytest
 
-from pipeline.config import DataConfig, SplitConfig
+from pipeline.config import DataConfig, load_config
 from pipeline.data import feature_hook, splitting, transform
 from pipeline.data.sources import load_source, read_table, require_columns
 from pipeline.errors import ConfigError, DataError
+from tests.helpers import DEFAULT_CONFIG
 
 
 def test_the_example_hook_adds_the_ratio_when_its_inputs_exist():
@@ -85,7 +86,7 @@ def test_read_table_errors(tmp_path):
 
 def test_split_is_seeded_and_stratified():
     frame = pd.DataFrame({"x": range(100), "y": [0] * 80 + [1] * 20})
-    split = SplitConfig(test_size=0.25, validation_size=0.2, seed=3, stratify=True)
+    split = load_config(DEFAULT_CONFIG).split.model_copy(update={"test_size": 0.25, "seed": 3, "stratify": True})
     train, test = splitting.test_split(frame, split, "y")
     assert len(test) == 25 and test["y"].sum() == 5
     assert splitting.test_split(frame, split, "y")[1]["x"].tolist() == test["x"].tolist()

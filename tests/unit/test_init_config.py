@@ -158,3 +158,18 @@ def test_odd_values_round_trip_through_the_yaml():
     data = yaml.safe_load(scaffold_module.render(scaffold))["data"]
     assert data["source"] == "a: b #c.csv" and data["target"] == "on" and data["positive_class"] == "yes"
     assert data["id_columns"] == ["null", "id: 1"] and data["query"] == "SELECT *\nFROM t"
+
+
+def test_a_dated_table_is_split_in_time_order_and_two_dates_are_left_to_choose(project: Path):
+    def written(path: str) -> str:  # the config's comments as one text (they are wrapped)
+        return " ".join(line.strip("# ") for line in Path(path).read_text().splitlines())
+
+    one = init_config.run(str(project / "customers.csv"), "churned", configs_dir=project / "configs")["path"]
+    config = load_config(one)
+    assert (config.split.method, config.split.time_column) == ("time", "signup_date")
+    assert "The table is dated (signup_date): the test split is its latest rows" in written(one)
+    table = pd.read_csv(project / "customers.csv")
+    table.assign(last_login=table["signup_date"]).to_csv(project / "two_dates.csv", index=False)
+    two = init_config.run(str(project / "two_dates.csv"), "churned", configs_dir=project / "configs")["path"]
+    assert load_config(two).split.method == "random"
+    assert "Dated by signup_date, last_login" in written(two)

@@ -5,13 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import DataConfig, SplitConfig
+from pipeline.config import DataConfig, load_config
 from pipeline.data import transform
 from pipeline.data.labels import infer_task, settle_labels
 from pipeline.data.schema import Schema, build_schema, check_target, conform, detect_datetime_columns, report_columns
 from pipeline.errors import DataError
+from tests.helpers import DEFAULT_CONFIG
 
-SPLIT = SplitConfig(test_size=0.2, validation_size=0.2, seed=42, stratify=True)
+SPLIT = load_config(DEFAULT_CONFIG).split.model_copy(update={"test_size": 0.2, "seed": 42, "stratify": True})
 
 
 def settle(values, task="auto", positive=None):

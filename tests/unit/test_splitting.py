@@ -28,7 +28,16 @@ def table(rows: int = 240) -> pd.DataFrame:
 
 
 def config(stratify: bool = True) -> SplitConfig:
-    return SplitConfig(test_size=0.3, validation_size=0.2, seed=11, stratify=stratify)
+    return SplitConfig(
+        method="random",
+        time_column=None,
+        test_start=None,
+        gap=None,
+        test_size=0.3,
+        validation_size=0.2,
+        seed=11,
+        stratify=stratify,
+    )
 
 
 def previous_partition_rule(frame, share: float, seed: int):
@@ -98,7 +107,7 @@ def test_an_unsplittable_table_names_its_rows_and_the_size():
 
 
 def test_an_unknown_method_or_frame_is_refused():
-    with pytest.raises(ConfigError, match="unknown split method 'time2' \\(choose from random, stratified\\)"):
+    with pytest.raises(ConfigError, match="unknown split method 'time2' \\(choose from random, stratified, time\\)"):
         splitting.split_rows(table(), 0.2, 1, "time2")
     with pytest.raises(TypeError, match="cannot split a ndarray"):
         splitting.split_rows(np.zeros((4, 2)), 0.5, 1)
@@ -116,3 +125,77 @@ def test_nothing_else_in_the_package_splits_with_sklearn():
         if "train_test_split" in path.read_text()
     }
     assert splitters == {"pipeline/data/splitting.py"}
+
+
+# --- method time -----------------------------------------------------------------------------------------------------
+
+
+def dated(rows: int = 300) -> pd.DataFrame:
+    """A daily table stored out of time order, its date as ISO text (as a CSV gives it)."""
+    rng = np.random.default_rng(2)
+    days = pd.date_range("2012-01-01", periods=rows, freq="D")
+    frame = pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "x": rng.normal(size=rows), "y": rng.normal(size=rows)})
+    return frame.sample(frac=1, random_state=3).reset_index(drop=True)
+
+
+def time_config(**keys) -> SplitConfig:
+    return config().model_copy(update={"method": "time", "time_column": "date", **keys})
+
+
+def split_in_time(frame, split: SplitConfig):
+    order = splitting.time_order(frame, split)
+    train, test = splitting.test_split(frame, split, "y", False, order)
+    if hasattr(train, "compute"):
+        train, test = train.compute(), test.compute()
+    return order, train, test
+
+
+@pytest.mark.parametrize("partitions", [0, 3])  # 0: pandas (engine local), else a Dask frame of that many parts
+def test_the_test_split_is_the_latest_rows_and_train_is_in_time_order(partitions):
+    frame = dated() if not partitions else dd.from_pandas(dated(), npartitions=partitions, sort=False)
+    order, train, test = split_in_time(frame, time_config())
+    assert len(train) + len(test) == 300
+    assert 0.25 <= len(test) / 300 <= 0.35  # exact in pandas, Dask's quantile is approximate
+    assert train["date"].max() < test["date"].min()
+    assert train["date"].is_monotonic_increasing and "__split_time__" not in train.columns
+    assert order.params["split.train_end"].startswith(train["date"].max())
+    assert order.params["split.test_start"].startswith(test["date"].min())
+    if not partitions:
+        assert len(test) == 90  # the latest test_size share of the rows
+
+
+@pytest.mark.parametrize("partitions", [0, 3])
+def test_tune_validates_on_the_latest_train_rows(partitions):
+    frame = dated() if not partitions else dd.from_pandas(dated(), npartitions=partitions, sort=False)
+    split = time_config()
+    order = splitting.time_order(frame, split)
+    train, _ = splitting.test_split(frame, split, "y", False, order)
+    fit, valid = splitting.validation_split(train, split, "y", False)
+    if partitions:
+        fit, valid = fit.compute(), valid.compute()
+    rows = len(train) if not partitions else len(train.compute())
+    assert len(fit) + len(valid) == rows and len(valid) == int(np.ceil(rows * 0.2))
+    assert fit["date"].max() < valid["date"].min()
+
+
+def test_a_start_and_a_gap_leave_the_rows_between_out():
+    _, train, test = split_in_time(dated(), time_config(test_start="2012-09-01", gap="P7D"))
+    assert test["date"].min() == "2012-09-01" and train["date"].max() == "2012-08-24"
+    assert len(train) + len(test) == 300 - 7
+
+
+def test_rows_without_a_time_and_an_empty_side_are_one_line_errors():
+    frame = dated()
+    frame.loc[[4, 9], "date"] = [None, "not a date"]
+    with pytest.raises(DataError, match=r"^split.time_column 'date' has no time in 2 of 300 rows"):
+        splitting.time_order(frame, time_config())
+    with pytest.raises(DataError, match=r"^the time split leaves no test rows: date runs from 2012-01-01"):
+        splitting.time_order(dated(), time_config(test_start="2020-01-01"))
+    with pytest.raises(DataError, match="holds numbers"):
+        splitting.time_order(dated().assign(date=range(300)), time_config())
+    with pytest.raises(DataError, match="is not a column"):
+        splitting.time_order(dated().drop(columns=["date"]), time_config())
+
+
+def test_a_random_split_has_no_time_order():
+    assert splitting.time_order(dated(), config()) is None

@@ -1,7 +1,10 @@
 """The schema's facts about the whole training split, computed on the cluster in two passes: per column the count
 of values, min and max (numbers) and an approximate distinct count (text); then the exact category set of each
 categorical column. What a sample decides instead (column kinds, which text columns hold dates) comes from
-`pipeline.data.schema.build_schema` on the first rows."""
+`pipeline.data.schema.build_schema` on the first rows.
+
+Row numbers are judged apart, on the table before the split (`row_number_columns`): on rows sampled in the file's
+order, then confirmed on every row."""
 
 from __future__ import annotations
 
@@ -9,12 +12,36 @@ import pandas as pd
 from loguru import logger
 
 from pipeline.config import DataConfig
-from pipeline.data import transform
+from pipeline.data import schema, transform
 from pipeline.data.schema import ID_DISTINCT_SHARE, ID_MIN_ROWS, ColumnFacts, detect_datetime_columns, raw_kind
+from pipeline.engines.dask import tables
+
+# Row numbers are recognised on about ORDER_SAMPLE_ROWS rows in the file's order: the first rows of up to
+# ORDER_SAMPLE_PARTS partitions spread over the table. Their distinct share is then confirmed on the whole table
+# with an approximate distinct count (HyperLogLog, about 0.5 % off), hence the allowance below.
+ORDER_SAMPLE_ROWS, ORDER_SAMPLE_PARTS, APPROX_DISTINCT_ALLOWANCE = 10_000, 10, 0.02
 
 
 def _category_values(column: pd.Series) -> pd.Series:
     return transform.category_text(column).dropna().drop_duplicates()
+
+
+def row_number_columns(frame, data: DataConfig) -> list[str]:
+    """The row numbers of the loaded table (a Dask DataFrame, before the split): the numeric columns that
+    `pipeline.data.schema.is_row_number` calls one on rows sampled in the file's order (the partitions' order), kept
+    when their approximate distinct count over every row agrees. The whole table is read (those columns only) only
+    when the sample finds one."""
+    import dask
+
+    numeric = [name for name in frame.columns if raw_kind(frame._meta[name]) == "numeric"]
+    if not numeric:
+        return []
+    sample = tables.spread_rows(frame[numeric], ORDER_SAMPLE_ROWS, ORDER_SAMPLE_PARTS)
+    if not (found := schema.row_number_columns(sample, data)):
+        return []
+    counts, distinct = dask.compute(frame[found].count(), {name: frame[name].nunique_approx() for name in found})
+    share = schema.ROW_NUMBER_DISTINCT_SHARE - APPROX_DISTINCT_ALLOWANCE
+    return [name for name in found if distinct[name] >= share * counts[name]]
 
 
 def column_facts(hooked_train, sample: pd.DataFrame, data: DataConfig, what: str) -> ColumnFacts:

@@ -135,3 +135,42 @@ def read_split_at(location: str, what: str, schema: Schema, **options: Any):
     except (OSError, ValueError) as exc:
         raise UpstreamError(f"{what} cannot be read from {location}: {first_line(exc)}") from exc
     return conform_partitions(frame, schema, what, **({"with_target": True, "encoded": True} | options))
+
+
+def _sampled_part(part: pd.DataFrame, rows: int, seed: int, partition_info: dict | None = None) -> pd.DataFrame:
+    """At most `rows` rows of one partition, drawn from a generator seeded by (seed, partition number); Dask passes
+    `partition_info`. The seed sequence differs from the split's (`pipeline.data.splitting`), so the draws do too."""
+    if len(part) <= rows:
+        return part
+    number = partition_info["number"] if partition_info else 0
+    return part.iloc[np.sort(np.random.default_rng([seed, number, 2]).choice(len(part), rows, replace=False))]
+
+
+def sample_and_count(frame, rows: int, seed: int) -> tuple[pd.DataFrame, int]:
+    """A seeded sample of at most `rows` rows (computed: up to rows / partitions rows of each partition, drawn at
+    random in it) and the frame's row count, in one pass over the data."""
+    import dask
+
+    each = -(-rows // frame.npartitions)
+    sample, count = dask.compute(frame.map_partitions(_sampled_part, each, seed, meta=frame._meta), frame.shape[0])
+    return sample, int(count)
+
+
+def _hashed_part(part: pd.DataFrame, modulus: int) -> pd.Series:
+    hashes = pd.util.hash_pandas_object(part, index=False).to_numpy()
+    return pd.Series(hashes[hashes % modulus == 0], dtype="uint64")
+
+
+def _joined_hashes(parts: list[pd.Series]) -> np.ndarray:
+    return np.concatenate([part.to_numpy() for part in parts]) if parts else np.zeros(0, dtype=np.uint64)
+
+
+def hashed_rows(frame, modulus: int = 1):
+    """The 64-bit row hashes (`pipeline.data.leakage.row_hashes`) of the rows whose hash is a multiple of `modulus`,
+    lazy (a Delayed array, as `digest`: dask.compute returns a DataFrame collection's result out of order among
+    Delayed ones): every row with 1, about one in `modulus` otherwise, and identical rows of either split always
+    alike (so test rows also in the train split are counted on that share)."""
+    import dask
+
+    parts = frame.map_partitions(_hashed_part, modulus, meta=pd.Series(dtype="uint64")).to_delayed()
+    return dask.delayed(_joined_hashes)(parts)

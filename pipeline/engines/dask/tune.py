@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import optuna
+import pandas as pd
 from loguru import logger
 from mlflow.entities import Run
 from xgboost.callback import TrainingCallback
@@ -67,6 +68,8 @@ def make_objective(client: Any, train, config: PipelineConfig, task: str, n_clas
     tune, target = config.tune, config.data.target
     if tune.sample_rows and tune.sample_rows < n_train:
         train = train.sample(frac=tune.sample_rows / n_train, random_state=config.split.seed)
+        if config.split.method == "time":  # the sample keeps the train split's time order: the latest rows validate
+            train = train.map_partitions(pd.DataFrame.sort_index)
         logger.info(
             "tune: trials train on a sample of about {} of {} rows (tune.sample_rows)", tune.sample_rows, n_train
         )

@@ -14,11 +14,12 @@ import pandas as pd
 
 from pipeline.config import PipelineConfig
 from pipeline.contract import TEST_ARTIFACT, TRAIN_ARTIFACT
-from pipeline.data import feature_hook
-from pipeline.data.labels import settle_labels
-from pipeline.data.schema import Schema, build_schema, conform, raw_kind
+from pipeline.data import feature_hook, leakage
+from pipeline.data.labels import rows_without_target, settle_labels
+from pipeline.data.leakage import Leakage
+from pipeline.data.schema import Schema, build_schema, conform, raw_kind, row_number_columns
 from pipeline.data.sources import dataset_name, digest, load_source, loggable_source, splits_digest, tracked_dataset
-from pipeline.data.splitting import test_split
+from pipeline.data.splitting import test_split, time_order
 from pipeline.engines import Prepared
 from pipeline.tracking.datasets import dataset_source, log_sample_and_hook
 
@@ -31,6 +32,9 @@ class Splits(NamedTuple):
     schema: Schema
     report: dict[str, list[str]]
     raw_sample: pd.DataFrame
+    n_rows_no_target: int = 0  # rows left out before the split: their target is empty (data.missing_target: drop)
+    split_params: dict[str, str] | None = None  # split.method time: the time split's bounds (TimeOrder.params)
+    leakage: Leakage | None = None  # the leakage check's scores and suspects, test rows also in train
 
 
 def prepare(config: PipelineConfig) -> Splits:
@@ -38,10 +42,15 @@ def prepare(config: PipelineConfig) -> Splits:
     the step's work without any tracking."""
     data, what = config.data, f"data source {loggable_source(config.data)}"
     table = load_source(data, keep_ids=True)
+    if n_rows_no_target := rows_without_target(table[data.target], data, what):
+        table = table[table[data.target].notna()].reset_index(drop=True)
     frame = table.drop(columns=data.id_columns)
+    order = time_order(table, config.split)  # method time: the rows' times, the cut-off, checked (else None)
+    # On the table in its file order: the split shuffles the rows, and a row number is known by growing with them.
+    row_numbers = row_number_columns(frame, data)
     labels = settle_labels(frame[data.target], data, config.split, what)
     hook = feature_hook.load(feature_hook.hook_path(config))
-    raw_train, raw_test = test_split(frame, config.split, data.target, classification=labels[0] != "regression")
+    raw_train, raw_test = test_split(frame, config.split, data.target, labels[0] != "regression", order)
     hooked_train = feature_hook.apply(raw_train, hook, what)
     schema, report = build_schema(
         raw_train,
@@ -51,10 +60,18 @@ def prepare(config: PipelineConfig) -> Splits:
         hook is not None,
         what,
         id_inputs={str(c): raw_kind(table[c]) for c in data.id_columns},
+        row_numbers=row_numbers,
     )
     train = conform(hooked_train, schema, what, with_target=True, dates=True)
+    # The leakage check on the typed training split; data.leakage.action: drop leaves the suspects out from here on.
+    found = leakage.check(train, schema, data.leakage, config.split.seed, what)
+    schema, report = leakage.guard(found, schema, report, what)
+    train = train.drop(columns=found.dropped) if found.dropped else train
     test = conform(feature_hook.apply(raw_test, hook, what), schema, what, with_target=True, dates=True)
-    return Splits(train, test, schema, report, raw_train.drop(columns=[data.target]).head(RAW_SAMPLE_ROWS))
+    found = leakage.count_test_rows_in_train(found, train, test, what)
+    raw_sample = raw_train.drop(columns=[data.target]).head(RAW_SAMPLE_ROWS)
+    split_params = order.params if order else None
+    return Splits(train, test, schema, report, raw_sample, n_rows_no_target, split_params=split_params, leakage=found)
 
 
 def prepare_and_log(config: PipelineConfig, run_id: str) -> Prepared:
@@ -70,5 +87,16 @@ def prepare_and_log(config: PipelineConfig, run_id: str) -> Prepared:
         mlflow.log_input(
             tracked_dataset(frame, source=source, targets=config.data.target, name=f"{name}-{split}"), context=context
         )
-    data_digest = splits_digest(digest(train), digest(test))
-    return Prepared(prepared.schema, prepared.report, len(train), len(test), data_digest)
+    # The splits' digests from the row hashes the leakage check compared them by (else hashed here).
+    digests = prepared.leakage.split_digests if prepared.leakage else None
+    data_digest = splits_digest(*(digests or (digest(train), digest(test))))
+    return Prepared(
+        prepared.schema,
+        prepared.report,
+        len(train),
+        len(test),
+        data_digest,
+        prepared.n_rows_no_target,
+        split_params=prepared.split_params,
+        leakage=prepared.leakage,
+    )
