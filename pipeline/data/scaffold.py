@@ -43,8 +43,12 @@ class Scaffold:
     row_number_columns: list[str] = field(default_factory=list)  # those of id_columns that are row numbers
     rows_no_target: int = 0  # rows whose target is empty
     datetime_columns: dict[str, list[str]] = field(default_factory=dict)  # column -> its date parts
+    date_gaps: dict[str, int] = field(default_factory=dict)  # date column -> rows without a value
     feature_kinds: dict[str, int] = field(default_factory=dict)  # the other columns: raw kind -> how many
     notes: list[str] = field(default_factory=list)  # things to look at before running
+    # preprocess's leakage check run on the table: (column, score) of each suspect, and the metric scored.
+    suspects: list[tuple[str, float]] = field(default_factory=list)
+    leakage_metric: str = ""
     query: str | None = None
     table: str | None = None
 
@@ -125,6 +129,7 @@ def decide(
         row_number_columns=row_numbers,
         rows_no_target=missing,
         datetime_columns=dates,
+        date_gaps={column: int(features[column].isna().sum()) for column in dates},
         feature_kinds=kinds,
         notes=notes,
         query=query,
@@ -241,6 +246,14 @@ def _column_lines(scaffold: Scaffold) -> list[str]:
         why_dates = "None found (datetime columns, or text columns whose every value is an ISO 8601 date)."
     lines += _comment(why_dates, "  ")
     lines.append(f"  datetime_columns: {_yaml(list(scaffold.datetime_columns))}")
+    if scaffold.suspects:
+        named = ", ".join(f"{column} ({scaffold.leakage_metric} {score:.3f})" for column, score in scaffold.suspects)
+        lines += _comment(
+            f"Suspected leakage: {named} alone predict(s) the target almost perfectly (preprocess's leakage check, "
+            "data.leakage.threshold): a copy of the target, or something known only once it is? preprocess warns "
+            "of it; leave it out (list the other columns in data.features) or set data.leakage.action: drop.",
+            "  ",
+        )
     if scaffold.feature_kinds:
         kinds = ", ".join(f"{count} {kind}" for kind, count in scaffold.feature_kinds.items())
         lines += _comment(
@@ -256,6 +269,13 @@ def _split_section(scaffold: Scaffold) -> list[str]:
     dates = list(scaffold.datetime_columns)
     if not dates:
         return []
+    if len(dates) == 1 and (gaps := scaffold.date_gaps.get(dates[0], 0)):
+        why = (
+            f"The table is dated ({dates[0]}), but {gaps} of {scaffold.n_rows} rows have no {dates[0]}: a split "
+            f"in time order needs a time on every row. Fill or drop them, then set method: time and time_column: "
+            f"{dates[0]} (the test split the latest rows). Random until then."
+        )
+        return ["", "split:", *_comment(why, "  "), "  method: random"]
     if len(dates) == 1:
         why = (
             f"The table is dated ({dates[0]}): the test split is its latest rows and tune validates on the latest "

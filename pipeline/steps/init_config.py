@@ -6,7 +6,8 @@ with the pipeline's own loader, and decides with the pipeline's own rules what p
 (`pipeline.data.labels.infer_task`), the positive class of a binary target (`pipeline.data.labels.positive_class`),
 the date columns (`pipeline.data.schema.detect_datetime_columns`), the id-like text columns
 (`pipeline.data.schema.detect_id_like`) and the row numbers (`pipeline.data.schema.detect_row_numbers`, on the
-table in its file order), and counts the rows without a target.
+table in its file order), and counts the rows without a target; then runs preprocess's own work on the written config
+(in this process, no run) for its leakage check, and writes the suspects as a comment.
 
 Writes `<configs_dir>/<name>.yaml` (default `configs/<source stem>.yaml`): `extends: pipeline.yaml` plus
 `data.source/target/task/positive_class/missing_target/id_columns/datetime_columns`, `registry.model_name`
@@ -19,18 +20,19 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from loguru import logger
 from pydantic import ValidationError
 
 from pipeline.config import DataConfig, load_config
 from pipeline.data.scaffold import BASE_CONFIG, Scaffold, decide, next_command, render
 from pipeline.data.source_text import SKLEARN_PREFIX, source_kind
 from pipeline.data.sources import load_source
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DataError
 from pipeline.masking import mask_url
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -85,6 +87,23 @@ def _check_written(path: Path, scaffold: Scaffold) -> None:
             raise ConfigError(f"init-config: data.{key} reads back as {read_back[key]!r}, not {value!r}")
 
 
+def _leakage_suspects(config_path: Path) -> tuple[str, list[tuple[str, float]]] | None:
+    """preprocess's own work on the written config, in this process and without a run: the leakage check's metric
+    and suspects (None when there are none, or when preprocess would refuse the table: its error is then shown
+    by the first run, and is not init-config's to decide)."""
+    from pipeline.engines.local.preprocess import prepare  # scikit-learn and the schema: only once a file is written
+
+    config = load_config(config_path, {"features.derived": False, "data.leakage.action": "warn"})
+    try:
+        found = prepare(config).leakage
+    except DataError as exc:
+        logger.warning("init-config: the leakage check did not run: {}", exc)
+        return None
+    if found is None or not found.suspects:
+        return None
+    return found.metric, [(name, float(found.scores[name] or 0.0)) for name in found.suspects]
+
+
 def run(
     source: str,
     target: str,
@@ -117,6 +136,10 @@ def run(
     try:
         temporary.write_text(render(scaffold, path))
         _check_written(temporary, scaffold)
+        if suspects := _leakage_suspects(temporary):
+            scaffold = replace(scaffold, suspects=suspects[1], leakage_metric=suspects[0])
+            temporary.write_text(render(scaffold, path))
+            _check_written(temporary, scaffold)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -153,7 +176,14 @@ def summary(decided: dict[str, Any]) -> str:
     split = {0: "random", 1: f"time on {dates[0]} (the test split is the latest rows)"}.get(
         len(dates), "random (several date columns: choose split.time_column for a time split)"
     )
+    if len(dates) == 1 and decided["date_gaps"].get(dates[0]):
+        split = f"random ({dates[0]} is empty in {decided['date_gaps'][dates[0]]} rows: see the comment in the file)"
     lines.append(f"  split      {split}")
+    if decided["suspects"]:
+        named = ", ".join(
+            f"{column} ({decided['leakage_metric']} {score:.3f})" for column, score in decided["suspects"]
+        )
+        lines.append(f"  leakage    suspected: {named} (see the comment in the file)")
     lines.append(f"  model      {decided['model_name']}")
     gates = ", ".join(f"{metric} >= {threshold}" for metric, threshold in decided["gates"].items())
     lines.append(f"  gates      evaluate.{decided['task']}: {gates} (raise these once you know what your data allows)")

@@ -173,3 +173,17 @@ def test_a_dated_table_is_split_in_time_order_and_two_dates_are_left_to_choose(p
     two = init_config.run(str(project / "two_dates.csv"), "churned", configs_dir=project / "configs")["path"]
     assert load_config(two).split.method == "random"
     assert "Dated by signup_date, last_login" in written(two)
+    table.assign(signup_date=table["signup_date"].where(table.index != 5)).to_csv(project / "gaps.csv", index=False)
+    gaps = init_config.run(str(project / "gaps.csv"), "churned", configs_dir=project / "configs")["path"]
+    assert load_config(gaps).split.method == "random"
+    assert "1 of 60 rows have no signup_date: a split in time order needs a time on every row" in written(gaps)
+
+
+def test_a_column_that_gives_the_target_away_is_written_as_a_suspect(project: Path, capsys):
+    table = pd.read_csv(project / "customers.csv")
+    table["cancel_reason"] = np.where(table["churned"] == "yes", "moved", "none")  # known only once they churned
+    table.to_csv(project / "leaky.csv", index=False)
+    assert cli.main(["init-config", "--source", "leaky.csv", "--target", "churned"]) == 0
+    written = " ".join(line.strip("# ") for line in (project / "configs" / "leaky.yaml").read_text().splitlines())
+    assert "Suspected leakage: cancel_reason (roc_auc 1.000)" in written
+    assert "leakage    suspected: cancel_reason (roc_auc 1.000)" in capsys.readouterr().out
