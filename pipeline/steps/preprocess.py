@@ -122,6 +122,11 @@ def note(run: Run) -> list[str]:
     ]
     if params.get("data.classes"):
         lines.append(f"Labels in class order: {params['data.classes']}; positive: {params.get('data.positive_class')}.")
+    if params.get("split.method") == "time":
+        lines.append(
+            f"Split in time order: train up to {params.get('split.train_end')}, test from "
+            f"{params.get('split.test_start')}."
+        )
     if no_target := metrics.get("n_rows_no_target"):
         share = no_target / (no_target + metrics.get("n_rows", 0))
         lines.append(

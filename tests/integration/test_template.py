@@ -34,10 +34,14 @@ data:
   datetime_columns: []
   categorical_columns: []
   output_uri: null
+  missing_target: drop
+  leakage: {threshold: 0.98, action: warn}
 features:
   derived: true
   hook: pipeline/features.py
-split: {test_size: 0.25, validation_size: 0.2, seed: 7, stratify: true}
+split:
+  {method: random, time_column: null, test_start: null, gap: null, test_size: 0.25, validation_size: 0.2, seed: 7,
+   stratify: true}
 tune:
   n_trials: 10
   timeout_s: null

@@ -53,6 +53,7 @@ def test_a_dated_table_is_trained_on_its_past_and_scored_on_its_latest_rows(clie
     # dropped) is in time order.
     assert "date_year" not in train.columns and train["date_day_of_year"].is_monotonic_increasing
     assert params["split.test_start"].startswith("2012-11-16")  # day 321 of 400: the latest 80 are test
+    assert "Split in time order: train up to 2012-11-15" in run.data.tags["mlflow.note.content"]
     tuned = tune.run(config, upstream_run_id=prepared.run_id)
     assert client.get_run(tuned.run_id).info.status == "FINISHED"
 
