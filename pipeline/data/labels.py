@@ -116,6 +116,10 @@ def _check_counts(target: pd.Series, split: SplitConfig, what: str) -> None:
         )
 
 
+def _empty_target(name: Any, missing: int, total: int, what: str) -> DataError:
+    return DataError(f"{what}: target column '{name}' is empty in {missing} of {total} rows; drop or fill those rows")
+
+
 def rows_without_target(target: pd.Series, data: DataConfig, what: str) -> int:
     """How many rows of the table have an empty target, once data.missing_target allows them: `drop` (warned, with
     the count and the share; the caller leaves them out before the split) or `fail` (refused, as settle_labels
@@ -129,9 +133,7 @@ def rows_without_target(target: pd.Series, data: DataConfig, what: str) -> int:
             "column to predict?"
         )
     if data.missing_target == "fail":
-        raise DataError(
-            f"{what}: target column '{name}' is empty in {missing} of {total} rows; drop or fill those rows"
-        )
+        raise _empty_target(name, missing, total, what)
     logger.warning(
         "{}: leaving out {} of {} rows ({:.1%}) whose target '{}' is empty (data.missing_target: drop; fail "
         "refuses them)",
@@ -148,10 +150,8 @@ def settle_labels(target: pd.Series, data: DataConfig, split: SplitConfig, what:
     """The task, the class labels in the model's order and the positive class (binary), after checking that the
     target can be learnt: no missing values, numeric for regression, two classes or more with enough rows each."""
     name = target.name
-    if missing := int(target.isna().sum()):
-        raise DataError(
-            f"{what}: target column '{name}' is empty in {missing} of {len(target)} rows; drop or fill those rows"
-        )
+    if missing := int(target.isna().sum()):  # the callers leave such rows out first (rows_without_target)
+        raise _empty_target(name, missing, len(target), what)
     task = resolve_task(data.task, target, what)
     if task == "regression":
         if pd.api.types.is_bool_dtype(target) or not pd.api.types.is_numeric_dtype(target):

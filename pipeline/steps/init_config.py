@@ -99,7 +99,7 @@ def _leakage_suspects(config_path: Path) -> tuple[str, list[tuple[str, float]]] 
     except DataError as exc:
         logger.warning("init-config: the leakage check did not run: {}", exc)
         return None
-    if found is None or not found.suspects:
+    if not found.suspects:
         return None
     return found.metric, [(name, float(found.scores[name] or 0.0)) for name in found.suspects]
 

@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.config import DataConfig, PipelineConfig, config_as_dict
 from pipeline.contract import FINGERPRINT_TAG, STEP_TAG, STEPS
-from pipeline.data.digests import file_digest  # also imported from here by tracking/reuse.py and steps/evaluate.py
+from pipeline.data.digests import file_digest
 from pipeline.data.source_kinds import source_for
 from pipeline.engines import engine_module
 

@@ -147,7 +147,7 @@ def test_the_dask_engine_leaves_out_rows_without_a_target_and_drops_the_row_numb
     from pipeline.engines.dask.preprocess import prepare
 
     with dask.config.set(scheduler="synchronous"):
-        splits, _, report, _, n_rows_no_target, *_ = prepare(prices_config(prices_csv, "dask"))
+        splits, _, report, _, _, n_rows_no_target, _ = prepare(prices_config(prices_csv, "dask"))
         counts = [len(split) for split in dask.compute(*splits.values())]
         assert n_rows_no_target == 10 and sum(counts) == ROWS - 10
         assert report["row_number"] == ["row"] and "row" not in splits["train"].columns

@@ -22,9 +22,9 @@ from sklearn.metrics import roc_auc_score
 from pipeline.config import PipelineConfig
 from pipeline.contract import TEST_ARTIFACT
 from pipeline.data.schema import Schema
-from pipeline.engines.dask import boosting
+from pipeline.engines.dask import boosting, tables
 from pipeline.engines.dask.cluster import dask_client
-from pipeline.tracking.splits import read_split_on_cluster, schema_of_run
+from pipeline.tracking.splits import schema_of_run
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class ClusterEvaluation:
 
     def sample(self, schema: Schema) -> pd.DataFrame:
         """About `evaluate.sample_rows` rows of the test split drawn at random, as the local engine reads it."""
-        test = read_split_on_cluster(self.preprocess_run, TEST_ARTIFACT, schema, encoded=False)
+        test = tables.read_split_on_cluster(self.preprocess_run, TEST_ARTIFACT, schema, encoded=False)
         n_test = int(self.preprocess_run.data.metrics.get("n_test", 0)) or int(test.shape[0].compute())
         wanted = self.config.evaluate.sample_rows
         if n_test > wanted:
@@ -86,7 +86,7 @@ class ClusterEvaluation:
 
     def full_metrics(self, scored: Any, schema: Schema) -> dict[str, float]:
         """The model's metrics on the whole test split, typed by the model's own schema."""
-        test = read_split_on_cluster(self.preprocess_run, TEST_ARTIFACT, schema)
+        test = tables.read_split_on_cluster(self.preprocess_run, TEST_ARTIFACT, schema)
         predicted, truth = boosting.predict(self.client, _xgboost_model(scored), test, schema.target)
         assert truth is not None  # a target was asked for
         return evaluator_metrics(schema, truth, predicted)

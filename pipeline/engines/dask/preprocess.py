@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import mlflow
 import pandas as pd
@@ -38,11 +38,22 @@ from pipeline.tracking.runs import log_params
 SPLITS = {"train": TRAIN_ARTIFACT, "test": TEST_ARTIFACT}
 
 
-def prepare(
-    config: PipelineConfig,
-) -> tuple[dict[str, Any], Schema, dict, pd.DataFrame, int, dict | None, leakage.Leakage]:
-    """The typed splits (lazy), the schema, the columns report, the raw sample, the rows left out for an empty
-    target, the time split's params and the leakage check's findings (see the local engine's
+class ClusterSplits(NamedTuple):
+    """What `prepare` makes: the typed splits (lazy Dask DataFrames, by split name) and what the local engine's
+    `pipeline.engines.local.preprocess.Splits` holds besides."""
+
+    splits: dict[str, Any]
+    schema: Schema
+    report: dict[str, list[str]]
+    raw_sample: pd.DataFrame
+    leakage: leakage.Leakage  # the leakage check's findings (the test rows also in train: counted when written)
+    n_rows_no_target: int = 0
+    split_params: dict[str, str] | None = None
+
+
+def prepare(config: PipelineConfig) -> ClusterSplits:
+    """The typed splits (lazy), the schema, the columns report, the raw sample, the leakage check's findings, the
+    rows left out for an empty target and the time split's params (see the local engine's
     `pipeline.engines.local.preprocess.prepare`)."""
     data, what = config.data, f"data source {loggable_source(config.data)}"
     table = tables.read_source(data)
@@ -92,7 +103,8 @@ def prepare(
         ),
     }
     split_params = order.params if order else None
-    return splits, schema, report, raw_sample.drop(columns=[data.target]), n_rows_no_target, split_params, found
+    raw_sample = raw_sample.drop(columns=[data.target])
+    return ClusterSplits(splits, schema, report, raw_sample, found, n_rows_no_target, split_params)
 
 
 def write_splits(
@@ -162,23 +174,25 @@ def prepare_and_log(config: PipelineConfig, run_id: str) -> Prepared:
     logged as dataset inputs by reference."""
     with dask_client(config.dask) as client, cluster_faults("preprocess", client):
         log_params(cluster_facts(client, config.dask))
-        splits, schema, report, raw_sample, n_rows_no_target, split_params, found = prepare(config)
-        mlflow.log_metric("n_partitions", splits["train"].npartitions)
-        modulus = leakage.hash_modulus(found.train_rows)
-        outputs, written = write_splits(splits, config, run_id, modulus)
-    log_sample_and_hook(raw_sample, config, {})
+        prepared = prepare(config)
+        mlflow.log_metric("n_partitions", prepared.splits["train"].npartitions)
+        modulus = leakage.hash_modulus(prepared.leakage.train_rows)
+        outputs, written = write_splits(prepared.splits, config, run_id, modulus)
+    log_sample_and_hook(prepared.raw_sample, config, {})
     log_split_inputs(outputs, written["digests"], dataset_name(config.data))
     counts, digests, hashes = written["counts"], written["digests"], written["hashes"]
     what = f"data source {loggable_source(config.data)}"
-    found = leakage.count_hashed_rows(found, hashes["train"], hashes["test"], int(counts["test"]), modulus, what)
+    found = leakage.count_hashed_rows(
+        prepared.leakage, hashes["train"], hashes["test"], int(counts["test"]), modulus, what
+    )
     data_digest = splits_digest(digests["train"], digests["test"])  # digests as the local engine's digest() gives
     return Prepared(
-        schema,
-        report,
+        prepared.schema,
+        prepared.report,
         int(counts["train"]),
         int(counts["test"]),
         data_digest,
-        n_rows_no_target,
-        split_params=split_params,
+        prepared.n_rows_no_target,
+        split_params=prepared.split_params,
         leakage=found,
     )

@@ -7,8 +7,10 @@ the feature hook as its source text."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -24,6 +26,8 @@ from pipeline.data.schema import Schema, conform
 from pipeline.data.source_kinds import source_for
 from pipeline.data.sources import checked_columns
 from pipeline.errors import UpstreamError, first_line
+from pipeline.tracking.lookup import download_artifact
+from pipeline.tracking.splits import recorded_location, split_name
 
 # Rows of the first partition used to learn what the hook and the schema make of a partition (Dask's meta).
 META_ROWS = 200
@@ -124,17 +128,29 @@ def local_path(uri: str) -> Path | None:
     return Path(uri) if not parts.scheme or len(parts.scheme) == 1 else None  # C:\ on Windows
 
 
-def read_split_at(location: str, what: str, schema: Schema, **options: Any):
-    """A split written as Parquet (a file or a folder of part files) at `location`, as a lazy Dask DataFrame typed
-    by the schema (by default the target as class indexes, what XGBoost learns); `what` names it in errors.
-    pipeline.tracking.splits finds where a preprocess run's split is."""
+def read_split_on_cluster(run, artifact: str, schema: Schema, **options: Any):
+    """A split a preprocess run wrote, as a lazy Dask DataFrame typed by the schema (by default the target as class
+    indexes, what XGBoost learns; `options` as for `pipeline.data.schema.conform`): from the location the run
+    recorded (`data.output_uri`), else from its artifacts, read in place when they are local folders, else
+    downloaded first."""
     import dask.dataframe as dd
 
+    location = recorded_location(run, artifact) or _artifact_folder(run, artifact)
+    what = split_name(run, artifact)
     try:
         frame = dd.read_parquet(location)
     except (OSError, ValueError) as exc:
         raise UpstreamError(f"{what} cannot be read from {location}: {first_line(exc)}") from exc
     return conform_partitions(frame, schema, what, **({"with_target": True, "encoded": True} | options))
+
+
+def _artifact_folder(run, artifact: str) -> str:
+    folder = local_path(f"{run.info.artifact_uri.rstrip('/')}/{artifact}")
+    if folder is not None and folder.exists():
+        return str(folder)
+    download = Path(tempfile.mkdtemp(prefix="dask-split-"))
+    atexit.register(shutil.rmtree, download, ignore_errors=True)  # the Dask graph reads it lazily
+    return str(download_artifact(run, artifact, download))
 
 
 def _sampled_part(part: pd.DataFrame, rows: int, seed: int, partition_info: dict | None = None) -> pd.DataFrame:

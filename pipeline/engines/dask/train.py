@@ -17,20 +17,19 @@ from pipeline.engines.dask.cluster import cluster_facts, dask_client
 from pipeline.modeling import plots
 from pipeline.modeling.metrics import test_metrics
 from pipeline.tracking.runs import log_params
-from pipeline.tracking.splits import read_split_on_cluster
 
 
 def fit(
     config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Run
 ) -> tuple[XGBModel, dict, pd.DataFrame]:
     with dask_client(config.dask) as client:
-        train = read_split_on_cluster(preprocess_run, TRAIN_ARTIFACT, schema)
+        train = tables.read_split_on_cluster(preprocess_run, TRAIN_ARTIFACT, schema)
         log_params({**cluster_facts(client, config.dask), "dask.n_partitions": train.npartitions})
         logger.info(
             "training a {} model on the cluster ({} partitions) with {}", schema.task, train.npartitions, params
         )
         model = boosting.fit(client, train, config.data.target, schema.task, params, config, len(schema.classes))
-        test = read_split_on_cluster(preprocess_run, TEST_ARTIFACT, schema)
+        test = tables.read_split_on_cluster(preprocess_run, TEST_ARTIFACT, schema)
         predicted, y_test = boosting.predict(client, model, test, config.data.target)
         held_out = tables.spread_rows(test, plots.SHAP_ROWS).drop(columns=[config.data.target])
     return model, test_metrics(y_test, predicted, schema.task), held_out

@@ -22,11 +22,11 @@ from pipeline.config import PipelineConfig
 from pipeline.contract import TRAIN_ARTIFACT
 from pipeline.data.schema import Schema
 from pipeline.data.splitting import validation_split
+from pipeline.engines.dask import tables
 from pipeline.engines.dask.boosting import booster_params, collective, matrices, release_freed_memory
 from pipeline.engines.dask.cluster import cluster_facts, cluster_faults, dask_client
 from pipeline.modeling.model import suggest_params
 from pipeline.tracking.runs import log_params
-from pipeline.tracking.splits import read_split_on_cluster
 from pipeline.tuning.study import BEST_ITERATION_ATTR, FINISHED_STATES, eval_metric
 
 PRUNED_AT_ATTR = "pipeline_pruned_at"
@@ -116,7 +116,7 @@ def objective(config: PipelineConfig, schema: Schema, preprocess_run: Run) -> It
         logger.warning("tune.threads_per_trial ignored on engine dask: XGBoost uses each worker's threads")
     n_train = int(preprocess_run.data.metrics.get("n_train", 0))
     with dask_client(config.dask) as client:
-        train = read_split_on_cluster(preprocess_run, TRAIN_ARTIFACT, schema)
+        train = tables.read_split_on_cluster(preprocess_run, TRAIN_ARTIFACT, schema)
         sampled = config.tune.sample_rows if config.tune.sample_rows and config.tune.sample_rows < n_train else n_train
         log_params({**cluster_facts(client, config.dask), "tune.sample_rows": sampled})  # rows the trials draw on
         yield make_objective(client, train, config, schema.task, len(schema.classes), n_train)

@@ -18,7 +18,7 @@ from pipeline.data import feature_hook, leakage
 from pipeline.data.labels import rows_without_target, settle_labels
 from pipeline.data.leakage import Leakage
 from pipeline.data.schema import Schema, build_schema, conform, raw_kind, row_number_columns
-from pipeline.data.sources import dataset_name, digest, load_source, loggable_source, splits_digest, tracked_dataset
+from pipeline.data.sources import dataset_name, load_source, loggable_source, splits_digest, tracked_dataset
 from pipeline.data.splitting import test_split, time_order
 from pipeline.engines import Prepared
 from pipeline.tracking.datasets import dataset_source, log_sample_and_hook
@@ -32,9 +32,9 @@ class Splits(NamedTuple):
     schema: Schema
     report: dict[str, list[str]]
     raw_sample: pd.DataFrame
+    leakage: Leakage  # the leakage check's scores and suspects, test rows also in train, the splits' digests
     n_rows_no_target: int = 0  # rows left out before the split: their target is empty (data.missing_target: drop)
     split_params: dict[str, str] | None = None  # split.method time: the time split's bounds (TimeOrder.params)
-    leakage: Leakage | None = None  # the leakage check's scores and suspects, test rows also in train
 
 
 def prepare(config: PipelineConfig) -> Splits:
@@ -71,7 +71,7 @@ def prepare(config: PipelineConfig) -> Splits:
     found = leakage.count_test_rows_in_train(found, train, test, what)
     raw_sample = raw_train.drop(columns=[data.target]).head(RAW_SAMPLE_ROWS)
     split_params = order.params if order else None
-    return Splits(train, test, schema, report, raw_sample, n_rows_no_target, split_params=split_params, leakage=found)
+    return Splits(train, test, schema, report, raw_sample, found, n_rows_no_target, split_params)
 
 
 def prepare_and_log(config: PipelineConfig, run_id: str) -> Prepared:
@@ -87,9 +87,9 @@ def prepare_and_log(config: PipelineConfig, run_id: str) -> Prepared:
         mlflow.log_input(
             tracked_dataset(frame, source=source, targets=config.data.target, name=f"{name}-{split}"), context=context
         )
-    # The splits' digests from the row hashes the leakage check compared them by (else hashed here).
-    digests = prepared.leakage.split_digests if prepared.leakage else None
-    data_digest = splits_digest(*(digests or (digest(train), digest(test))))
+    # The splits' digests from the row hashes the leakage check compared them by: each split hashed once.
+    assert prepared.leakage.split_digests is not None, "count_test_rows_in_train sets them"
+    data_digest = splits_digest(*prepared.leakage.split_digests)
     return Prepared(
         prepared.schema,
         prepared.report,
