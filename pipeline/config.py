@@ -196,6 +196,56 @@ class TuneConfig(_Strict):
 
 class TrainConfig(_Strict):
     fixed_params: dict[str, Any]
+    # balanced: sample weights by inverse class frequency in tune's trials and train's fits (classification).
+    class_weight: Literal["none", "balanced"]
+
+
+class CostConfig(_Strict):
+    false_positive: float = Field(gt=0)
+    false_negative: float = Field(gt=0)
+
+
+class ThresholdRule(_Strict):
+    """How the binary threshold is chosen on held-out predictions: exactly one of the keys."""
+
+    optimize: Literal["f1", "balanced_accuracy", "youden"] | None = None
+    cost: CostConfig | None = None  # minimise expected cost
+    precision_at_least: float | None = Field(default=None, gt=0, le=1)  # the best recall under the constraint
+    recall_at_least: float | None = Field(default=None, gt=0, le=1)  # the best precision under the constraint
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> ThresholdRule:
+        given = [key for key in type(self).model_fields if getattr(self, key) is not None]
+        if len(given) != 1:
+            keys = ", ".join(type(self).model_fields)
+            raise ValueError(f"give exactly one of {keys} ({', '.join(given) or 'none'} given)")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(key for key in type(self).model_fields if getattr(self, key) is not None)
+
+
+class DecisionConfig(_Strict):
+    """The operating point stored inside the registered model (pipeline/modeling/decision.py)."""
+
+    # binary: a probability (the positive label when the positive class's probability reaches it), or a rule
+    # choosing it on held-out predictions of the train split.
+    threshold: float | ThresholdRule
+    calibration: Literal["none", "isotonic", "sigmoid"]
+    folds: int = Field(ge=2, le=20)  # the held-out predictions: out-of-fold, this many folds of the train split
+
+    @field_validator("threshold")
+    @classmethod
+    def _probability(cls, value: float | ThresholdRule) -> float | ThresholdRule:
+        if isinstance(value, float) and not 0 < value < 1:
+            raise ValueError(f"{value} is no probability strictly between 0 and 1")
+        return value
+
+    @property
+    def needs_held_out(self) -> bool:
+        """Whether the threshold or the calibration is learnt from held-out predictions."""
+        return isinstance(self.threshold, ThresholdRule) or self.calibration != "none"
 
 
 class RegistryConfig(_Strict):
@@ -213,8 +263,9 @@ class RegistryConfig(_Strict):
 
 
 def lower_is_better(metric: str) -> bool:
-    """Errors and losses go down, scores go up (MLflow's metric names: mean_absolute_error, log_loss, r2_score)."""
-    return any(word in metric for word in ("error", "loss"))
+    """Errors, losses and Brier scores go down, scores go up (MLflow's metric names: mean_absolute_error, log_loss,
+    r2_score; brier_score)."""
+    return any(word in metric for word in ("error", "loss", "brier"))
 
 
 class MetricGate(_Strict):
@@ -268,6 +319,7 @@ class PipelineConfig(_Strict):
     split: SplitConfig
     tune: TuneConfig
     train: TrainConfig
+    decision: DecisionConfig
     registry: RegistryConfig
     evaluate: EvaluateConfig
     cache: CacheConfig

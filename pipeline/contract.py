@@ -70,6 +70,7 @@ OPTIMIZATION_HISTORY_ARTIFACT = "plots/optimization_history.png"
 PARAM_IMPORTANCES_ARTIFACT = "plots/param_importances.png"  # when two or more trials completed
 FEATURE_IMPORTANCE_ARTIFACT = "plots/feature_importance.png"  # train: XGBoost's gain per feature (when it split)
 SHAP_SUMMARY_ARTIFACT = "plots/shap_summary.png"  # train, with the shap extra: TreeSHAP values of held-out rows
+CALIBRATION_ARTIFACT = "plots/calibration.png"  # train and evaluate, classification: the reliability diagram
 MODEL_ARTIFACT = "model"  # train: the name of its logged pyfunc model (raw rows in), registered as a version
 LINEAGE_CARD_ARTIFACT = "lineage.md"
 PREDICTIONS_DIR = "predictions"
@@ -187,12 +188,12 @@ CHAIN = (
         "train",
         reads="tune",
         records=("tune", "preprocess"),
-        config_sections=("engine", "data", "train", "registry"),
-        artifacts=(MODEL_ARTIFACT, FEATURE_IMPORTANCE_ARTIFACT),
+        config_sections=("engine", "data", "train", "decision", "registry"),
+        artifacts=(MODEL_ARTIFACT, FEATURE_IMPORTANCE_ARTIFACT, CALIBRATION_ARTIFACT),
         run_tags=(MODEL_NAME_TAG, MODEL_VERSION_TAG),
         version_tags=(version_run_tag("train"), version_run_tag("tune"), version_run_tag("preprocess")),
         outputs=(Output("model_uri", registered_model=True),),
-        key_params=("n_estimators", "max_depth", "learning_rate"),
+        key_params=("n_estimators", "max_depth", "learning_rate", "decision.threshold"),
         key_metrics=("test_roc_auc", "test_accuracy", "test_rmse", "test_r2"),
         help="fit the final model with the tuned params, log it and register it as the challenger",
     ),
@@ -201,7 +202,7 @@ CHAIN = (
         reads="train",
         records=("train", "preprocess"),
         config_sections=("engine", "data", "registry", "evaluate"),
-        artifacts=(LINEAGE_CARD_ARTIFACT,),
+        artifacts=(LINEAGE_CARD_ARTIFACT, CALIBRATION_ARTIFACT),
         run_tags=(VERDICT_TAG, VERDICT_REASON_TAG, MODEL_NAME_TAG, MODEL_VERSION_TAG, PROMOTION_TAG),
         version_tags=(VERDICT_TAG, version_run_tag("evaluate"), PREVIOUS_CHAMPION_TAG),
         options=(EVAL_DATA_OPTION,),

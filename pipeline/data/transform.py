@@ -10,6 +10,8 @@ columns), `datetime_columns` (raw date column -> parts), `columns` (model inputs
 
 Date parts: a date/time column `d` becomes the numeric columns `d_year`, `d_month`, `d_day`, `d_day_of_week`
 (Monday = 0), `d_day_of_year`, and `d_hour` when the training values carry a time of day.
+Decision: the model's `decision.json` (pipeline/modeling/decision.py) holds the calibrators of its probabilities and
+the binary threshold (`decide`): the positive label is answered when its calibrated probability reaches it.
 Probability columns: `probability_<label>`, the label's text with every character other than letters, digits,
 `_`, `-` and `.` replaced by `_` (`Gentoo penguin` -> `probability_Gentoo_penguin`).
 """
@@ -185,10 +187,45 @@ def encode_labels(target: pd.Series, classes: list[Any]) -> np.ndarray:
     return codes.astype("int64").to_numpy()
 
 
-def answer(probabilities: np.ndarray, classes: list[Any], index: pd.Index) -> pd.DataFrame:
-    """`prediction` (the most probable label) and `probability_<label>` per class, in the model's class order."""
-    frame = pd.DataFrame(
-        {probability_column(label): probabilities[:, i] for i, label in enumerate(classes)}, index=index
-    )
-    frame.insert(0, "prediction", np.asarray(classes)[probabilities.argmax(axis=1)])
+def _calibrated_column(scores: np.ndarray, calibrator: dict[str, Any]) -> np.ndarray:
+    if calibrator["method"] == "isotonic":  # piecewise linear through the fitted steps, flat beyond them
+        return np.interp(scores, np.asarray(calibrator["x"]), np.asarray(calibrator["y"]))
+    clipped = np.clip(scores, 1e-12, 1 - 1e-12)  # sigmoid (Platt) on the log-odds
+    return 1.0 / (1.0 + np.exp(-(calibrator["a"] * np.log(clipped / (1 - clipped)) + calibrator["b"])))
+
+
+def calibrate(probabilities: np.ndarray, calibration: list[dict[str, Any]] | None) -> np.ndarray:
+    """Class probabilities (n x k, the model's class order) through the fitted calibrators: binary, one for the
+    positive (second) class; multiclass, one per class against the rest, rows then rescaled to sum to 1."""
+    if not calibration:
+        return probabilities
+    if probabilities.shape[1] == 2:
+        positive = _calibrated_column(probabilities[:, 1], calibration[0])
+        return np.column_stack([1 - positive, positive])
+    columns = np.column_stack([_calibrated_column(probabilities[:, k], c) for k, c in enumerate(calibration)])
+    totals = columns.sum(axis=1, keepdims=True)
+    uniform = np.full_like(columns, 1 / columns.shape[1])
+    return np.divide(columns, totals, out=uniform, where=totals > 0)
+
+
+def decide(probabilities: np.ndarray, decision: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The model's probabilities calibrated as `decision` says, and the class index it answers per row: binary, the
+    positive (second) class when its probability reaches `decision["threshold"]`; else the most probable class.
+    `decision` is the model's `decision.json` (pipeline/modeling/decision.py); None: argmax, uncalibrated."""
+    decision = decision or {}
+    calibrated = calibrate(probabilities, decision.get("calibration"))
+    threshold = decision.get("threshold")
+    if calibrated.shape[1] == 2 and threshold is not None:
+        return calibrated, (calibrated[:, 1] >= threshold).astype("int64")
+    return calibrated, calibrated.argmax(axis=1)
+
+
+def answer(
+    probabilities: np.ndarray, classes: list[Any], index: pd.Index, decision: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """`prediction` (the label `decide` picks) and `probability_<label>` per class (calibrated), in the model's
+    class order."""
+    calibrated, chosen = decide(probabilities, decision)
+    frame = pd.DataFrame({probability_column(label): calibrated[:, i] for i, label in enumerate(classes)}, index=index)
+    frame.insert(0, "prediction", np.asarray(classes)[chosen])
     return frame

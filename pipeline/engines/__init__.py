@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # types only: a step's fingerprint counts what its engine mod
     from pipeline.config import PipelineConfig
     from pipeline.data.leakage import Leakage
     from pipeline.data.schema import Schema
+    from pipeline.modeling.decision import HeldOut
 
 ENGINES = ("local", "dask")
 
@@ -77,11 +78,20 @@ class TuneWork(Protocol):
         ...
 
 
+class Trained(NamedTuple):
+    """What train's work made on either engine."""
+
+    model: XGBModel  # fitted on the whole train split (with `train.class_weight`'s sample weights)
+    test_truth: Any  # the test split's target: class indexes, or values (numpy)
+    test_predicted: Any  # the model's class probabilities (n x k, uncalibrated) or values on the test split
+    held_out_rows: pd.DataFrame  # test-split features for the plots
+    held_out: HeldOut | None  # out-of-fold predictions of the train split (modeling/decision.py), when needed
+
+
 class TrainWork(Protocol):
-    def fit(
-        self, config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Run
-    ) -> tuple[XGBModel, dict[str, float], pd.DataFrame]:
-        """The final model fitted on the whole train split, its test metrics, and held-out rows for the plots."""
+    def fit(self, config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Run) -> Trained:
+        """The final model fitted on the whole train split, its test predictions, rows for the plots, and the
+        held-out predictions `decision` learns from (when `config.decision.needs_held_out`)."""
         ...
 
 

@@ -13,7 +13,10 @@ import pandas as pd
 
 from pipeline.data import feature_hook
 from pipeline.data.schema import Schema, conform
+from pipeline.data.transform import encode_labels
 from pipeline.errors import DataError
+from pipeline.modeling import plots
+from pipeline.modeling.metrics import probability_metrics
 from pipeline.modeling.model import evaluation_model
 
 # mlflow.models.evaluate's model type for each task.
@@ -37,19 +40,30 @@ def evaluable(
 
 
 def default_evaluation(client: mlflow.MlflowClient, name: str, version: str, model, schema: Schema, data: pd.DataFrame):
-    """The default evaluation of the task in the target's labels, its metrics also linked to the version's
-    LoggedModel."""
+    """The default evaluation of the task in the target's labels, at the version's own threshold and on its
+    calibrated probabilities, plus `brier_score` and (binary) `average_precision` of those probabilities; its
+    metrics also linked to the version's LoggedModel. Returns the result and, classification, the reliability
+    curves of the rows."""
     evaluator_config: dict[str, Any] = {"log_model_explainability": False}
     if schema.is_classification:
         evaluator_config["label_list"] = sorted(schema.classes)  # every class, even one missing from these rows
     if schema.positive_class is not None:
         evaluator_config["pos_label"] = schema.positive_class
-    return mlflow.models.evaluate(
+    model_id = client.get_model_version(name, version).model_id
+    result = mlflow.models.evaluate(
         model,
         data,
         targets=schema.target,
         model_type=MODEL_TYPE[schema.task],
         evaluators="default",
         evaluator_config=evaluator_config,
-        model_id=client.get_model_version(name, version).model_id,
+        model_id=model_id,
     )
+    if not schema.is_classification:
+        return result, None
+    truth = encode_labels(data[schema.target], schema.classes)
+    probabilities, _ = model._model_impl.xgb_model.decided(data.drop(columns=[schema.target]))
+    scores = probability_metrics(truth, probabilities)
+    mlflow.log_metrics(scores, model_id=model_id)
+    result.metrics.update(scores)
+    return result, plots.reliability(truth, probabilities, schema.classes)

@@ -17,7 +17,7 @@ from xgboost import XGBClassifier, XGBModel, XGBRegressor
 
 from pipeline.config import SearchDimension
 from pipeline.data.schema import Schema
-from pipeline.data.transform import load_hook, probability_column
+from pipeline.data.transform import decide, load_hook, probability_column
 
 if TYPE_CHECKING:  # train, evaluate and predict need no Optuna: tune imports it
     import optuna
@@ -30,6 +30,8 @@ SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
 TRANSFORM_CODE = Path(__file__).parent.parent / "data" / "transform.py"
 XGBOOST_ARTIFACT, TRANSFORM_KEY, HOOK_KEY = "xgboost_model", "transform", "feature_hook"
 SCHEMA_KEY, SCHEMA_FILE = "schema", "schema.json"
+# decision.json (modeling/decision.py): the calibration and the threshold; classification only.
+DECISION_KEY, DECISION_FILE = "decision", "decision.json"
 
 
 def suggest_params(trial: optuna.Trial, space: dict[str, SearchDimension]) -> dict[str, Any]:
@@ -59,11 +61,17 @@ def model_requirements() -> list[str]:
 
 
 def log_served_model(
-    model: XGBModel, schema: Schema, name: str, raw_sample: pd.DataFrame, hook_file: Path | None
+    model: XGBModel,
+    schema: Schema,
+    name: str,
+    raw_sample: pd.DataFrame,
+    hook_file: Path | None,
+    decision: dict[str, Any] | None = None,
 ) -> Any:
     """Log `model` as the pyfunc of served_model.py, taking raw rows and answering in the target's labels, with the
     fitted model inside it as an xgboost-flavour model (native UBJ format, no pickle), the schema, the pipeline's
-    transform code and the feature hook that made the training data. Returns MLflow's ModelInfo."""
+    transform code, the feature hook that made the training data and the `decision` document (calibration and
+    threshold). Returns MLflow's ModelInfo."""
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix="xgboost-model-") as tmp:
@@ -73,6 +81,10 @@ def log_served_model(
         artifacts = {XGBOOST_ARTIFACT: str(native), SCHEMA_KEY: str(schema_file), TRANSFORM_KEY: str(TRANSFORM_CODE)}
         if hook_file is not None:
             artifacts[HOOK_KEY] = str(hook_file)
+        if decision is not None:
+            decision_file = Path(tmp) / DECISION_FILE
+            decision_file.write_text(json.dumps(decision, indent=2))
+            artifacts[DECISION_KEY] = str(decision_file)
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(SERVED_MODEL_CODE),
@@ -123,19 +135,24 @@ def input_example(raw_sample: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 
 
 class LabelledClassifier:
-    """The XGBoost classifier as `mlflow.models.evaluate` sees it: predictions in the target's labels and
-    probabilities in sorted-label order (the order of the evaluator's label list), so that its metrics, confusion
-    matrix and curves speak the labels rather than class indexes."""
+    """The XGBoost classifier as `mlflow.models.evaluate` sees it: the registered model's decision (its calibration
+    and threshold) applied, predictions in the target's labels and probabilities in sorted-label order (the order of
+    the evaluator's label list), so that its metrics, confusion matrix and curves speak the labels rather than class
+    indexes, and are those of the answers the served model gives."""
 
-    def __init__(self, model: XGBModel, classes: list[Any]) -> None:
-        self.model, self.labels = model, np.asarray(classes)
+    def __init__(self, model: XGBModel, classes: list[Any], decision: dict[str, Any] | None = None) -> None:
+        self.model, self.labels, self.decision = model, np.asarray(classes), decision
         self.order = [classes.index(label) for label in sorted(classes)]
 
+    def decided(self, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probabilities in the model's class order, and the class index answered per row."""
+        return decide(self.model.predict_proba(data), self.decision)
+
     def predict(self, data: pd.DataFrame, **_: Any) -> np.ndarray:
-        return self.labels[self.model.predict(data)]
+        return self.labels[self.decided(data)[1]]
 
     def predict_proba(self, data: pd.DataFrame, **_: Any) -> np.ndarray:
-        return self.model.predict_proba(data)[:, self.order]
+        return self.decided(data)[0][:, self.order]
 
 
 @contextmanager
@@ -159,6 +176,9 @@ def evaluation_model(model_uri: str) -> Iterator[tuple[Any, Schema | None, Any]]
         if schema.is_classification:
             # The evaluator takes predict/predict_proba from the flavour's raw model (default_evaluator.
             # _extract_raw_model); MLflow offers no hook to map class indexes to labels, so the raw model is wrapped.
-            scored._model_impl.xgb_model = LabelledClassifier(scored._model_impl.xgb_model, schema.classes)
+            decision = None
+            if DECISION_KEY in artifacts:
+                decision = json.loads((local / artifacts[DECISION_KEY]["path"]).read_text())
+            scored._model_impl.xgb_model = LabelledClassifier(scored._model_impl.xgb_model, schema.classes, decision)
         hook = load_hook(local / artifacts[HOOK_KEY]["path"]) if HOOK_KEY in artifacts else None
         yield scored, schema, hook

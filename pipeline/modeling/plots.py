@@ -1,4 +1,5 @@
-"""train's plots, for people looking at the run: XGBoost's gain per feature (`plots/feature_importance.png`) and,
+"""train's plots, for people looking at the run: XGBoost's gain per feature (`plots/feature_importance.png`),
+the reliability diagram of the test split (`plots/calibration.png`, classification; evaluate draws one too) and,
 when the `shap` extra is installed, a SHAP summary of held-out rows (`plots/shap_summary.png`).
 
 The numbers come from XGBoost in train's process (gain, and its own TreeSHAP: `pred_contribs`). The drawing, which
@@ -22,13 +23,17 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
-from pipeline.contract import FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT
+from pipeline.contract import CALIBRATION_ARTIFACT, FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT
 
 # Held-out rows the SHAP summary explains (XGBoost computes their contributions in well under a second).
 SHAP_ROWS = 1000
 MAX_FEATURES = 20  # the largest ones per plot
 _JOIN_TIMEOUT_S = 120.0
 _PLOTS_FOLDER = str(Path(FEATURE_IMPORTANCE_ARTIFACT).parent)  # both plots' folder in the run's artifacts
+
+
+# A reliability curve: (label, mean predicted probability per bin, observed share of the label per bin).
+Curve = tuple[str, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -39,13 +44,49 @@ class _Figures:
     contributions: np.ndarray | None  # rows x features (x classes first for multiclass), the bias column dropped
     rows: pd.DataFrame | None  # the explained rows, numbers only (category codes), colouring the SHAP dots
     classes: list[str]
+    curves: list[Curve] | None = None  # the reliability diagram of the test split (classification)
+    n_rows: int = 0  # the test split's rows the curves are of
+
+
+def reliability(truth: np.ndarray, probabilities: np.ndarray, classes: list[Any]) -> list[Curve]:
+    """Reliability curves of held-out predictions (class indexes, probabilities in the model's class order): binary,
+    the positive class; multiclass, each class against the rest. Ten bins of equal row counts."""
+    from sklearn.calibration import calibration_curve
+
+    shown = [1] if probabilities.shape[1] == 2 else range(probabilities.shape[1])
+    curves = []
+    for k in shown:
+        observed, predicted = calibration_curve(truth == k, probabilities[:, k], n_bins=10, strategy="quantile")
+        curves.append((str(classes[k]), predicted, observed))
+    return curves
+
+
+def draw_calibration(curves: list[Curve], path: Path, rows: int) -> None:
+    """The reliability diagram: observed share against predicted probability, per class, and the diagonal."""
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(6, 6))
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    for label, predicted, observed in curves:
+        axes.plot(predicted, observed, marker="o", label=f"{label}")
+    axes.set(
+        xlabel="mean predicted probability",
+        ylabel="observed share",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title=f"calibration on {rows} held-out rows (10 bins of equal rows)",
+    )
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)
 
 
 def shap_installed() -> bool:
     return importlib.util.find_spec("shap") is not None
 
 
-def _figures(model: Any, held_out: pd.DataFrame | None, classes: list[Any]) -> _Figures:
+def _figures(model: Any, held_out: pd.DataFrame | None, classes: list[Any], curves: list[Curve] | None) -> _Figures:
     import xgboost
 
     booster = model.get_booster()
@@ -56,7 +97,8 @@ def _figures(model: Any, held_out: pd.DataFrame | None, classes: list[Any]) -> _
         matrix = xgboost.DMatrix(sample, enable_categorical=True)
         contributions = booster.predict(matrix, pred_contribs=True)[..., :-1]  # the last column is the bias
         rows = sample.apply(_as_numbers)
-    return _Figures(gain, contributions, rows, [str(label) for label in classes])
+    n_rows = len(held_out) if held_out is not None else 0
+    return _Figures(gain, contributions, rows, [str(label) for label in classes], curves, n_rows)
 
 
 def _as_numbers(column: pd.Series) -> pd.Series:
@@ -99,6 +141,8 @@ def draw(figures: _Figures, folder: Path) -> None:
         _draw_importance(figures.gain, folder / Path(FEATURE_IMPORTANCE_ARTIFACT).name)
     if figures.contributions is not None and figures.rows is not None:
         _draw_shap(figures.contributions, figures.rows, figures.classes, folder / Path(SHAP_SUMMARY_ARTIFACT).name)
+    if figures.curves:
+        draw_calibration(figures.curves, folder / Path(CALIBRATION_ARTIFACT).name, figures.n_rows)
 
 
 def _load_drawing_libraries() -> None:
@@ -154,9 +198,12 @@ class Drawer:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def draw(self, model: Any, held_out: pd.DataFrame | None, classes: list[Any]) -> None:
-        """Compute what the plots show and have them drawn (aside, where there is a drawer process)."""
-        figures = _figures(model, held_out, classes)
+    def draw(
+        self, model: Any, held_out: pd.DataFrame | None, classes: list[Any], curves: list[Curve] | None = None
+    ) -> None:
+        """Compute what the plots show and have them drawn (aside, where there is a drawer process); `curves`, the
+        test split's reliability curves, make `plots/calibration.png`."""
+        figures = _figures(model, held_out, classes, curves)
         if not figures.gain:
             logger.info("no feature importance plot: the model has no split")
         if self._connection is None:

@@ -5,11 +5,15 @@ this project. The pipeline itself never imports it.
 Loaded model (`mlflow.pyfunc.load_model("models:/<name>@champion")`, `mlflow models serve`):
     input:  raw rows as the source table has them, without the target (the signature lists those columns; the
             ones the model ignores are optional; text, numbers, dates, missing values allowed);
-    output: classification: a frame with `prediction` (the label, as the target column held it) and
-            `probability_<label>` per class; regression: a frame with `prediction`.
+    output: classification: a frame with `prediction` (the label, as the target column held it; binary: the
+            positive label when its probability reaches the model's threshold) and `probability_<label>` per class
+            (calibrated when the model was); regression: a frame with `prediction`.
+    errors: rows that cannot become model inputs (a missing column, text in a numeric column, an unparseable
+            date) raise an MlflowException INVALID_PARAMETER_VALUE with one message naming the column.
 Inside the model, as artifacts: `xgboost_model`, the fitted XGBoost model as an xgboost-flavour model (what
-`mlflow.models.evaluate` scores); `schema.json`, the preprocess schema; `transform.py`, the pipeline's own code
-from raw rows to model inputs; `feature_hook.py`, the feature hook preprocess ran (when it ran one).
+`mlflow.models.evaluate` scores); `schema.json`, the preprocess schema; `decision.json` (classification), the
+calibration of the probabilities and the binary threshold (pipeline/modeling/decision.py); `transform.py`, the
+pipeline's own code from raw rows to model inputs; `feature_hook.py`, the feature hook preprocess ran (when it ran one).
 The two code files are loaded by path under names unique to their content, rather than put on sys.path through
 `code_paths`: MLflow prepends code paths to sys.path, so a module name shared by two models (or by a model and the
 project that loads it) would resolve to whichever was imported first.
@@ -26,10 +30,13 @@ import time
 import mlflow
 import pandas as pd
 from loguru import logger
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 # The same names as in pipeline/modeling/model.py (this file must not import the pipeline).
 XGBOOST_ARTIFACT, SCHEMA_KEY, TRANSFORM_KEY, HOOK_KEY = "xgboost_model", "schema", "transform", "feature_hook"
+DECISION_KEY = "decision"
 # Requests up to this many rows are scored on one thread: starting XGBoost's thread pool costs more than a small
 # batch (one row: 1.6 ms on one thread against 5.8-10 ms on all cores, 2-core machine, benchmarks/serving_latency).
 SMALL_BATCH_ROWS = 1000
@@ -58,6 +65,10 @@ class ServedXGBoostModel(PythonModel):
         self.input_error = self.transform.InputError
         hook = context.artifacts.get(HOOK_KEY)
         self.hook = self.transform.load_hook(hook) if hook else None
+        self.decision = None  # models logged before decision.json answered the most probable label, uncalibrated
+        if decision := context.artifacts.get(DECISION_KEY):
+            with open(decision) as decision_file:
+                self.decision = json.load(decision_file)
 
     def features(self, model_input: pd.DataFrame) -> pd.DataFrame:
         """The model inputs of raw rows (a category never seen in training counts as missing)."""
@@ -70,12 +81,20 @@ class ServedXGBoostModel(PythonModel):
         if self.schema["task"] == "regression":
             answer = pd.DataFrame({"prediction": model.predict(features)}, index=model_input.index)
         else:
-            answer = self.transform.answer(model.predict_proba(features), self.schema["classes"], model_input.index)
+            answer = self.transform.answer(
+                model.predict_proba(features), self.schema["classes"], model_input.index, self.decision
+            )
         return answer, features
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         started = time.perf_counter()
-        answer, _ = self.score(model_input)
+        try:
+            answer, _ = self.score(model_input)
+        except self.input_error as exc:
+            # What the caller must fix, as one message: MLflow's server answers an MlflowException with its
+            # message and error code (HTTP 400), any other exception with its stack trace.
+            message = f"the rows {exc}" if str(exc).startswith("lacks") else str(exc)
+            raise MlflowException(message, error_code=INVALID_PARAMETER_VALUE) from None
         logger.debug("scored {} rows in {:.1f} ms", len(model_input), (time.perf_counter() - started) * 1000)
         return answer
 

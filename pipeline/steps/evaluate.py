@@ -15,8 +15,10 @@ Writes: the default evaluator's metrics and artifacts for the task (classifier o
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -26,6 +28,7 @@ from mlflow.entities import Run
 
 from pipeline.config import PipelineConfig
 from pipeline.contract import (
+    CALIBRATION_ARTIFACT,
     LINEAGE_CARD_ARTIFACT,
     MODEL_NAME_TAG,
     MODEL_VERSION_TAG,
@@ -37,6 +40,7 @@ from pipeline.data.schema import Schema
 from pipeline.data.sources import read_table, tracked_dataset
 from pipeline.engines import EvaluateWork, TestSplit, engine_for
 from pipeline.errors import DataError, GateRejected, UpstreamError
+from pipeline.modeling import plots
 from pipeline.modeling.evaluation import default_evaluation, evaluable
 from pipeline.modeling.promotion import REJECTED, Verdict, decide
 from pipeline.results import StepResult
@@ -82,7 +86,7 @@ def _evaluate_champion(
             with mlflow.start_run(run_name="champion-baseline", nested=True):
                 mlflow.set_tag(MODEL_VERSION_TAG, version)
                 result = split.whole_split(
-                    default_evaluation(client, name, version, model, schema, data), model, schema, "full_test_"
+                    default_evaluation(client, name, version, model, schema, data)[0], model, schema, "full_test_"
                 )
     except DataError as exc:
         return None, f"champion version {version} cannot be evaluated on the same rows ({exc}); compare by hand"
@@ -110,6 +114,20 @@ def _judge(
     logger.info("comparing with champion version {}", champion)
     baseline, problem = _evaluate_champion(active.client, name, champion, rows, split)
     return decide(config.evaluate, task, candidate, baseline) if baseline is not None else Verdict(REJECTED, problem)
+
+
+def _log_calibration(curves: list | None, rows: int) -> None:
+    """The reliability diagram of the evaluated rows (a plot is never worth a failed evaluate)."""
+    if not curves:
+        return
+    with tempfile.TemporaryDirectory(prefix="evaluate-plots-") as tmp:
+        path = Path(tmp) / Path(CALIBRATION_ARTIFACT).name
+        try:
+            plots.draw_calibration(curves, path, rows)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("evaluate's calibration plot could not be drawn: {}: {}", type(exc).__name__, exc)
+            return
+        mlflow.log_artifact(str(path), str(Path(CALIBRATION_ARTIFACT).parent))
 
 
 def _record(active: StepRun, verdict: Verdict, config: PipelineConfig, version: str) -> None:
@@ -145,8 +163,9 @@ def run(
                     tracked_dataset(data, source=None, targets=schema.target, name="evaluation"), context="evaluation"
                 )
                 logger.info("evaluating {} version {} ({}) on {} rows", name, version, schema.task, len(data))
-                candidate = default_evaluation(active.client, name, version, model, schema, data)
+                candidate, curves = default_evaluation(active.client, name, version, model, schema, data)
                 candidate = split.whole_split(candidate, model, schema, "full_test_")
+                _log_calibration(curves, len(data))
             verdict = _judge(active, config, schema.task, version, rows, candidate, split)
         _record(active, verdict, config, version)
         card = {**chain_of_run(active.client, train_run), "evaluate": active.client.get_run(active.run_id)}

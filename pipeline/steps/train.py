@@ -1,25 +1,32 @@
-"""train: fit the final XGBoost model with the tuned params, log it, register it as the challenger.
+"""train: fit the final XGBoost model with the tuned params, decide its operating point, log it, register it as
+the challenger.
 
 Reads:  `best_params.json` of the tune run (pinned, else the newest finished one) and `data/train.parquet`,
         `data/test.parquet`, `data/schema.json`, `data/raw_sample.parquet` and `data/feature_hook.py` of the
         preprocess run *that tune run used*.
-Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss (classification) or test_rmse, test_mae,
-        test_r2 (regression); the model (LoggedModel `model`: the pyfunc of modeling/served_model.py taking raw
-        rows and answering with `prediction` and `probability_<label>` (or `prediction` alone for regression), with
-        signature and input example (`data/raw_sample.parquet`); inside it the XGBoost model, the schema, the
-        transform (data/transform.py) and the feature hook preprocess ran) registered under `registry.model_name`,
-        alias `registry.challenger_alias` on the new version, with a description (kind, headline metric, features
-        preprocess suspected of leakage and kept, the runs that made it); tags pipeline.model.name /
-        pipeline.model.version; `plots/feature_importance.png` (gain) and, with the shap extra,
-        `plots/shap_summary.png` (pipeline/modeling/plots.py).
+Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss, test_brier_score (classification; binary
+        also test_average_precision), computed on the answers the model gives (its calibration and threshold), or
+        test_rmse, test_mae, test_r2 (regression); params the tuned ones, train.class_weight, and (classification)
+        decision.calibration, decision.threshold and decision.objective, with the objective's value on the
+        held-out predictions as metric held_out_<objective> (pipeline/modeling/decision.py); the model (LoggedModel
+        `model`: the pyfunc of modeling/served_model.py taking raw rows and answering with `prediction` and
+        `probability_<label>` (or `prediction` alone for regression), with signature and input example
+        (`data/raw_sample.parquet`); inside it the XGBoost model, the schema, the decision, the transform
+        (data/transform.py) and the feature hook preprocess ran) registered under `registry.model_name`, alias
+        `registry.challenger_alias` on the new version, with a description (kind, headline metric, features
+        preprocess suspected of leakage and kept, the decision, the runs that made it); tags pipeline.model.name /
+        pipeline.model.version; `plots/feature_importance.png` (gain), `plots/calibration.png` (classification)
+        and, with the shap extra, `plots/shap_summary.png` (pipeline/modeling/plots.py).
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import numpy as np
 from loguru import logger
 from mlflow.entities import Run
 from xgboost import XGBModel
@@ -36,8 +43,12 @@ from pipeline.contract import (
     version_run_tag,
 )
 from pipeline.data.schema import Schema
-from pipeline.engines import TrainWork, engine_for
+from pipeline.data.transform import decide
+from pipeline.engines import Trained, TrainWork, engine_for
 from pipeline.modeling import plots
+from pipeline.modeling.decision import check_for_task, fit_decision, params_and_metrics
+from pipeline.modeling.decision import describe as describe_decision
+from pipeline.modeling.metrics import test_metrics
 from pipeline.modeling.model import log_served_model
 from pipeline.results import StepResult
 from pipeline.tracking.lookup import download_artifact, read_json_artifact, read_parquet_artifact
@@ -47,12 +58,40 @@ from pipeline.tracking.runs import RunContext, StepRun, step_run
 from pipeline.tracking.splits import schema_of_run
 
 
-def _log_model(model: XGBModel, schema: Schema, preprocess_run):
-    """The model, with the raw sample and the feature hook of the preprocess run that made its training data."""
+def _log_model(model: XGBModel, schema: Schema, preprocess_run, decision: dict[str, Any] | None):
+    """The model, with the raw sample and the feature hook of the preprocess run that made its training data, and
+    its decision document."""
     raw_sample = read_parquet_artifact(preprocess_run, RAW_SAMPLE_ARTIFACT)
     with tempfile.TemporaryDirectory(prefix="feature-hook-") as tmp:
         hook_file = download_artifact(preprocess_run, HOOK_ARTIFACT, Path(tmp)) if schema.hook else None
-        return log_served_model(model, schema, MODEL_ARTIFACT, raw_sample, hook_file)
+        return log_served_model(model, schema, MODEL_ARTIFACT, raw_sample, hook_file, decision)
+
+
+def _decide(config: PipelineConfig, schema: Schema, trained: Trained) -> tuple[dict | None, dict[str, float]]:
+    """The decision document (classification) and the test metrics of the answers the model will give."""
+    decision = fit_decision(config.decision, schema.task, trained.held_out) if schema.is_classification else None
+    metrics = test_metrics(trained.test_truth, trained.test_predicted, schema.task, decision)
+    params: dict[str, Any] = {"train.class_weight": config.train.class_weight}
+    if decision is not None:
+        decision_params, decision_metrics = params_and_metrics(decision)
+        params.update(decision_params)
+        metrics.update(decision_metrics)
+    if config.train.class_weight != "none" and config.decision.calibration == "none":
+        logger.warning(
+            "train.class_weight {}: the weights skew the probabilities towards the rare class; set "
+            "decision.calibration (isotonic or sigmoid) to serve calibrated ones",
+            config.train.class_weight,
+        )
+    mlflow.log_params(params)
+    return decision, metrics
+
+
+def _curves(schema: Schema, trained: Trained, decision: dict | None) -> list | None:
+    """The test split's reliability curves of the probabilities the model serves (classification)."""
+    if not schema.is_classification:
+        return None
+    probabilities, _ = decide(trained.test_predicted, decision)
+    return plots.reliability(np.asarray(trained.test_truth).astype("int64"), probabilities, schema.classes)
 
 
 def _register(active: StepRun, model_uri: str, config: PipelineConfig, headline: str) -> str:
@@ -70,15 +109,18 @@ def run(
         tune_run = active.use_upstream(upstream_run_id)
         preprocess_run = active.follow(tune_run, "preprocess")
         params, schema = read_json_artifact(tune_run, BEST_PARAMS_ARTIFACT), schema_of_run(preprocess_run)
+        check_for_task(config, schema.task)
         work: TrainWork = engine_for(config, "train")
-        model, metrics, held_out = work.fit(config, params, schema, preprocess_run)
+        trained = work.fit(config, params, schema, preprocess_run)
         mlflow.log_params(params)
+        decision, metrics = _decide(config, schema, trained)
         mlflow.log_metrics(metrics)
-        drawer.draw(model, held_out, schema.classes)  # drawn aside while the model is logged
-        model_info = _log_model(model, schema, preprocess_run)
+        drawer.draw(trained.model, trained.held_out_rows, schema.classes, _curves(schema, trained, decision))
+        model_info = _log_model(trained.model, schema, preprocess_run, decision)
         drawer.finish()
         headline = HEADLINE_METRIC[schema.task]
         described = version_headline(schema.task, metrics, headline, preprocess_run)  # and suspected leaks
+        described = f"{described} {describe_decision(decision)}".strip()
         version = _register(active, model_info.model_uri, config, described)
         mlflow.set_tags({MODEL_NAME_TAG: config.registry.model_name, MODEL_VERSION_TAG: version})
         logger.info(
@@ -96,7 +138,15 @@ def note(run: Run) -> list[str]:
     """The run's Description: the test metrics and the version it registered."""
     tags, metrics = run.data.tags, run.data.metrics
     scores = ", ".join(f"{key} {value:.4f}" for key, value in sorted(metrics.items()) if key.startswith("test_"))
-    return [
-        f"Test metrics: {scores or 'none'}.",
-        f"Registered `{tags.get(MODEL_NAME_TAG, '?')}` version {tags.get(MODEL_VERSION_TAG, '?')} as the challenger.",
-    ]
+    lines = [f"Test metrics: {scores or 'none'}."]
+    params = run.data.params
+    if (threshold := params.get("decision.threshold")) is not None:
+        lines.append(
+            f"Decision: positive label at probability >= {threshold} ({params.get('decision.objective', '?')}), "
+            f"calibration {params.get('decision.calibration', 'none')}, class weights "
+            f"{params.get('train.class_weight', 'none')}."
+        )
+    lines.append(
+        f"Registered `{tags.get(MODEL_NAME_TAG, '?')}` version {tags.get(MODEL_VERSION_TAG, '?')} as the challenger."
+    )
+    return lines

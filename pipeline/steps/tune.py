@@ -31,6 +31,7 @@ from pipeline.contract import (
 )
 from pipeline.engines import TuneWork, engine_for
 from pipeline.errors import PipelineError
+from pipeline.modeling.decision import check_for_task
 from pipeline.results import StepResult
 from pipeline.tracking.notes import number, table
 from pipeline.tracking.runs import RunContext, step_run
@@ -87,6 +88,7 @@ def run(
     with step_run("tune", config, context) as active:
         preprocess_run = active.use_upstream(upstream_run_id)
         schema = schema_of_run(preprocess_run)
+        check_for_task(config, schema.task)
         config = resolve_metric(config, schema.task)
         experiment_name = active.client.get_experiment(active.experiment_id).name
         data_identity = preprocess_run.data.tags.get(DATA_DIGEST_TAG, preprocess_run.info.run_id)

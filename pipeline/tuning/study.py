@@ -29,6 +29,7 @@ from pipeline.data.sources import features_and_target
 from pipeline.data.splitting import validation_split
 from pipeline.errors import ConfigError, TrackingError, first_line
 from pipeline.masking import mask_url
+from pipeline.modeling.decision import class_weights, sample_weights
 from pipeline.modeling.model import build_model, suggest_params
 
 BEST_ITERATION_ATTR = "best_iteration"
@@ -133,6 +134,8 @@ def search_digest(config: PipelineConfig, data_identity: str) -> str:
         "search": search,
         "split": config.split.model_dump(mode="json"),
         "fixed": config.train.fixed_params,
+        # Weighted trials are another search; unweighted keep the name they had before the setting existed.
+        **({"class_weight": config.train.class_weight} if config.train.class_weight != "none" else {}),
         "data": data_identity,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
@@ -311,6 +314,11 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
     (x_fit, y_fit), (x_valid, y_valid) = features_and_target(fit, target), features_and_target(valid, target)
     tune, threads = config.tune, threads_per_trial(config.tune, len(x_fit))
     metric = eval_metric(tune.metric, task)
+    # train.class_weight: the trials fit and early-stop on the weights train fits with (the train split's shares).
+    n_classes = int(train[target].max()) + 1 if task != "regression" else 0
+    table = class_weights(train[target].to_numpy(), n_classes) if task != "regression" else None
+    fit_weights = sample_weights(config, y_fit.to_numpy(), n_classes, table)
+    valid_weights = sample_weights(config, y_valid.to_numpy(), n_classes, table)
 
     def objective(trial: optuna.Trial) -> float:
         callbacks: list[TrainingCallback] = [interrupts.stop_on_signal()]
@@ -327,7 +335,14 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
             eval_metric=metric,
             callbacks=callbacks,
         )
-        model.fit(x_fit, y_fit, eval_set=[(x_valid, y_valid)], verbose=False)
+        model.fit(
+            x_fit,
+            y_fit,
+            sample_weight=fit_weights,
+            eval_set=[(x_valid, y_valid)],
+            sample_weight_eval_set=None if valid_weights is None else [valid_weights],
+            verbose=False,
+        )
         interrupts.raise_if_requested()  # a trial cut short by SIGTERM must fail, not complete with a bad score
         trial.set_user_attr(BEST_ITERATION_ATTR, int(model.best_iteration))
         return float(model.best_score)

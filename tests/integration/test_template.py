@@ -61,6 +61,8 @@ tune:
     learning_rate: {low: 0.05, high: 0.3, log: true}
 train:
   fixed_params: {}
+  class_weight: none
+decision: {threshold: 0.5, calibration: none, folds: 5}
 registry:
   model_name: wine-xgb
   challenger_alias: challenger

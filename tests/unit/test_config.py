@@ -128,7 +128,8 @@ def _defaults(model, prefix=""):
 
 def test_the_yaml_is_the_only_place_with_default_values():
     # A default in the models may only stand for a key that configs/pipeline.yaml does not have: optional keys of
-    # a SQL source, a search dimension and a gate. Any other default would silently repeat (or contradict) the YAML.
+    # a SQL source, a search dimension, a gate and a threshold rule (exactly one of its keys is given). Any other
+    # default would silently repeat (or contradict) the YAML.
     from pipeline.config import PipelineConfig
 
     assert _defaults(PipelineConfig) == {
@@ -141,6 +142,10 @@ def test_the_yaml_is_the_only_place_with_default_values():
         "evaluate.binary.thresholds.greater_is_better",
         "evaluate.multiclass.thresholds.greater_is_better",
         "evaluate.regression.thresholds.greater_is_better",
+        "decision.threshold.optimize",
+        "decision.threshold.cost",
+        "decision.threshold.precision_at_least",
+        "decision.threshold.recall_at_least",
     }
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from xgboost import XGBClassifier
 
-from pipeline.contract import FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT
+from pipeline.contract import CALIBRATION_ARTIFACT, FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT
 from pipeline.modeling import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -42,13 +42,16 @@ def fitted(frame: pd.DataFrame, labels: np.ndarray) -> XGBClassifier:
 def test_both_plots_are_drawn_from_xgboost_numbers(tmp_path, n_classes):
     frame, labels = table()
     labels = np.minimum(labels, n_classes - 1)
-    figures = plots._figures(fitted(frame, labels), frame, list(range(n_classes)))
+    model = fitted(frame, labels)
+    curves = plots.reliability(labels, model.predict_proba(frame), list(range(n_classes)))
+    assert len(curves) == (1 if n_classes == 2 else n_classes)  # binary: the positive class's curve alone
+    figures = plots._figures(model, frame, list(range(n_classes)), curves)
     assert set(figures.gain) == {"calls", "spend", "plan"}
     expected_shape = (len(frame), n_classes, 3) if n_classes > 2 else (len(frame), 3)
     assert figures.contributions.shape == expected_shape
     assert figures.rows["plan"].dtype == "float64" and figures.rows["plan"].isna().any()  # codes, gaps kept
     plots.draw(figures, tmp_path)
-    for artifact in (FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT):
+    for artifact in (FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT, CALIBRATION_ARTIFACT):
         assert (tmp_path / artifact.split("/")[-1]).read_bytes()[:8] == PNG_SIGNATURE
 
 

@@ -17,6 +17,7 @@ from xgboost import XGBClassifier, XGBModel, XGBRegressor
 
 from pipeline.config import PipelineConfig
 from pipeline.engines.dask.cluster import cluster_faults
+from pipeline.modeling.decision import weights_of_counts
 
 OBJECTIVES = {"binary": "binary:logistic", "multiclass": "multi:softprob", "regression": "reg:squarederror"}
 # scikit-learn wrapper settings that are no Booster parameters (the DMatrix or the fit takes care of them).
@@ -57,12 +58,17 @@ def _labels(frame, target: str):
     return frame[target].astype("float32")  # what XGBoost keeps labels as: half the memory of class indexes
 
 
-def matrices(client: Any, target: str, *frames) -> list:
+def _weights(labels, table: dict[int, float]):
+    return labels.map_partitions(lambda part: part.map(table).astype("float32"), meta=labels._meta)
+
+
+def matrices(client: Any, target: str, *frames, class_weights: dict[int, float] | None = None) -> list:
     """The splits as XGBoost's quantised matrices on the workers, the first the one the others are binned by (the
     fit's). Their partitions stay in the workers' memory for every fit (xgboost.dask builds each worker's matrix
     from them), so numbers are held as float32, what XGBoost computes in anyway: half the memory of the float64
     split, the same model. Every matrix's features and labels are computed in one pass (splits of one table share
-    reading and typing it), then the workers hand back the memory that pass freed."""
+    reading and typing it), then the workers hand back the memory that pass freed. `class_weights` (class index ->
+    weight, `train.class_weight: balanced`) weighs each row by its class."""
     import distributed
     from xgboost import dask as dxgb
 
@@ -75,7 +81,10 @@ def matrices(client: Any, target: str, *frames) -> list:
     built: list = []
     for features, labels in zip(parts[::2], parts[1::2], strict=True):
         reference = built[0] if built else None
-        built.append(dxgb.DaskQuantileDMatrix(client, features, labels, enable_categorical=True, ref=reference))
+        weight = _weights(labels, class_weights) if class_weights else None
+        built.append(
+            dxgb.DaskQuantileDMatrix(client, features, labels, weight=weight, enable_categorical=True, ref=reference)
+        )
     return built
 
 
@@ -117,12 +126,34 @@ def collective(config: PipelineConfig) -> Any:
     return Config(timeout=timeout, tracker_timeout=timeout)
 
 
-def fit(client: Any, train, target: str, task: str, params: dict[str, Any], config: PipelineConfig, n_classes: int):
-    """train: the final model on the whole train split, `params["n_estimators"]` rounds."""
+def class_weight_table(
+    client: Any, config: PipelineConfig, train, target: str, n_classes: int
+) -> dict[int, float] | None:
+    """`train.class_weight: balanced`'s weight per class index, from the train split's class counts (one pass)."""
+    if config.train.class_weight == "none" or n_classes < 2:
+        return None
+    with cluster_faults("counting the classes", client):
+        counts = train[target].astype("int64").value_counts().compute()
+    return weights_of_counts({k: int(counts.get(k, 0)) for k in range(n_classes)})
+
+
+def fit(
+    client: Any,
+    train,
+    target: str,
+    task: str,
+    params: dict[str, Any],
+    config: PipelineConfig,
+    n_classes: int,
+    class_weights: dict[int, float] | None = None,
+    what: str = "train's fit",
+):
+    """train: the final model on `train` (the whole train split, or a fold's rows), `params["n_estimators"]`
+    rounds, each row weighed by `class_weights` when given."""
     from xgboost import dask as dxgb
 
-    (train_matrix,) = matrices(client, target, train)
-    with cluster_faults("train's fit", client):
+    (train_matrix,) = matrices(client, target, train, class_weights=class_weights)
+    with cluster_faults(what, client):
         fitted = dxgb.train(
             client,
             booster_params(task, params, config.train.fixed_params, n_classes),

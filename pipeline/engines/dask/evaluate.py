@@ -22,8 +22,10 @@ from sklearn.metrics import roc_auc_score
 from pipeline.config import PipelineConfig
 from pipeline.contract import TEST_ARTIFACT
 from pipeline.data.schema import Schema
+from pipeline.data.transform import decide
 from pipeline.engines.dask import boosting, tables
 from pipeline.engines.dask.cluster import dask_client
+from pipeline.modeling.metrics import probability_metrics
 from pipeline.tracking.splits import schema_of_run
 
 
@@ -34,8 +36,12 @@ class Scores:
     metrics: dict[str, float]
 
 
-def evaluator_metrics(schema: Schema, truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """MLflow's default-evaluator metrics of the task from class indexes (or values) and predictions."""
+def evaluator_metrics(
+    schema: Schema, truth: np.ndarray, predicted: np.ndarray, decision: Any = None
+) -> dict[str, float]:
+    """MLflow's default-evaluator metrics of the task from class indexes (or values) and the XGBoost model's
+    predictions, through the version's `decision` (calibration, threshold) as the served model answers, plus the
+    probability metrics evaluate adds (`brier_score`, `average_precision`)."""
     from mlflow.models.evaluation.evaluators.classifier import (
         _get_binary_classifier_metrics,
         _get_multiclass_classifier_metrics,
@@ -47,23 +53,25 @@ def evaluator_metrics(schema: Schema, truth: np.ndarray, predicted: np.ndarray) 
     else:
         labels = np.asarray(schema.classes)
         ordered = sorted(schema.classes)
-        proba = predicted[:, [schema.classes.index(label) for label in ordered]]
-        y_true, y_pred = labels[truth.astype(int)], labels[predicted.argmax(axis=1)]
+        probabilities, chosen = decide(predicted, decision)
+        proba = probabilities[:, [schema.classes.index(label) for label in ordered]]
+        y_true, y_pred = labels[truth.astype(int)], labels[chosen]
         if schema.task == "binary":
             metrics = _get_binary_classifier_metrics(
                 y_true=y_true, y_pred=y_pred, y_proba=proba, labels=ordered, pos_label=schema.positive_class
             )
             positive = schema.classes.index(schema.positive_class)
-            metrics["roc_auc"] = roc_auc_score(y_true == schema.positive_class, predicted[:, positive])
+            metrics["roc_auc"] = roc_auc_score(y_true == schema.positive_class, probabilities[:, positive])
         else:
             metrics = _get_multiclass_classifier_metrics(y_true=y_true, y_pred=y_pred, y_proba=proba, labels=ordered)
+        metrics.update(probability_metrics(truth.astype("int64"), probabilities))
     return {name: float(value) for name, value in metrics.items()}
 
 
-def _xgboost_model(scored: Any) -> Any:
-    """The XGBoost estimator inside the evaluation model (`modeling.model.evaluation_model`)."""
+def _xgboost_model(scored: Any) -> tuple[Any, Any]:
+    """The XGBoost estimator inside the evaluation model (`modeling.model.evaluation_model`), and its decision."""
     inner = scored._model_impl.xgb_model
-    return getattr(inner, "model", inner)  # a LabelledClassifier wraps classifiers
+    return getattr(inner, "model", inner), getattr(inner, "decision", None)  # a LabelledClassifier wraps classifiers
 
 
 class ClusterEvaluation:
@@ -87,9 +95,10 @@ class ClusterEvaluation:
     def full_metrics(self, scored: Any, schema: Schema) -> dict[str, float]:
         """The model's metrics on the whole test split, typed by the model's own schema."""
         test = tables.read_split_on_cluster(self.preprocess_run, TEST_ARTIFACT, schema)
-        predicted, truth = boosting.predict(self.client, _xgboost_model(scored), test, schema.target)
+        model, decision = _xgboost_model(scored)
+        predicted, truth = boosting.predict(self.client, model, test, schema.target)
         assert truth is not None  # a target was asked for
-        return evaluator_metrics(schema, truth, predicted)
+        return evaluator_metrics(schema, truth, predicted, decision)
 
 
 class ClusterTestSplit:

@@ -1,35 +1,102 @@
-"""train on engine dask: the same model and metrics with xgboost.dask, fitted on the whole train split and scored on
-the whole test split on the cluster; the held-out rows for the SHAP plot come from partitions spread over the test
-split. Logs params `dask.*` (the cluster) and `dask.n_partitions`."""
+"""train on engine dask: the same model with xgboost.dask, fitted on the whole train split and predicting the whole
+test split on the cluster (the predictions gathered here: 8 bytes per row and class); the held-out rows for the
+SHAP plot come from partitions spread over the test split. With `decision` learnt from data, first the out-of-fold
+predictions of the train split, each fold's model fitted on the cluster. Logs params `dask.*` (the cluster) and
+`dask.n_partitions`."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pandas as pd
 from loguru import logger
 from mlflow.entities import Run
-from xgboost import XGBModel
 
 from pipeline.config import PipelineConfig
 from pipeline.contract import TEST_ARTIFACT, TRAIN_ARTIFACT
 from pipeline.data.schema import Schema
+from pipeline.engines import Trained
 from pipeline.engines.dask import boosting, tables
-from pipeline.engines.dask.cluster import cluster_facts, dask_client
+from pipeline.engines.dask.cluster import cluster_facts, cluster_faults, dask_client
+from pipeline.errors import ConfigError
 from pipeline.modeling import plots
-from pipeline.modeling.metrics import test_metrics
+from pipeline.modeling.decision import HeldOut, describe_plan
 from pipeline.tracking.runs import log_params
 
+FOLD_COLUMN = "__decision_fold"
 
-def fit(
-    config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Run
-) -> tuple[XGBModel, dict, pd.DataFrame]:
+
+def _with_fold(part: pd.DataFrame, folds: int, seed: int, partition_info: Any = None) -> pd.DataFrame:
+    """Random folds: each row's fold drawn from a generator seeded by the split seed and the partition."""
+    number = (partition_info or {}).get("number", 0)
+    drawn = np.random.default_rng([seed, number]).integers(0, folds, len(part))
+    return part.assign(**{FOLD_COLUMN: drawn})
+
+
+def _with_chunk(part: pd.DataFrame, offsets: list[int], n_rows: int, folds: int, partition_info: Any = None):
+    """Forward folds: the train split (stored in time order) cut into folds + 1 chunks by global row position."""
+    position = offsets[(partition_info or {}).get("number", 0)] + np.arange(len(part))
+    return part.assign(**{FOLD_COLUMN: position * (folds + 1) // max(n_rows, 1)})
+
+
+def _fold_plan(client: Any, train, config: PipelineConfig) -> list:
+    """(rows to fit, rows to predict) per fold, as the local engine's `decision.fold_plan`: random folds seeded by
+    the split seed (not stratified: at the dask engine's sizes every fold holds every class), or forward folds."""
+    folds = config.decision.folds
+    meta = train._meta.assign(**{FOLD_COLUMN: np.array([], dtype="int64")})
+    if config.split.method != "time":
+        framed = train.map_partitions(_with_fold, folds, config.split.seed, meta=meta)
+        plan = [(framed[framed[FOLD_COLUMN] != k], framed[framed[FOLD_COLUMN] == k]) for k in range(folds)]
+    else:
+        with cluster_faults("counting the train split's rows", client):
+            lengths = train.map_partitions(len).compute().tolist()
+        offsets = np.r_[0, np.cumsum(lengths)[:-1]].astype(int).tolist()
+        framed = train.map_partitions(_with_chunk, offsets, sum(lengths), folds, meta=meta)
+        plan = [(framed[framed[FOLD_COLUMN] < k], framed[framed[FOLD_COLUMN] == k]) for k in range(1, folds + 1)]
+    return [(fit.drop(columns=[FOLD_COLUMN]), predict.drop(columns=[FOLD_COLUMN])) for fit, predict in plan]
+
+
+def out_of_fold(client: Any, train, config: PipelineConfig, params: dict, schema: Schema, weights) -> HeldOut:
+    """Each fold of the train split predicted by a model of the same params fitted on the cluster on the rows the
+    fold plan gives it (see pipeline/modeling/decision.py)."""
+    target, n_classes = config.data.target, len(schema.classes)
+    plan = _fold_plan(client, train, config)
+    truths, predictions = [], []
+    for number, (fit_rows, predict_rows) in enumerate(plan, start=1):
+        with cluster_faults("counting the classes of a fold", client):
+            if int(fit_rows[target].nunique().compute()) < n_classes:
+                continue  # a forward fold whose earlier rows lack a class stays unpredicted (as on engine local)
+        logger.info("decision: fold {}/{} on the cluster", number, len(plan))
+        model = boosting.fit(
+            client, fit_rows, target, schema.task, params, config, n_classes, weights, "a decision fold's fit"
+        )
+        predicted, truth = boosting.predict(client, model, predict_rows, target)
+        predictions.append(predicted)
+        truths.append(truth)
+    if not predictions:
+        raise ConfigError(
+            f"decision.folds {config.decision.folds}: no fold of the train split could be predicted; lower "
+            "decision.folds, or set decision.threshold to a number and calibration: none"
+        )
+    truth = np.concatenate(truths).astype("int64")
+    return HeldOut(truth, np.concatenate(predictions), describe_plan(config, len(truth)))
+
+
+def fit(config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Run) -> Trained:
+    target, n_classes = config.data.target, len(schema.classes)
     with dask_client(config.dask) as client:
         train = tables.read_split_on_cluster(preprocess_run, TRAIN_ARTIFACT, schema)
         log_params({**cluster_facts(client, config.dask), "dask.n_partitions": train.npartitions})
+        weights = boosting.class_weight_table(client, config, train, target, n_classes)
+        held_out = None
+        if config.decision.needs_held_out and schema.is_classification:
+            held_out = out_of_fold(client, train, config, params, schema, weights)
         logger.info(
             "training a {} model on the cluster ({} partitions) with {}", schema.task, train.npartitions, params
         )
-        model = boosting.fit(client, train, config.data.target, schema.task, params, config, len(schema.classes))
+        model = boosting.fit(client, train, target, schema.task, params, config, n_classes, weights)
         test = tables.read_split_on_cluster(preprocess_run, TEST_ARTIFACT, schema)
-        predicted, y_test = boosting.predict(client, model, test, config.data.target)
-        held_out = tables.spread_rows(test, plots.SHAP_ROWS).drop(columns=[config.data.target])
-    return model, test_metrics(y_test, predicted, schema.task), held_out
+        predicted, y_test = boosting.predict(client, model, test, target)
+        held_out_rows = tables.spread_rows(test, plots.SHAP_ROWS).drop(columns=[target])
+    return Trained(model, y_test, predicted, held_out_rows, held_out)

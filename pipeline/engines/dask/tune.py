@@ -23,7 +23,13 @@ from pipeline.contract import TRAIN_ARTIFACT
 from pipeline.data.schema import Schema
 from pipeline.data.splitting import validation_split
 from pipeline.engines.dask import tables
-from pipeline.engines.dask.boosting import booster_params, collective, matrices, release_freed_memory
+from pipeline.engines.dask.boosting import (
+    booster_params,
+    class_weight_table,
+    collective,
+    matrices,
+    release_freed_memory,
+)
 from pipeline.engines.dask.cluster import cluster_facts, cluster_faults, dask_client
 from pipeline.modeling.model import suggest_params
 from pipeline.tracking.runs import log_params
@@ -74,7 +80,8 @@ def make_objective(client: Any, train, config: PipelineConfig, task: str, n_clas
             "tune: trials train on a sample of about {} of {} rows (tune.sample_rows)", tune.sample_rows, n_train
         )
     fit_part, valid_part = validation_split(train, config.split, target, task != "regression")
-    fit_matrix, valid_matrix = matrices(client, target, fit_part, valid_part)
+    weights = class_weight_table(client, config, train, target, n_classes if task != "regression" else 0)
+    fit_matrix, valid_matrix = matrices(client, target, fit_part, valid_part, class_weights=weights)
     metric = eval_metric(tune.metric, task)
 
     def objective(trial: optuna.Trial) -> float:

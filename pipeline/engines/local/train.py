@@ -1,31 +1,52 @@
-"""train on engine local: the final model fitted on the whole train split in this process, scored on the test
-split (the held-out rows for the plots are the test split's features)."""
+"""train on engine local: the final model fitted on the whole train split in this process and its predictions of
+the test split (the held-out rows for the plots are the test split's features); with `decision` learnt from data,
+first the out-of-fold predictions of the train split (`decision.folds` models of the same params)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from loguru import logger
 from mlflow.entities import Run
-from xgboost import XGBModel
 
 from pipeline import interrupts
 from pipeline.config import PipelineConfig
 from pipeline.contract import TEST_ARTIFACT, TRAIN_ARTIFACT
 from pipeline.data.schema import Schema
 from pipeline.data.sources import features_and_target
-from pipeline.modeling.metrics import test_metrics
+from pipeline.engines import Trained
+from pipeline.modeling.decision import HeldOut, describe_plan, fold_plan, sample_weights
 from pipeline.modeling.model import build_model
 from pipeline.tracking.splits import read_split
 
 
-def fit(
-    config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Run
-) -> tuple[XGBModel, dict, pd.DataFrame]:
-    train = read_split(preprocess_run, TRAIN_ARTIFACT, schema)
+def out_of_fold(config: PipelineConfig, params: dict, schema: Schema, x: pd.DataFrame, y: pd.Series) -> HeldOut:
+    """Each fold of the train split predicted by a model of the same params fitted on the other folds."""
+    truth = y.to_numpy()
+    probabilities = np.full((len(truth), len(schema.classes)), np.nan)
+    plan = fold_plan(config, truth)
+    for number, (fit_rows, predict_rows) in enumerate(plan, start=1):
+        logger.info(
+            "decision: fold {}/{} ({} rows fit, {} predicted)", number, len(plan), len(fit_rows), len(predict_rows)
+        )
+        model = build_model(schema.task, params, config.train.fixed_params, callbacks=[interrupts.stop_on_signal()])
+        weights = sample_weights(config, truth[fit_rows], len(schema.classes))
+        with interrupts.deferred():
+            model.fit(x.iloc[fit_rows], truth[fit_rows], sample_weight=weights, verbose=False)
+        probabilities[predict_rows] = model.predict_proba(x.iloc[predict_rows])
+    predicted = ~np.isnan(probabilities[:, 0])  # forward folds leave the first rows unpredicted
+    return HeldOut(truth[predicted], probabilities[predicted], describe_plan(config, int(predicted.sum())))
+
+
+def fit(config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Run) -> Trained:
+    x, y = features_and_target(read_split(preprocess_run, TRAIN_ARTIFACT, schema), config.data.target)
     x_test, y_test = features_and_target(read_split(preprocess_run, TEST_ARTIFACT, schema), config.data.target)
-    logger.info("training a {} model on {} rows with {}", schema.task, len(train), params)
+    needs_held_out = config.decision.needs_held_out and schema.is_classification
+    held_out = out_of_fold(config, params, schema, x, y) if needs_held_out else None
+    logger.info("training a {} model on {} rows with {}", schema.task, len(x), params)
     model = build_model(schema.task, params, config.train.fixed_params, callbacks=[interrupts.stop_on_signal()])
+    weights = sample_weights(config, y.to_numpy(), len(schema.classes))
     with interrupts.deferred():
-        model.fit(*features_and_target(train, config.data.target), verbose=False)
+        model.fit(x, y, sample_weight=weights, verbose=False)
     predicted = model.predict(x_test) if schema.task == "regression" else model.predict_proba(x_test)
-    return model, test_metrics(y_test, predicted, schema.task), x_test
+    return Trained(model, y_test.to_numpy(), predicted, x_test, held_out)
