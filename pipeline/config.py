@@ -235,6 +235,25 @@ class DecisionConfig(_Strict):
     calibration: Literal["none", "isotonic", "sigmoid"]
     folds: int = Field(ge=2, le=20)  # the held-out predictions: out-of-fold, this many folds of the train split
 
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _number_or_rule(cls, value: Any) -> Any:
+        # One message naming the rule's own key, rather than pydantic's errors for each member of the union.
+        if isinstance(value, dict):
+            try:
+                return ThresholdRule.model_validate(value)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+                raise ValueError(f"{where + ': ' if where else ''}{message.removeprefix('Value error, ')}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float, ThresholdRule)):
+            raise ValueError(
+                f"{value!r} is neither a probability (0.5) nor a rule ({{optimize: f1 | balanced_accuracy | youden}}, "
+                "{cost: {false_positive: 1, false_negative: 10}}, {precision_at_least: 0.9}, {recall_at_least: 0.8})"
+            )
+        return value
+
     @field_validator("threshold")
     @classmethod
     def _probability(cls, value: float | ThresholdRule) -> float | ThresholdRule:
@@ -397,6 +416,9 @@ def _read_yaml(config_path: Path) -> dict[str, Any]:
 def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in changes.items():
+        if value is None and isinstance(base.get(key), dict):  # `gate: null` removes the base's gate (or dimension)
+            merged.pop(key)
+            continue
         both_sections = isinstance(value, dict) and isinstance(base.get(key), dict)
         merged[key] = _deep_merge(base[key], value) if both_sections else value
     return merged
@@ -404,7 +426,9 @@ def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]
 
 def read_config_file(config_path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A config file as a mapping; `extends: <file>` (relative to it) takes that file's values as the base, so a
-    variant config states only what differs. Sections merge key by key; other values replace the base's."""
+    variant config states only what differs. Sections merge key by key; other values replace the base's, and null
+    in place of a mapping of the base removes it (`accuracy_score: null` under a task's `thresholds` drops that
+    gate, `max_depth: null` under `tune.search_space` that dimension)."""
     raw = _read_yaml(config_path)
     base_name = raw.pop("extends", None)
     if base_name is None:

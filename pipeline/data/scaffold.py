@@ -1,7 +1,11 @@
 """What init-config writes for a table: what the pipeline's own rules decide about it (`decide`: the task, the
 positive class of a binary target, rows without a target, the date, id-like and row-number columns, starter
 gates) and the config text that says so, each decision explained by a comment (`render`). Used by
-pipeline/steps/init_config.py, which reads the table and writes the file."""
+pipeline/steps/init_config.py, which reads the table and writes the file.
+
+A binary target whose positive class is rare (under `RARE_POSITIVE_SHARE` of the labelled rows) gets gates on
+`roc_auc` and `average_precision` instead of `accuracy_score` (answering the majority class scores an accuracy of
+1 - the share), and `decision.threshold: {optimize: f1}` instead of the base config's 0.5."""
 
 from __future__ import annotations
 
@@ -23,6 +27,11 @@ STARTER_GATES: dict[str, dict[str, float]] = {
     "multiclass": {"accuracy_score": 0.7, "f1_score": 0.7},
     "regression": {"r2_score": 0.2},
 }
+# A binary target whose positive class is under this share of the labelled rows is rare: accuracy is no gate for
+# it (a model always answering the majority class scores 1 - share), and the threshold is chosen, not 0.5.
+RARE_POSITIVE_SHARE = 0.10
+# Rare positive class: the threshold rule proposed (decision.threshold), as the config reads it.
+RARE_THRESHOLD_RULE: dict[str, Any] = {"optimize": "f1"}
 _LABELS_SHOWN = 10  # label counts written into the comments, at most
 
 
@@ -57,8 +66,39 @@ class Scaffold:
         return f"{self.name}-xgb"
 
     @property
+    def positive_share(self) -> float | None:
+        """Binary: the positive class's share of the rows with a target; None otherwise."""
+        if self.task != "binary":
+            return None
+        labelled = sum(count for _, count in self.label_counts)
+        positive = sum(count for label, count in self.label_counts if label == self.positive_class)
+        return positive / labelled if labelled else None
+
+    @property
+    def rare_positive(self) -> bool:
+        """Binary, with the positive class under RARE_POSITIVE_SHARE of the labelled rows."""
+        share = self.positive_share
+        return share is not None and share < RARE_POSITIVE_SHARE
+
+    @property
     def gates(self) -> dict[str, float]:
-        return STARTER_GATES[self.task]
+        """The starter gates for the task; a rare positive class: roc_auc at its starter value and
+        average_precision tied to the positive share, instead of accuracy_score."""
+        if not self.rare_positive:
+            return STARTER_GATES[self.task]
+        starter = STARTER_GATES["binary"]
+        return {"roc_auc": starter["roc_auc"], "average_precision": _rare_average_precision(self.positive_share or 0)}
+
+    @property
+    def decision_threshold(self) -> dict[str, Any] | None:
+        """The decision.threshold rule proposed (a rare positive class), or None: the base config's applies."""
+        return dict(RARE_THRESHOLD_RULE) if self.rare_positive else None
+
+
+def _rare_average_precision(share: float) -> float:
+    """A modest average_precision gate for a rare positive class: a random ranking scores about the positive share,
+    so twice the share, to two significant digits, capped at 0.5."""
+    return float(f"{min(2 * share, 0.5):.2g}")
 
 
 def _native(value: Any) -> Any:
@@ -174,7 +214,12 @@ def render(scaffold: Scaffold, path: str | Path | None = None) -> str:
         f"extends: {BASE_CONFIG}",
         "",
     ]
-    sections = [*_data_section(scaffold), *_split_section(scaffold), *_registry_and_gates(scaffold)]
+    sections = [
+        *_data_section(scaffold),
+        *_split_section(scaffold),
+        *_decision_section(scaffold),
+        *_registry_and_gates(scaffold),
+    ]
     return "\n".join([*lines, *sections]) + "\n"
 
 
@@ -290,6 +335,29 @@ def _split_section(scaffold: Scaffold) -> list[str]:
     return ["", "split:", *_comment(why, "  "), "  method: random"]
 
 
+def _share_text(scaffold: Scaffold) -> str:
+    """'yes' is 40 of 1000 rows with a target (4.0%)."""
+    positive = next(count for label, count in scaffold.label_counts if label == scaffold.positive_class)
+    labelled = sum(count for _, count in scaffold.label_counts)
+    return f"{scaffold.positive_class!r} is {positive} of {labelled} rows with a target ({scaffold.positive_share:.1%})"
+
+
+def _decision_section(scaffold: Scaffold) -> list[str]:
+    """`decision:` for a rare positive class: the threshold chosen for F1 rather than 0.5."""
+    rule = scaffold.decision_threshold
+    if rule is None:
+        return []
+    why = (
+        f"The positive class is rare: {_share_text(scaffold)}, under {RARE_POSITIVE_SHARE:.0%}. The model answers "
+        f"{scaffold.positive_class!r} when its probability of {scaffold.positive_class!r} reaches the threshold "
+        "chosen for the best F1 on out-of-fold predictions of the train split (decision.folds), rather than 0.5, "
+        "which a rare class seldom reaches. Alternatives: {cost: {false_positive: 1, false_negative: 10}} (the "
+        "least expected cost, a missed positive costing ten false alarms) or {precision_at_least: 0.9} (the best "
+        "recall with that precision). decision.calibration and train.class_weight stay as the base config has them."
+    )
+    return ["", "decision:", *_comment(why, "  "), f"  threshold: {_yaml(rule)}"]
+
+
 def _registry_and_gates(scaffold: Scaffold) -> list[str]:
     lines = [
         "",
@@ -302,8 +370,21 @@ def _registry_and_gates(scaffold: Scaffold) -> list[str]:
         f"Gates for a {scaffold.task} task, modest for a first run: raise these once you know what your data allows.",
         "  ",
     )
+    if scaffold.rare_positive:
+        share = scaffold.positive_share or 0.0
+        lines += _comment(
+            f"Not on accuracy_score: {_share_text(scaffold)}, so a model always answering the majority class "
+            f"scores an accuracy of {1 - share:.3g}; accuracy rewards answering the majority class. Gated on "
+            f"roc_auc instead, and on average_precision (the area under the precision-recall curve of "
+            f"{scaffold.positive_class!r}): a random ranking scores about the positive share ({share:.3g}), so the "
+            f"gate is twice it ({scaffold.gates['average_precision']}), capped at 0.5. accuracy_score: null "
+            "removes the base config's accuracy gate (sections merge key by key).",
+            "  ",
+        )
     lines += [f"  {scaffold.task}:", "    thresholds:"]
-    return lines + [f"      {metric}: {{threshold: {threshold}}}" for metric, threshold in scaffold.gates.items()]
+    lines += [f"      {metric}: {{threshold: {_yaml(threshold)}}}" for metric, threshold in scaffold.gates.items()]
+    left_out = [metric for metric in STARTER_GATES[scaffold.task] if metric not in scaffold.gates]
+    return lines + [f"      {metric}: null   # no gate: see above" for metric in left_out]
 
 
 def next_command(path: str | Path) -> str:

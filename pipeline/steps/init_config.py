@@ -11,7 +11,9 @@ table in its file order), and counts the rows without a target; then runs prepro
 
 Writes `<configs_dir>/<name>.yaml` (default `configs/<source stem>.yaml`): `extends: pipeline.yaml` plus
 `data.source/target/task/positive_class/missing_target/id_columns/datetime_columns`, `registry.model_name`
-(`<name>-xgb`) and modest gates for the task under `evaluate.<task>`, each decision explained by a comment. The
+(`<name>-xgb`) and modest gates for the task under `evaluate.<task>`, each decision explained by a comment. A binary
+target whose positive class is under `RARE_POSITIVE_SHARE` (10%) of the rows is gated on `roc_auc` and
+`average_precision` rather than `accuracy_score`, and gets `decision.threshold: {optimize: f1}`. The
 file is validated with `pipeline.config.load_config` before it takes its name (written to a temporary file, then
 renamed), and an existing file is only replaced when asked (`force`). Needs no tracking store and starts no run.
 """
@@ -28,7 +30,7 @@ from urllib.parse import urlsplit
 from loguru import logger
 from pydantic import ValidationError
 
-from pipeline.config import DataConfig, load_config
+from pipeline.config import DataConfig, ThresholdRule, load_config
 from pipeline.data.scaffold import BASE_CONFIG, Scaffold, decide, next_command, render
 from pipeline.data.source_text import SKLEARN_PREFIX, source_kind
 from pipeline.data.sources import load_source
@@ -65,7 +67,8 @@ def _check_name(name: str) -> str:
 
 def _check_written(path: Path, scaffold: Scaffold) -> None:
     """The file loads and validates as a pipeline config and reads back what was decided, with the same types."""
-    data = load_config(path).data
+    config = load_config(path)
+    data = config.data
     read_back = {
         "target": data.target,
         "task": data.task,
@@ -85,6 +88,17 @@ def _check_written(path: Path, scaffold: Scaffold) -> None:
     for key, value in wanted.items():
         if read_back[key] != value or type(read_back[key]) is not type(value):
             raise ConfigError(f"init-config: data.{key} reads back as {read_back[key]!r}, not {value!r}")
+    gates = config.evaluate.gates(scaffold.task).thresholds
+    for metric, threshold in scaffold.gates.items():
+        if metric not in gates or gates[metric].threshold != threshold:
+            found = gates[metric].threshold if metric in gates else None
+            raise ConfigError(
+                f"init-config: evaluate.{scaffold.task}.thresholds.{metric} reads back as {found!r}, not {threshold!r}"
+            )
+    if (rule := scaffold.decision_threshold) is not None:
+        threshold = config.decision.threshold
+        if not isinstance(threshold, ThresholdRule) or threshold != ThresholdRule.model_validate(rule):
+            raise ConfigError(f"init-config: decision.threshold reads back as {threshold!r}, not {rule!r}")
 
 
 def _leakage_suspects(config_path: Path) -> tuple[str, list[tuple[str, float]]] | None:
@@ -148,6 +162,9 @@ def run(
         source=mask_url(source),
         model_name=scaffold.model_name,
         gates=scaffold.gates,
+        positive_share=scaffold.positive_share,
+        rare_positive=scaffold.rare_positive,
+        decision_threshold=scaffold.decision_threshold,
         path=str(path),
         label_counts=[list(pair) for pair in scaffold.label_counts],
         next_command=next_command(path),
@@ -173,11 +190,14 @@ def summary(decided: dict[str, Any]) -> str:
     lines.append(f"  ids        {ids or 'none found'}")
     lines.append(f"  dates      {', '.join(decided['datetime_columns']) or 'none found'}")
     dates = list(decided["datetime_columns"])
-    split = {0: "random", 1: f"time on {dates[0]} (the test split is the latest rows)"}.get(
-        len(dates), "random (several date columns: choose split.time_column for a time split)"
-    )
-    if len(dates) == 1 and decided["date_gaps"].get(dates[0]):
+    if not dates:
+        split = "random"
+    elif len(dates) > 1:
+        split = "random (several date columns: choose split.time_column for a time split)"
+    elif decided["date_gaps"].get(dates[0]):
         split = f"random ({dates[0]} is empty in {decided['date_gaps'][dates[0]]} rows: see the comment in the file)"
+    else:
+        split = f"time on {dates[0]} (the test split is the latest rows)"
     lines.append(f"  split      {split}")
     if decided["suspects"]:
         named = ", ".join(
@@ -187,6 +207,14 @@ def summary(decided: dict[str, Any]) -> str:
     lines.append(f"  model      {decided['model_name']}")
     gates = ", ".join(f"{metric} >= {threshold}" for metric, threshold in decided["gates"].items())
     lines.append(f"  gates      evaluate.{decided['task']}: {gates} (raise these once you know what your data allows)")
+    if decided["rare_positive"]:
+        share = f"{decided['positive_share']:.1%}"
+        lines.append(f"             not accuracy_score: the positive class is {share} of the rows (see the file)")
+        rule = ", ".join(f"{key}: {value}" for key, value in decided["decision_threshold"].items())
+        lines.append(
+            f"  decision   threshold {{{rule}}}: {decided['positive_class']!r} is answered when its probability "
+            "reaches the threshold this rule picks on out-of-fold predictions of the train split, not 0.5"
+        )
     lines += [f"  note       {note}" for note in decided["notes"]]
     lines.append(f"then run it: {decided['next_command']}")
     return "\n".join(lines)

@@ -80,7 +80,7 @@ def test_both_engines_leave_the_same_lineage_and_a_model_as_good(both_engines, m
             )
         }
         plots = {item.path for item in module_client.list_artifacts(engine_runs["train"].info.run_id, "plots")}
-        assert plots == {"plots/feature_importance.png", "plots/shap_summary.png"}
+        assert plots == {"plots/feature_importance.png", "plots/shap_summary.png", "plots/calibration.png"}
     # On dask the splits are folders of Parquet parts, the dataset inputs references, the cluster recorded.
     split_parts = module_client.list_artifacts(dask_runs["preprocess"].info.run_id, "data/train.parquet")
     assert len(split_parts) >= 2 and all(item.path.endswith(".parquet") for item in split_parts)
@@ -266,3 +266,38 @@ def test_a_time_split_on_the_cluster_trains_on_the_past_and_tunes_on_it(schedule
     assert "date_year" not in train.columns and train["date_day_of_year"].is_monotonic_increasing
     tuned = tune.run(config, upstream_run_id=prepared.run_id)
     assert module_client.get_run(tuned.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("method", ["random", "time"])
+def test_the_decision_is_learnt_on_the_cluster_and_evaluated_at_the_models_threshold(
+    scheduler, module_client, tmp_path, method
+):
+    """Out-of-fold predictions of the train split made on the cluster (random folds, or forward folds in time
+    order), the threshold and calibration inside the model, evaluate's whole-split metrics at that threshold."""
+    from tests.integration.test_decision import credit_keys, credit_table
+
+    path = credit_table(tmp_path)
+    keys = credit_keys(
+        path,
+        **{
+            "decision.threshold": {"optimize": "f1"},
+            "decision.calibration": "sigmoid",
+            "train.class_weight": "balanced",
+        },
+    )
+    if method == "time":
+        frame = pd.read_csv(path)
+        frame["day"] = pd.date_range("2020-01-01", periods=len(frame), freq="h").strftime("%Y-%m-%dT%H:%M")
+        frame.to_csv(path, index=False)
+        keys |= {"split.method": "time", "split.time_column": "day"}
+    result = run_chain(on_dask(scheduler, experiment=f"decision-{method}", **keys))
+    train_run = module_client.get_run(result.step("train").run_id)
+    params, metrics = train_run.data.params, train_run.data.metrics
+    threshold = float(params["decision.threshold"])
+    assert params["decision.calibration"] == "sigmoid" and 0 < threshold < 0.5 and metrics["held_out_f1"] > 0
+    evaluated = module_client.get_run(result.step("evaluate").run_id).data.metrics
+    assert evaluated["full_test_f1_score"] == pytest.approx(metrics["test_f1"], abs=1e-6)
+    assert evaluated["full_test_brier_score"] == pytest.approx(metrics["test_brier_score"], abs=1e-6)
+    model = mlflow.pyfunc.load_model(result.step("train").outputs["model_uri"])
+    answer = model.predict(pd.read_csv(path).drop(columns=["default"]).head(500))
+    assert ((answer["prediction"] == "yes") == (answer["probability_yes"] >= threshold)).all()

@@ -85,6 +85,29 @@ def _post(url: str, payload: dict) -> dict:
         return json.loads(response.read())
 
 
+# A change to two good rows -> what the one-line refusal says.
+BAD_ROWS = {
+    ("tenure_months", "old"): "column 'tenure_months' must be numeric but holds 1 value(s) such as 'old'",
+    ("signup_date", "last spring"): "column 'signup_date' holds 1 value(s) that are not ISO 8601 dates",
+}
+
+
+def _refusal(url: str, rows: pd.DataFrame, change: tuple[str, str]) -> tuple[int, dict]:
+    """The server's status and JSON answer to `rows` with the first row's column set to a bad value."""
+    column, value = change
+    bad = rows.astype(object)
+    bad.loc[bad.index[0], column] = value
+    payload = {"dataframe_split": json.loads(bad.to_json(orient="split", index=False))}
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
 @pytest.mark.slow
 def test_the_served_champion_answers_like_batch_prediction(champion_and_rows, module_store, own_experiment, tmp_path):
     model_uri, rows = champion_and_rows
@@ -140,6 +163,7 @@ def test_the_served_champion_answers_like_batch_prediction(champion_and_rows, mo
         assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
         payload = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
         served = pd.DataFrame(_post(f"http://127.0.0.1:{port}/invocations", payload)["predictions"])
+        refusals = [_refusal(f"http://127.0.0.1:{port}/invocations", rows.head(2), change) for change in BAD_ROWS]
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -148,5 +172,9 @@ def test_the_served_champion_answers_like_batch_prediction(champion_and_rows, mo
     assert served["prediction"].tolist() == batch["prediction"].tolist() and set(served["prediction"]) == {"yes", "no"}
     for column in ("probability_no", "probability_yes"):
         assert served[column].to_numpy() == pytest.approx(batch[column].to_numpy(), abs=1e-6)
+    # A row the model cannot take is a 400 naming the column, with no stack trace.
+    for (status, answer), fragment in zip(refusals, BAD_ROWS.values(), strict=True):
+        assert status == 400 and answer["error_code"] == "INVALID_PARAMETER_VALUE", answer
+        assert fragment in answer["message"] and "stack_trace" not in answer and "Traceback" not in answer["message"]
     # The model logs every request through loguru, in the server's own output.
     assert f"scored {len(rows)} rows" in (tmp_path / "serve.log").read_text()

@@ -191,3 +191,16 @@ def test_a_time_split_reads_an_unquoted_date():
     keys = {"split.method": "time", "split.time_column": "day", "split.test_start": "2015-01-01", "split.gap": "P7D"}
     split = load_config(DEFAULT_CONFIG, keys).split
     assert (split.method, split.time_column, split.test_start, split.gap) == ("time", "day", "2015-01-01", "P7D")
+
+
+def test_null_in_a_variant_removes_a_gate_or_dimension_of_its_base(tmp_path):
+    (tmp_path / "pipeline.yaml").write_text(TEST_CONFIG.read_text())
+    variant = tmp_path / "variant.yaml"
+    variant.write_text(
+        "extends: pipeline.yaml\n"
+        "evaluate: {binary: {thresholds: {accuracy_score: null, average_precision: {threshold: 0.1}}}}\n"
+        "tune: {search_space: {reg_alpha: null}, timeout_s: null}\n"
+    )
+    config = load_config(variant)
+    assert set(config.evaluate.binary.thresholds) == {"roc_auc", "average_precision"}
+    assert "reg_alpha" not in config.tune.search_space and config.tune.timeout_s is None  # a plain null is a value

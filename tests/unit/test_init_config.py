@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipeline import cli
-from pipeline.config import load_config
+from pipeline.config import ThresholdRule, load_config
 from pipeline.data import scaffold as scaffold_module
 from pipeline.errors import ConfigError, DataError
 from pipeline.steps import init_config
@@ -187,3 +187,111 @@ def test_a_column_that_gives_the_target_away_is_written_as_a_suspect(project: Pa
     written = " ".join(line.strip("# ") for line in (project / "configs" / "leaky.yaml").read_text().splitlines())
     assert "Suspected leakage: cancel_reason (roc_auc 1.000)" in written
     assert "leakage    suspected: cancel_reason (roc_auc 1.000)" in capsys.readouterr().out
+
+
+def rare_table(folder: Path, rows: int = 250, positives: int = 10) -> Path:
+    """A binary table whose positive class ('yes') is positives/rows of the rows (4% by default)."""
+    rng = np.random.default_rng(1)
+    churned = np.full(rows, "no", dtype=object)
+    churned[rng.choice(rows, positives, replace=False)] = "yes"
+    path = folder / "rare.csv"
+    pd.DataFrame({"spend": rng.normal(50, 10, rows).round(2), "churned": churned}).to_csv(path, index=False)
+    return path
+
+
+def comments(path: str | Path) -> str:
+    """The config's comments as one text (they are wrapped)."""
+    return " ".join(line.strip().lstrip("# ") for line in Path(path).read_text().splitlines())
+
+
+def test_a_rare_positive_class_is_gated_on_ranking_and_gets_a_threshold_for_f1(project: Path, capsys):
+    source = rare_table(project)
+    assert cli.main(["init-config", "--source", str(source), "--target", "churned"]) == 0
+    path = project / "configs" / "rare.yaml"
+    config = load_config(path)
+    gates = config.evaluate.binary.thresholds
+    assert gates["roc_auc"].threshold == scaffold_module.STARTER_GATES["binary"]["roc_auc"]
+    assert gates["average_precision"].threshold == 0.08  # twice the 4% a random ranking scores
+    assert set(gates) == {"roc_auc", "average_precision"}  # the base config's accuracy gate removed
+    assert config.decision.threshold == ThresholdRule(optimize="f1")
+    assert config.evaluate.binary.compare_metric == "roc_auc"  # the rest is the base's
+    assert config.decision.calibration == "none" and config.train.class_weight == "none"
+    written = comments(path)
+    assert "'yes' is 10 of 250 rows with a target (4.0%)" in written
+    assert "accuracy rewards answering the majority class" in written and "an accuracy of 0.96" in written
+    assert "twice it (0.08)" in written
+    assert "out-of-fold predictions of the train split" in written and "rather than 0.5" in written
+    assert "{cost: {false_positive: 1, false_negative: 10}}" in written and "{precision_at_least: 0.9}" in written
+    out = capsys.readouterr().out
+    assert "gates      evaluate.binary: roc_auc >= 0.75, average_precision >= 0.08" in out
+    assert "not accuracy_score: the positive class is 4.0% of the rows" in out
+    assert "decision   threshold {optimize: f1}" in out
+
+
+def test_a_balanced_binary_table_keeps_the_accuracy_gate_and_the_threshold_of_0_5(project: Path, capsys):
+    source = write_table(project, ["no"] * 27 + ["yes"] * 3)  # 10%: not rare
+    assert cli.main(["init-config", "--source", str(source), "--target", "target"]) == 0
+    path = project / "configs" / "numbers.yaml"
+    config = load_config(path)
+    gates = config.evaluate.binary.thresholds
+    assert {name: gate.threshold for name, gate in gates.items()} == scaffold_module.STARTER_GATES["binary"]
+    assert config.decision.threshold == 0.5
+    text = path.read_text()
+    assert "decision:" not in text and "average_precision" not in text
+    out = capsys.readouterr().out
+    assert "gates      evaluate.binary: roc_auc >= 0.75, accuracy_score >= 0.7" in out
+    assert "decision" not in out and "not accuracy_score" not in out
+
+
+@pytest.mark.parametrize(
+    ("counts", "rare", "average_precision"),
+    [
+        ([("no", 90), ("yes", 10)], False, None),  # exactly the share: not rare
+        ([("no", 91), ("yes", 9)], True, 0.18),
+        ([("no", 10), ("yes", 90)], False, None),  # the negative class is the rare one: accuracy still means something
+        ([("no", 3), ("yes", 97)], False, None),
+        ([("no", 9990), ("yes", 10)], True, 0.002),
+    ],
+)
+def test_the_rare_share_is_of_the_positive_class(counts, rare, average_precision):
+    scaffold = scaffold_module.Scaffold(
+        name="x",
+        source="x.csv",
+        target="y",
+        task="binary",
+        task_reason="r",
+        n_rows=sum(count for _, count in counts),
+        label_counts=counts,
+        positive_class="yes",
+        positive_reason="r",
+    )
+    assert scaffold.rare_positive is rare
+    assert (scaffold.positive_share < scaffold_module.RARE_POSITIVE_SHARE) is rare
+    if rare:
+        assert scaffold.gates == {"roc_auc": 0.75, "average_precision": average_precision}
+        assert scaffold.decision_threshold == {"optimize": "f1"}
+        read = yaml.safe_load(scaffold_module.render(scaffold))
+        assert read["decision"]["threshold"] == {"optimize": "f1"}
+        assert read["evaluate"]["binary"]["thresholds"]["average_precision"] == {"threshold": average_precision}
+    else:
+        assert scaffold.gates == scaffold_module.STARTER_GATES["binary"]
+        assert scaffold.decision_threshold is None and "decision" not in yaml.safe_load(
+            scaffold_module.render(scaffold)
+        )
+
+
+def test_multiclass_and_regression_get_no_decision(project: Path):
+    for name, labels in (("three", [0, 1, 2] * 20), ("float", np.linspace(0.5, 99.5, 60))):
+        source = write_table(project, labels)
+        path = init_config.run(str(source), "target", name=name, configs_dir=project / "configs")["path"]
+        assert load_config(path).decision.threshold == 0.5 and "decision:" not in Path(path).read_text()
+
+
+def test_a_decision_that_does_not_read_back_is_refused(project: Path, monkeypatch: pytest.MonkeyPatch):
+    render = scaffold_module.render
+    monkeypatch.setattr(
+        init_config, "render", lambda scaffold, path: render(scaffold, path).replace("{optimize: f1}", "0.3")
+    )
+    with pytest.raises(ConfigError, match="decision.threshold reads back as 0.3"):
+        init_config.run(str(rare_table(project)), "churned", configs_dir=project / "configs")
+    assert sorted(path.name for path in (project / "configs").iterdir()) == ["pipeline.yaml"]
