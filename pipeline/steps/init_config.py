@@ -96,9 +96,9 @@ def _check_written(path: Path, scaffold: Scaffold) -> None:
                 f"init-config: evaluate.{scaffold.task}.thresholds.{metric} reads back as {found!r}, not {threshold!r}"
             )
     if (rule := scaffold.decision_threshold) is not None:
-        threshold = config.decision.threshold
-        if not isinstance(threshold, ThresholdRule) or threshold != ThresholdRule.model_validate(rule):
-            raise ConfigError(f"init-config: decision.threshold reads back as {threshold!r}, not {rule!r}")
+        chosen = config.decision.threshold
+        if not isinstance(chosen, ThresholdRule) or chosen != ThresholdRule.model_validate(rule):
+            raise ConfigError(f"init-config: decision.threshold reads back as {chosen!r}, not {rule!r}")
 
 
 def _leakage_suspects(config_path: Path) -> tuple[str, list[tuple[str, float]]] | None:

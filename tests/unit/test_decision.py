@@ -230,3 +230,35 @@ def test_the_document_records_the_choice_and_is_json():
     assert params["decision.calibration"] == "isotonic" and metrics == {"held_out_f1": document["objective_value"]}
     assert "answers the positive label at probability >= " in decision.describe(document)
     assert decision.describe(decision.fit_decision(small_config_with({}).decision, "binary", None)) == ""
+
+
+@pytest.mark.parametrize("class_weight", ["none", "balanced"])
+def test_tunes_trials_fit_and_early_stop_on_the_weights_train_fits_with(monkeypatch, class_weight):
+    import optuna
+    import pandas as pd
+
+    from pipeline.tuning import study
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"x": rng.normal(size=400), "target": (rng.random(400) < 0.1).astype("int64")})
+    fits: list[dict] = []
+    build_model = study.build_model
+
+    def recording(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        fit = model.fit
+        model.fit = lambda *a, **k: (fits.append(k), fit(*a, **k))[1]
+        return model
+
+    monkeypatch.setattr(study, "build_model", recording)
+    config = small_config_with({"train.class_weight": class_weight})
+    objective = study.make_objective(train, study.resolve_metric(config, "binary"), "binary")
+    optuna.create_study().optimize(objective, n_trials=1)
+    (kwargs,) = fits
+    if class_weight == "none":
+        assert kwargs["sample_weight"] is None and kwargs["sample_weight_eval_set"] is None
+        return
+    weights, (valid_weights,) = kwargs["sample_weight"], kwargs["sample_weight_eval_set"]
+    table = decision.class_weights(train["target"].to_numpy(), 2)  # the whole train split's shares
+    assert set(np.round(weights, 9)) == {round(table[0], 9), round(table[1], 9)}
+    assert set(np.round(valid_weights, 9)) <= set(np.round(weights, 9)) and table[1] > 4 * table[0]

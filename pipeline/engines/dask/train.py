@@ -62,7 +62,8 @@ def out_of_fold(client: Any, train, config: PipelineConfig, params: dict, schema
     fold plan gives it (see pipeline/modeling/decision.py)."""
     target, n_classes = config.data.target, len(schema.classes)
     plan = _fold_plan(client, train, config)
-    truths, predictions = [], []
+    truths: list[np.ndarray] = []
+    predictions: list[np.ndarray] = []
     for number, (fit_rows, predict_rows) in enumerate(plan, start=1):
         with cluster_faults("counting the classes of a fold", client):
             if int(fit_rows[target].nunique().compute()) < n_classes:
@@ -72,6 +73,7 @@ def out_of_fold(client: Any, train, config: PipelineConfig, params: dict, schema
             client, fit_rows, target, schema.task, params, config, n_classes, weights, "a decision fold's fit"
         )
         predicted, truth = boosting.predict(client, model, predict_rows, target)
+        assert truth is not None  # a target was asked for
         predictions.append(predicted)
         truths.append(truth)
     if not predictions:
