@@ -83,9 +83,7 @@ def synthetic_table(folder: Path, rows: int = 5000, share: float = 0.05, seed: i
     frame = pd.DataFrame(rng.normal(size=(rows, 5)), columns=["income", "debt", "age", "tenure", "noise"])
     frame["region"] = rng.choice(["north", "south", "east", "west", "centre"], rows)
     region_effect = frame["region"].map({"north": 0.0, "south": 0.6, "east": -0.4, "west": 0.3, "centre": -0.2})
-    signal = (
-        1.4 * frame["debt"] - 1.0 * frame["income"] + 0.5 * frame["age"] * frame["debt"] - 0.4 * frame["tenure"]
-    )
+    signal = 1.4 * frame["debt"] - 1.0 * frame["income"] + 0.5 * frame["age"] * frame["debt"] - 0.4 * frame["tenure"]
     logit = signal + region_effect + rng.normal(scale=1.0, size=rows)
     # The intercept giving the wanted share of positives on average (bisection on the mean probability).
     low, high = -20.0, 20.0
@@ -247,16 +245,21 @@ COLUMNS = (
 
 
 def row(cells: list[str]) -> str:
-    return "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, (_, width)) in
-                     enumerate(zip(cells, COLUMNS, strict=True)))
+    return "  ".join(
+        cell.ljust(width) if i == 0 else cell.rjust(width)
+        for i, (cell, (_, width)) in enumerate(zip(cells, COLUMNS, strict=True))
+    )
 
 
 def how_measured(args: argparse.Namespace) -> str:
     date = subprocess.run(["date"], capture_output=True, text=True).stdout.strip()
     cpu = platform.processor() or platform.machine()
     try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     except OSError:
         pass
