@@ -366,4 +366,5 @@ def _failure(step: str, exc: BaseException, code: int) -> dict[str, Any]:
         "run_id": getattr(exc, "pipeline_run_id", None),
         "error": interrupts.describe(exc) if code == 130 else (str(exc) or type(exc).__name__),
         "exit_code": code,
+        **({"drifted": exc.drifted} if hasattr(exc, "drifted") else {}),  # DriftAlert: the columns that drifted
     }

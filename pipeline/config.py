@@ -316,6 +316,21 @@ class EvaluateConfig(_Strict):
         return getattr(self, task)
 
 
+class MonitorConfig(_Strict):
+    """Drift of a batch from the model's reference profile (pipeline/modeling/profile.py): predict and monitor."""
+
+    psi_warn: float = Field(gt=0)
+    psi_alert: float = Field(gt=0)
+    on_drift: Literal["warn", "fail"]  # fail: exit 6 (DriftAlert) when a column reaches psi_alert
+    min_rows: int = Field(ge=1)  # fewer rows in the batch: no verdict
+
+    @model_validator(mode="after")
+    def _warn_below_alert(self) -> MonitorConfig:
+        if self.psi_warn > self.psi_alert:
+            raise ValueError(f"psi_warn {self.psi_warn} must not exceed psi_alert {self.psi_alert}")
+        return self
+
+
 class CacheConfig(_Strict):
     enabled: bool
     claim_wait_s: float = Field(ge=0)
@@ -341,6 +356,7 @@ class PipelineConfig(_Strict):
     decision: DecisionConfig
     registry: RegistryConfig
     evaluate: EvaluateConfig
+    monitor: MonitorConfig
     cache: CacheConfig
 
     @field_validator("engine")
@@ -413,14 +429,22 @@ def _read_yaml(config_path: Path) -> dict[str, Any]:
     return raw
 
 
-def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+# Mappings a variant replaces whole rather than merges into: a threshold rule holds exactly one key, so a variant's
+# {cost: ...} over a base's {optimize: f1} is the variant's rule, not both.
+_REPLACED_WHOLE = {("decision", "threshold")}
+
+
+def _deep_merge(base: dict[str, Any], changes: dict[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
     merged = dict(base)
     for key, value in changes.items():
         if value is None and isinstance(base.get(key), dict):  # `gate: null` removes the base's gate (or dimension)
             merged.pop(key)
             continue
         both_sections = isinstance(value, dict) and isinstance(base.get(key), dict)
-        merged[key] = _deep_merge(base[key], value) if both_sections else value
+        if both_sections and (*path, key) not in _REPLACED_WHOLE:
+            merged[key] = _deep_merge(base[key], value, (*path, key))
+        else:
+            merged[key] = value
     return merged
 
 

@@ -64,6 +64,9 @@ TEST_ARTIFACT = "data/test.parquet"
 SCHEMA_ARTIFACT = "data/schema.json"
 RAW_SAMPLE_ARTIFACT = "data/raw_sample.parquet"  # raw rows: the registered model's input example
 HOOK_ARTIFACT = "data/feature_hook.py"  # the feature hook preprocess ran, packed into the model by train
+PROFILE_ARTIFACT = "data/profile.json"  # train: the reference profile also stored inside the model
+DRIFT_REPORT_ARTIFACT = "drift/report.json"  # predict and monitor: the batch's drift from the profile
+DRIFT_PLOT_ARTIFACT = "plots/drift.png"  # predict and monitor: the worst columns, reference against batch
 LEAKAGE_ARTIFACT = "data/leakage.json"  # preprocess: each feature's score alone, the suspects, test rows in train
 BEST_PARAMS_ARTIFACT = "best_params.json"
 OPTIMIZATION_HISTORY_ARTIFACT = "plots/optimization_history.png"
@@ -189,7 +192,7 @@ CHAIN = (
         reads="tune",
         records=("tune", "preprocess"),
         config_sections=("engine", "data", "train", "decision", "registry"),
-        artifacts=(MODEL_ARTIFACT, FEATURE_IMPORTANCE_ARTIFACT, CALIBRATION_ARTIFACT),
+        artifacts=(MODEL_ARTIFACT, FEATURE_IMPORTANCE_ARTIFACT, CALIBRATION_ARTIFACT, PROFILE_ARTIFACT),
         run_tags=(MODEL_NAME_TAG, MODEL_VERSION_TAG),
         version_tags=(version_run_tag("train"), version_run_tag("tune"), version_run_tag("preprocess")),
         outputs=(Output("model_uri", registered_model=True),),
@@ -224,8 +227,8 @@ SIDE_STEPS = (
         "predict",
         reads=None,
         records=(),
-        config_sections=("engine", "features", "registry"),
-        artifacts=(PREDICTIONS_DIR,),
+        config_sections=("engine", "features", "registry", "monitor"),
+        artifacts=(PREDICTIONS_DIR, DRIFT_REPORT_ARTIFACT, DRIFT_PLOT_ARTIFACT),
         run_tags=(MODEL_NAME_TAG, MODEL_VERSION_TAG),
         options=(
             Option("--input", "CSV/Parquet file to score", param="input_path", required=True),
@@ -235,7 +238,25 @@ SIDE_STEPS = (
             Option("--chunk-rows", "rows scored at a time (default 100000)", kind="positive_int"),
         ),
         outputs=(Output("predictions", param="predict.output"),),
+        key_metrics=("n_rows", "drift_psi_max", "drift_n_alert"),
         help="score a file with a registered model version (the champion by default)",
+    ),
+    Step(
+        "monitor",
+        reads=None,
+        records=(),
+        config_sections=("engine", "features", "registry", "monitor"),
+        artifacts=(DRIFT_REPORT_ARTIFACT, DRIFT_PLOT_ARTIFACT),
+        run_tags=(MODEL_NAME_TAG, MODEL_VERSION_TAG),
+        options=(
+            Option("--input", "CSV/Parquet file of rows to compare", param="input_path", required=True),
+            Option("--alias", "model alias (default: the champion alias)"),
+            Option("--version", "model version instead of an alias"),
+            Option("--chunk-rows", "rows read at a time (default 100000)", kind="positive_int"),
+        ),
+        outputs=(Output("drift_report", run_artifact=DRIFT_REPORT_ARTIFACT),),
+        key_metrics=("n_rows", "drift_psi_max", "drift_n_warn", "drift_n_alert"),
+        help="compare a file's rows with a model version's reference profile (drift), without scoring to a file",
     ),
     Step(
         "rollback",

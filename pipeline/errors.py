@@ -54,3 +54,14 @@ class GateRejected(PipelineError):
     """The challenger failed evaluation and the user asked a rejection to fail the step."""
 
     exit_code = 5
+
+
+class DriftAlert(PipelineError):
+    """predict or monitor: the batch drifted from the model's reference profile past `monitor.psi_alert`, with
+    `monitor.on_drift: fail` (predict has written its output first). `drifted` names the columns."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, drifted: list[str]) -> None:
+        super().__init__(message)
+        self.drifted = drifted

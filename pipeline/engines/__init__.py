@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # types only: a step's fingerprint counts what its engine mod
     from pipeline.data.leakage import Leakage
     from pipeline.data.schema import Schema
     from pipeline.modeling.decision import HeldOut
+    from pipeline.modeling.profile import Tally
 
 ENGINES = ("local", "dask")
 
@@ -86,6 +87,7 @@ class Trained(NamedTuple):
     test_predicted: Any  # the model's class probabilities (n x k, uncalibrated) or values on the test split
     held_out_rows: pd.DataFrame  # test-split features for the plots
     held_out: HeldOut | None  # out-of-fold predictions of the train split (modeling/decision.py), when needed
+    profile_rows: pd.DataFrame  # train-split model inputs the reference profile is made of (dask: a sample)
 
 
 class TrainWork(Protocol):
@@ -120,9 +122,29 @@ class PredictWork(Protocol):
         ...
 
     def score(
-        self, config: PipelineConfig, served: Any, model_uri: str, source: str, target: Path, chunk_rows: int
+        self,
+        config: PipelineConfig,
+        served: Any,
+        model_uri: str,
+        source: str,
+        target: Path,
+        chunk_rows: int,
+        tally: Tally | None = None,
     ) -> int:
-        """Score `source` into `target` (all or nothing) with the served model; the number of rows scored."""
+        """Score `source` into `target` (all or nothing) with the served model, counting the scored rows into
+        `tally` (the model's profile bins) when given; the number of rows scored."""
+        ...
+
+
+class MonitorWork(Protocol):
+    def check_input(self, source: str) -> None:
+        """A one-line DataError for an input this engine cannot read, before any work."""
+        ...
+
+    def count(
+        self, config: PipelineConfig, served: Any, model_uri: str, source: str, chunk_rows: int, tally: Tally
+    ) -> int:
+        """Score `source` with the served model and count it into `tally`, writing nothing; the number of rows."""
         ...
 
 
@@ -133,4 +155,5 @@ WORK: dict[str, type] = {
     "train": TrainWork,
     "evaluate": EvaluateWork,
     "predict": PredictWork,
+    "monitor": MonitorWork,
 }

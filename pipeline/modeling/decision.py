@@ -77,6 +77,8 @@ def fold_plan(config: PipelineConfig, truth: np.ndarray) -> list[tuple[np.ndarra
 
     folds = config.decision.folds
     if config.split.method == "time":
+        if len(truth) <= folds:
+            raise ConfigError(f"decision.folds {folds}: the train split holds only {len(truth)} rows; lower it")
         # A fold whose earlier rows lack a class cannot fit a classifier of every class: it stays unpredicted.
         n_classes = len(np.unique(truth))
         plan = [
@@ -146,8 +148,10 @@ def cuts(is_positive: np.ndarray, scores: np.ndarray) -> Cuts:
     fp = np.r_[0, np.cumsum(1 - hits)[last_of_value]]
     distinct = ranked[last_of_value]
     below = np.r_[distinct[1:], 0.0]
-    thresholds = np.r_[(1.0 + distinct[0]) / 2 if distinct[0] < 1 else np.nextafter(1.0, 2.0), (distinct + below) / 2]
-    thresholds[-1] = distinct[-1] / 2 if distinct[-1] > 0 else 0.0  # every row positive
+    halfway = (distinct + below) / 2
+    halfway = np.where(halfway > below, halfway, np.nextafter(below, 2.0))  # adjacent floats: just above the lower
+    halfway[-1] = distinct[-1] / 2 if distinct[-1] > 0 else 0.0  # every row positive
+    thresholds = np.r_[(1.0 + distinct[0]) / 2 if distinct[0] < 1 else np.nextafter(1.0, 2.0), halfway]
     return Cuts(thresholds, tp, fp, int(hits.sum()), int(len(hits) - hits.sum()))
 
 
@@ -198,6 +202,11 @@ def choose_threshold(rule: ThresholdRule, is_positive: np.ndarray, scores: np.nd
         )
     ranked = np.where(allowed, values if name != "expected_cost" else -values, -np.inf)
     chosen = int(np.argmax(ranked))
+    if chosen == 0:
+        logger.warning(
+            "decision.threshold {}: the best threshold answers no held-out row positive (above every probability)",
+            describe_rule(rule),
+        )
     return float(found.thresholds[chosen]), name, float(values[chosen])
 
 
@@ -219,6 +228,18 @@ def fit_calibrator(method: str, is_class: np.ndarray, scores: np.ndarray) -> dic
     return {"method": method, "a": float(fitted.coef_[0, 0]), "b": float(fitted.intercept_[0])}
 
 
+def check_held_out(held_out: HeldOut) -> None:
+    """Every class must be among the held-out rows, and not be all of them: else no calibrator or threshold can be
+    fitted (a class seen only in the earliest rows of a time split, a tiny table)."""
+    present = np.bincount(held_out.truth.astype("int64"), minlength=held_out.probabilities.shape[1])
+    if (present == 0).any() or (present == len(held_out.truth)).any():
+        raise ConfigError(
+            f"decision.folds: the {held_out.what} hold rows of {int((present > 0).sum())} of the "
+            f"{len(present)} classes; calibration and a threshold rule need every class (lower decision.folds, "
+            "or set decision.threshold to a number and decision.calibration: none)"
+        )
+
+
 def fit_calibration(method: str, held_out: HeldOut) -> list[dict[str, Any]] | None:
     if method == "none":
         return None
@@ -234,6 +255,8 @@ def fit_calibration(method: str, held_out: HeldOut) -> list[dict[str, Any]] | No
 def fit_decision(decision: DecisionConfig, task: str, held_out: HeldOut | None) -> dict[str, Any]:
     """The model's decision document: calibrators fitted on the held-out predictions, then the threshold chosen on
     the calibrated ones (the probabilities the model serves), or the configured number."""
+    if held_out is not None:
+        check_held_out(held_out)
     calibration = fit_calibration(decision.calibration, held_out) if held_out is not None else None
     document: dict[str, Any] = {
         "threshold": None,
@@ -256,8 +279,10 @@ def fit_decision(decision: DecisionConfig, task: str, held_out: HeldOut | None) 
             objective_value=value,
         )
         logger.info("decision: threshold {:.4f} ({} {:.4f} on the {})", threshold, name, value, held_out.what)
-    else:
+    elif decision.threshold != DEFAULT_THRESHOLD:
         document.update(threshold=float(decision.threshold), objective="fixed")
+    else:  # 0.5: the most probable label, as XGBoost answers (a probability of exactly 0.5 is the negative label)
+        document.update(objective="fixed")
     return document
 
 
@@ -267,10 +292,9 @@ def params_and_metrics(document: dict[str, Any]) -> tuple[dict[str, Any], dict[s
     params: dict[str, Any] = {
         "decision.calibration": (document["calibration"] or [{"method": "none"}])[0]["method"],
     }
-    if document["threshold"] is not None:
-        params.update(
-            {"decision.threshold": round(document["threshold"], 6), "decision.objective": document["objective"]}
-        )
+    if document["objective"] is not None:  # binary
+        threshold = document["threshold"] if document["threshold"] is not None else DEFAULT_THRESHOLD
+        params.update({"decision.threshold": repr(float(threshold)), "decision.objective": document["objective"]})
     metrics = {}
     if document.get("objective_metric"):
         metrics[f"held_out_{document['objective_metric']}"] = float(document["objective_value"])

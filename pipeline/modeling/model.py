@@ -32,6 +32,7 @@ XGBOOST_ARTIFACT, TRANSFORM_KEY, HOOK_KEY = "xgboost_model", "transform", "featu
 SCHEMA_KEY, SCHEMA_FILE = "schema", "schema.json"
 # decision.json (modeling/decision.py): the calibration and the threshold; classification only.
 DECISION_KEY, DECISION_FILE = "decision", "decision.json"
+PROFILE_KEY, PROFILE_FILE = "profile", "profile.json"  # modeling/profile.py: the reference profile
 
 
 def suggest_params(trial: optuna.Trial, space: dict[str, SearchDimension]) -> dict[str, Any]:
@@ -67,11 +68,12 @@ def log_served_model(
     raw_sample: pd.DataFrame,
     hook_file: Path | None,
     decision: dict[str, Any] | None = None,
+    profile: dict[str, Any] | None = None,
 ) -> Any:
     """Log `model` as the pyfunc of served_model.py, taking raw rows and answering in the target's labels, with the
     fitted model inside it as an xgboost-flavour model (native UBJ format, no pickle), the schema, the pipeline's
-    transform code, the feature hook that made the training data and the `decision` document (calibration and
-    threshold). Returns MLflow's ModelInfo."""
+    transform code, the feature hook that made the training data, the `decision` document (calibration and
+    threshold) and the reference `profile` (drift). Returns MLflow's ModelInfo."""
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix="xgboost-model-") as tmp:
@@ -81,10 +83,10 @@ def log_served_model(
         artifacts = {XGBOOST_ARTIFACT: str(native), SCHEMA_KEY: str(schema_file), TRANSFORM_KEY: str(TRANSFORM_CODE)}
         if hook_file is not None:
             artifacts[HOOK_KEY] = str(hook_file)
-        if decision is not None:
-            decision_file = Path(tmp) / DECISION_FILE
-            decision_file.write_text(json.dumps(decision, indent=2))
-            artifacts[DECISION_KEY] = str(decision_file)
+        for key, file_name, document in ((DECISION_KEY, DECISION_FILE, decision), (PROFILE_KEY, PROFILE_FILE, profile)):
+            if document is not None:
+                (Path(tmp) / file_name).write_text(json.dumps(document, indent=2))
+                artifacts[key] = str(Path(tmp) / file_name)
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(SERVED_MODEL_CODE),

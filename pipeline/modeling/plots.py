@@ -238,3 +238,31 @@ class Drawer:
             self.process.kill()  # a throwaway process: nothing of it is kept
             self.process.join()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+DRIFT_COLUMNS = 6  # the worst columns drawn
+
+
+def draw_drift(report: dict[str, Any], path: Path) -> None:
+    """The drift report's worst columns: each one's reference and batch shares per bin (value bins, then missing,
+    then unseen categories), titled with its PSI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    worst = list(report["columns"].items())[:DRIFT_COLUMNS]
+    figure, axes_grid = pyplot.subplots(len(worst), 1, figsize=(8, 2.2 * max(len(worst), 1)), squeeze=False)
+    for axes, (name, entry) in zip(axes_grid[:, 0], worst, strict=False):
+        bins = np.arange(len(entry["reference_shares"]))
+        axes.bar(bins - 0.2, entry["reference_shares"], width=0.4, label="reference (training)")
+        axes.bar(bins + 0.2, entry["batch_shares"], width=0.4, label="batch")
+        tail = ["missing", "unseen"] if entry["kind"] == "categorical" else ["missing"]
+        axes.set_xticks(bins, [*(str(i + 1) for i in range(len(bins) - len(tail))), *tail], fontsize=7)
+        axes.set_title(f"{name}: PSI {entry['psi']:.3f} ({entry['level']})", fontsize=9)
+        axes.set_ylabel("share")
+    axes_grid[0, 0].legend(fontsize=7)
+    figure.suptitle(f"drift of {report['rows']} rows: {report['verdict']}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    pyplot.close(figure)

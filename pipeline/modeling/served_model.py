@@ -12,7 +12,9 @@ Loaded model (`mlflow.pyfunc.load_model("models:/<name>@champion")`, `mlflow mod
             date) raise an MlflowException INVALID_PARAMETER_VALUE with one message naming the column.
 Inside the model, as artifacts: `xgboost_model`, the fitted XGBoost model as an xgboost-flavour model (what
 `mlflow.models.evaluate` scores); `schema.json`, the preprocess schema; `decision.json` (classification), the
-calibration of the probabilities and the binary threshold (pipeline/modeling/decision.py); `transform.py`, the
+calibration of the probabilities and the binary threshold (pipeline/modeling/decision.py); `profile.json`, the
+reference profile of the training inputs and the test-split output (pipeline/modeling/profile.py: `self.profile`
+for whoever checks a batch's drift); `transform.py`, the
 pipeline's own code from raw rows to model inputs; `feature_hook.py`, the feature hook preprocess ran (when it ran one).
 The two code files are loaded by path under names unique to their content, rather than put on sys.path through
 `code_paths`: MLflow prepends code paths to sys.path, so a module name shared by two models (or by a model and the
@@ -36,7 +38,7 @@ from mlflow.pyfunc import PythonModel
 
 # The same names as in pipeline/modeling/model.py (this file must not import the pipeline).
 XGBOOST_ARTIFACT, SCHEMA_KEY, TRANSFORM_KEY, HOOK_KEY = "xgboost_model", "schema", "transform", "feature_hook"
-DECISION_KEY = "decision"
+DECISION_KEY, PROFILE_KEY = "decision", "profile"
 # Requests up to this many rows are scored on one thread: starting XGBoost's thread pool costs more than a small
 # batch (one row: 1.6 ms on one thread against 5.8-10 ms on all cores, 2-core machine, benchmarks/serving_latency).
 SMALL_BATCH_ROWS = 1000
@@ -52,6 +54,13 @@ def _load_module(path: str, prefix: str):
     return module
 
 
+def _read_json(path: str | None):
+    if not path:
+        return None
+    with open(path) as document:
+        return json.load(document)
+
+
 class ServedXGBoostModel(PythonModel):
     """Raw rows -> the feature hook, date parts and column types of training -> XGBoost -> the answer in the
     target's own labels; logs each request's size and latency (loguru, DEBUG)."""
@@ -65,10 +74,8 @@ class ServedXGBoostModel(PythonModel):
         self.input_error = self.transform.InputError
         hook = context.artifacts.get(HOOK_KEY)
         self.hook = self.transform.load_hook(hook) if hook else None
-        self.decision = None  # models logged before decision.json answered the most probable label, uncalibrated
-        if decision := context.artifacts.get(DECISION_KEY):
-            with open(decision) as decision_file:
-                self.decision = json.load(decision_file)
+        # Absent from models logged before they existed: the most probable label, uncalibrated; no drift check.
+        self.decision, self.profile = (_read_json(context.artifacts.get(key)) for key in (DECISION_KEY, PROFILE_KEY))
 
     def features(self, model_input: pd.DataFrame) -> pd.DataFrame:
         """The model inputs of raw rows (a category never seen in training counts as missing)."""

@@ -15,7 +15,9 @@ Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss, test_brier_
         (data/transform.py) and the feature hook preprocess ran) registered under `registry.model_name`, alias
         `registry.challenger_alias` on the new version, with a description (kind, headline metric, features
         preprocess suspected of leakage and kept, the decision, the runs that made it); tags pipeline.model.name /
-        pipeline.model.version; `plots/feature_importance.png` (gain), `plots/calibration.png` (classification)
+        pipeline.model.version; `data/profile.json`, the reference profile of the training inputs and of the
+        model's test-split output, also inside the model (pipeline/modeling/profile.py);
+        `plots/feature_importance.png` (gain), `plots/calibration.png` (classification)
         and, with the shap extra, `plots/shap_summary.png` (pipeline/modeling/plots.py).
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 from loguru import logger
 from mlflow.entities import Run
 from xgboost import XGBModel
@@ -39,13 +42,15 @@ from pipeline.contract import (
     MODEL_ARTIFACT,
     MODEL_NAME_TAG,
     MODEL_VERSION_TAG,
+    PROFILE_ARTIFACT,
     RAW_SAMPLE_ARTIFACT,
     version_run_tag,
 )
 from pipeline.data.schema import Schema
+from pipeline.data.transform import answer as answer_frame
 from pipeline.data.transform import decide
 from pipeline.engines import Trained, TrainWork, engine_for
-from pipeline.modeling import plots
+from pipeline.modeling import plots, profile
 from pipeline.modeling.decision import check_for_task, fit_decision, params_and_metrics
 from pipeline.modeling.decision import describe as describe_decision
 from pipeline.modeling.metrics import test_metrics
@@ -58,13 +63,24 @@ from pipeline.tracking.runs import RunContext, StepRun, step_run
 from pipeline.tracking.splits import schema_of_run
 
 
-def _log_model(model: XGBModel, schema: Schema, preprocess_run, decision: dict[str, Any] | None):
-    """The model, with the raw sample and the feature hook of the preprocess run that made its training data, and
-    its decision document."""
+def _log_model(model: XGBModel, schema: Schema, preprocess_run, decision: dict | None, reference: dict):
+    """The model, with the raw sample and the feature hook of the preprocess run that made its training data, its
+    decision document and its reference profile."""
     raw_sample = read_parquet_artifact(preprocess_run, RAW_SAMPLE_ARTIFACT)
     with tempfile.TemporaryDirectory(prefix="feature-hook-") as tmp:
         hook_file = download_artifact(preprocess_run, HOOK_ARTIFACT, Path(tmp)) if schema.hook else None
-        return log_served_model(model, schema, MODEL_ARTIFACT, raw_sample, hook_file, decision)
+        return log_served_model(model, schema, MODEL_ARTIFACT, raw_sample, hook_file, decision, reference)
+
+
+def _reference_profile(schema: Schema, trained: Trained, decision: dict | None) -> dict[str, Any]:
+    """The training inputs' profile and the model's answer on the test split (modeling/profile.py)."""
+    document = schema.to_dict()
+    index = pd.RangeIndex(len(trained.test_predicted))
+    if schema.is_classification:
+        answer = answer_frame(np.asarray(trained.test_predicted), schema.classes, index, decision)
+    else:
+        answer = pd.DataFrame({"prediction": np.asarray(trained.test_predicted)}, index=index)
+    return profile.profile(trained.profile_rows, document, answer)
 
 
 def _decide(config: PipelineConfig, schema: Schema, trained: Trained) -> tuple[dict | None, dict[str, float]]:
@@ -116,7 +132,9 @@ def run(
         decision, metrics = _decide(config, schema, trained)
         mlflow.log_metrics(metrics)
         drawer.draw(trained.model, trained.held_out_rows, schema.classes, _curves(schema, trained, decision))
-        model_info = _log_model(trained.model, schema, preprocess_run, decision)
+        reference = _reference_profile(schema, trained, decision)
+        mlflow.log_dict(reference, PROFILE_ARTIFACT)
+        model_info = _log_model(trained.model, schema, preprocess_run, decision, reference)
         drawer.finish()
         headline = HEADLINE_METRIC[schema.task]
         described = version_headline(schema.task, metrics, headline, preprocess_run)  # and suspected leaks

@@ -80,3 +80,26 @@ def add_verdict(client: MlflowClient, name: str, version: str, decision: str, re
     """evaluate's verdict appended to the version's description."""
     current = client.get_model_version(name, version).description or ""
     client.update_model_version(name, version, description=f"{current}\n\nevaluate: **{decision}**. {reason}".strip())
+
+
+def drift_note(metrics: dict[str, float], shown: int = 5) -> list[str]:
+    """The drift lines of a predict or monitor run's note: the verdict and a table of the worst columns."""
+    if "drift_rows" not in metrics:
+        return []
+    if "drift_psi_max" not in metrics:
+        return [f"Drift: no verdict on {number(metrics['drift_rows'])} rows (fewer than monitor.min_rows)."]
+    columns = sorted(
+        ((key.removeprefix("drift_psi_"), value) for key, value in metrics.items() if key.startswith("drift_psi_")),
+        key=lambda item: -item[1],
+    )
+    columns = [(name, value) for name, value in columns if name != "max"][:shown]
+    alerts, warnings = int(metrics.get("drift_n_alert", 0)), int(metrics.get("drift_n_warn", 0))
+    verdict = f"{alerts} column(s) alerted, {warnings} warned" if alerts or warnings else "no column drifted"
+    rows = [(name, f"{value:.3f}") for name, value in columns]
+    return [
+        "",
+        f"Drift from the model's reference profile: {verdict} (largest PSI {metrics['drift_psi_max']:.3f}; "
+        "`drift/report.json`).",
+        "",
+        *table(rows, ("column", "PSI")),
+    ]

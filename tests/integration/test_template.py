@@ -83,6 +83,7 @@ evaluate:
   min_relative_improvement: 0.0
   fail_on_reject: false
   sample_rows: 100000
+monitor: {psi_warn: 0.1, psi_alert: 0.25, on_drift: warn, min_rows: 500}
 cache: {enabled: true, claim_wait_s: 600}
 """
 USER_HOOK = "def derive_features(frame):\n    return frame\n"

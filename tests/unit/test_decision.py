@@ -262,3 +262,29 @@ def test_tunes_trials_fit_and_early_stop_on_the_weights_train_fits_with(monkeypa
     table = decision.class_weights(train["target"].to_numpy(), 2)  # the whole train split's shares
     assert set(np.round(weights, 9)) == {round(table[0], 9), round(table[1], 9)}
     assert set(np.round(valid_weights, 9)) <= set(np.round(weights, 9)) and table[1] > 4 * table[0]
+
+
+def test_held_out_predictions_lacking_a_class_are_one_line_naming_the_folds():
+    config = small_config_with({"decision.threshold": {"optimize": "f1"}, "decision.calibration": "sigmoid"})
+    only_negatives = decision.HeldOut(np.zeros(50, dtype=int), np.full((50, 2), 0.5), "out-of-fold predictions")
+    with pytest.raises(ConfigError, match="decision.folds: the out-of-fold predictions hold rows of 1 of the 2"):
+        decision.fit_decision(config.decision, "binary", only_negatives)
+
+
+def test_a_tiny_time_split_is_refused_naming_the_folds():
+    config = small_config_with({"split.method": "time", "split.time_column": "day"})
+    with pytest.raises(ConfigError, match="decision.folds 5: the train split holds only 4 rows"):
+        decision.fold_plan(config, np.array([0, 1, 0, 1]))
+
+
+def test_a_variant_config_replaces_the_threshold_rule_whole(tmp_path):
+    from pipeline.config import load_config
+    from tests.helpers import TEST_CONFIG
+
+    (tmp_path / "pipeline.yaml").write_text(TEST_CONFIG.read_text())
+    (tmp_path / "base.yaml").write_text("extends: pipeline.yaml\ndecision: {threshold: {optimize: f1}}\n")
+    (tmp_path / "variant.yaml").write_text(
+        "extends: base.yaml\ndecision: {threshold: {cost: {false_positive: 1, false_negative: 10}}}\n"
+    )
+    threshold = load_config(tmp_path / "variant.yaml").decision.threshold
+    assert threshold == ThresholdRule(cost=CostConfig(false_positive=1, false_negative=10))

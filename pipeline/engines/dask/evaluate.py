@@ -57,8 +57,11 @@ def evaluator_metrics(
         proba = probabilities[:, [schema.classes.index(label) for label in ordered]]
         y_true, y_pred = labels[truth.astype(int)], labels[chosen]
         if schema.task == "binary":
+            # The positive label last, as MLflow's own evaluator orders them (its counts assume it).
+            with_positive_last = [label for label in ordered if label != schema.positive_class]
+            with_positive_last.append(schema.positive_class)
             metrics = _get_binary_classifier_metrics(
-                y_true=y_true, y_pred=y_pred, y_proba=proba, labels=ordered, pos_label=schema.positive_class
+                y_true=y_true, y_pred=y_pred, y_proba=proba, labels=with_positive_last, pos_label=schema.positive_class
             )
             positive = schema.classes.index(schema.positive_class)
             metrics["roc_auc"] = roc_auc_score(y_true == schema.positive_class, probabilities[:, positive])

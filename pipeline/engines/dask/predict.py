@@ -13,6 +13,8 @@ import functools
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from pipeline.config import PipelineConfig
 from pipeline.engines.dask import tables
 from pipeline.engines.dask.cluster import cluster_facts, cluster_faults, dask_client
 from pipeline.errors import DataError, first_line
+from pipeline.modeling.profile import Tally
 from pipeline.tracking.runs import log_params
 
 
@@ -55,26 +58,51 @@ def read_rows(source: str):
         raise DataError(f"predict: input {source} cannot be read: {first_line(exc)}") from exc
 
 
-def score_to_parquet(served: Any, model_uri: str, source: str, target: Path, local_cluster: bool) -> int:
-    """Score `source` into the Parquet folder `target`; returns the number of rows scored."""
+def _tally_part(scored: pd.DataFrame, reference: dict, schema: dict) -> Tally:
+    return Tally(reference).add(scored, schema)
+
+
+@contextmanager
+def scored_rows(served: Any, model_uri: str, source: str, local_cluster: bool, step: str) -> Iterator[Any]:
+    """`source` scored partition by partition on the cluster (lazy), each worker loading the model once."""
     import mlflow
 
-    rows, what = read_rows(source), f"predict input {source}"
-    sample = tables.sample_rows(rows, 50)
-    meta = _score(served, sample, what).iloc[:0]
+    rows, what = read_rows(source), f"{step} input {source}"
+    meta = _score(served, tables.sample_rows(rows, 50), what).iloc[:0]
     with tempfile.TemporaryDirectory(prefix="predict-model-") as model_copy:
         uri = mlflow.artifacts.download_artifacts(model_uri, dst_path=model_copy) if local_cluster else model_uri
-        scored = rows.map_partitions(_score_part, uri, mlflow.get_tracking_uri(), what, meta=meta)
+        yield rows.map_partitions(_score_part, uri, mlflow.get_tracking_uri(), what, meta=meta)
+
+
+def partition_tallies(scored: Any, tally: Tally | None, schema: dict) -> list:
+    """Each scored partition counted into the profile's bins (delayed, computed with the rest of the pass)."""
+    import dask
+
+    if tally is None:
+        return []
+    return [dask.delayed(_tally_part)(part, tally.reference, schema) for part in scored.to_delayed()]
+
+
+def score_to_parquet(
+    served: Any, model_uri: str, source: str, target: Path, local_cluster: bool, tally: Tally | None = None
+) -> int:
+    """Score `source` into the Parquet folder `target` (and count it into `tally`); the number of rows scored."""
+    with scored_rows(served, model_uri, source, local_cluster, "predict") as scored:
         partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=".predict-"))
         partial.chmod(0o777 & ~_umask())  # mkdtemp's folder is private; the output is not
         try:
             write = scored.to_parquet(str(partial), write_index=False, compute=False)
-            _, count = tables.compute_together(write, scored.shape[0])
+            _, count, *tallies = tables.compute_together(
+                write, scored.shape[0], *partition_tallies(scored, tally, served.schema)
+            )
             _replace(partial, target)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
     if not count:
         raise DataError(f"predict input {source} holds no rows")
+    for counted in tallies:
+        assert tally is not None  # tallies are only made with one
+        tally.merge(counted)
     return int(count)
 
 
@@ -102,12 +130,22 @@ def check_paths(source: str, target: Path) -> None:
         raise DataError(f"predict: output folder {target.parent} does not exist")
 
 
-def score(config: PipelineConfig, served: Any, model_uri: str, source: str, target: Path, chunk_rows: int) -> int:
+def score(
+    config: PipelineConfig,
+    served: Any,
+    model_uri: str,
+    source: str,
+    target: Path,
+    chunk_rows: int,
+    tally: Tally | None = None,
+) -> int:
     """Partition by partition on the cluster, into the Parquet folder `target` (not copied to the run's artifacts:
-    its location is the param predict.output). `chunk_rows` does not apply: a partition is the unit."""
+    its location is the param predict.output), each partition counted into `tally` in the same pass. `chunk_rows`
+    does not apply: a partition is the unit."""
     with dask_client(config.dask) as client, cluster_faults("predict", client):
         log_params(cluster_facts(client, config.dask))
         try:
-            return score_to_parquet(served, model_uri, source, target, local_cluster=not config.dask.scheduler)
+            local_cluster = not config.dask.scheduler
+            return score_to_parquet(served, model_uri, source, target, local_cluster, tally)
         except OSError as exc:
             raise DataError(f"predict: cannot write {target}: {exc.strerror or first_line(exc)}") from exc

@@ -25,6 +25,7 @@ from pipeline.modeling.decision import HeldOut, describe_plan
 from pipeline.tracking.runs import log_params
 
 FOLD_COLUMN = "__decision_fold"
+PROFILE_ROWS = 1_000_000  # train rows the reference profile's bins are drawn from (modeling/profile.py)
 
 
 def _with_fold(part: pd.DataFrame, folds: int, seed: int, partition_info: Any = None) -> pd.DataFrame:
@@ -101,4 +102,15 @@ def fit(config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Ru
         test = tables.read_split_on_cluster(preprocess_run, TEST_ARTIFACT, schema)
         predicted, y_test = boosting.predict(client, model, test, target)
         held_out_rows = tables.spread_rows(test, plots.SHAP_ROWS).drop(columns=[target])
-    return Trained(model, y_test, predicted, held_out_rows, held_out)
+        profile_rows = _profile_sample(client, train, config, preprocess_run).drop(columns=[target])
+    return Trained(model, y_test, predicted, held_out_rows, held_out, profile_rows)
+
+
+def _profile_sample(client: Any, train, config: PipelineConfig, preprocess_run: Run) -> pd.DataFrame:
+    """A random sample of at most PROFILE_ROWS train rows, gathered here for the reference profile."""
+    n_train = int(preprocess_run.data.metrics.get("n_train", 0)) or PROFILE_ROWS
+    sampled = (
+        train.sample(frac=PROFILE_ROWS / n_train, random_state=config.split.seed) if n_train > PROFILE_ROWS else train
+    )
+    with cluster_faults("sampling the train split for the reference profile", client):
+        return sampled.compute()

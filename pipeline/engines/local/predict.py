@@ -18,6 +18,7 @@ from loguru import logger
 from pipeline.config import PipelineConfig
 from pipeline.contract import PREDICTIONS_DIR
 from pipeline.errors import DataError, first_line
+from pipeline.modeling.profile import Tally
 from pipeline.modeling.scoring import score as score_chunk
 
 SUFFIXES = (".csv", ".parquet")
@@ -64,29 +65,37 @@ def check_paths(source: str, target: Path) -> None:
         raise DataError(f"predict: output folder {target.parent} does not exist")
 
 
-def _score_file(served, input_path: Path, partial: Path, chunk_rows: int) -> int:
-    writer, rows, what = _ChunkWriter(partial), 0, f"predict input {input_path}"
+def scored_chunks(served, input_path: Path, chunk_rows: int, tally: Tally | None, step: str) -> Iterator[pd.DataFrame]:
+    """The input file scored chunk by chunk (counted into `tally` when given); no rows is a DataError."""
+    rows, what = 0, f"{step} input {input_path}"
     known = set(served.schema.get("inputs") or {})
+    for chunk in read_chunks(input_path, chunk_rows):
+        if rows == 0 and (extra := [str(c) for c in chunk.columns if c not in known]):
+            logger.warning("{}: columns the model does not use are passed through: {}", what, ", ".join(extra))
+        yield score_chunk(served, chunk, what, tally)
+        rows += len(chunk)
+    if rows == 0:
+        raise DataError(f"{what} holds no rows")
+
+
+def _score_file(served, input_path: Path, partial: Path, chunk_rows: int, tally: Tally | None) -> int:
+    writer, rows = _ChunkWriter(partial), 0
     try:
-        for chunk in read_chunks(input_path, chunk_rows):
-            if rows == 0 and (extra := [str(c) for c in chunk.columns if c not in known]):
-                logger.warning("{}: columns the model does not use are passed through: {}", what, ", ".join(extra))
-            writer.write(score_chunk(served, chunk, what))
-            rows += len(chunk)
+        for scored in scored_chunks(served, input_path, chunk_rows, tally, "predict"):
+            writer.write(scored)
+            rows += len(scored)
     finally:
         writer.close()
-    if rows == 0:
-        raise DataError(f"predict input {input_path} holds no rows")
     return rows
 
 
-def _write_predictions(served, source: Path, target: Path, chunk_rows: int) -> int:
+def _write_predictions(served, source: Path, target: Path, chunk_rows: int, tally: Tally | None) -> int:
     """Score into a hidden folder beside the target and rename when complete: a full disk or an unwritable folder
     is a one-line error, and the target is never left half-written (the hidden folder is removed)."""
     try:
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".predict-") as tmp:
             partial = Path(tmp) / target.name
-            rows = _score_file(served, source, partial, chunk_rows)
+            rows = _score_file(served, source, partial, chunk_rows, tally)
             mlflow.log_artifact(str(partial), PREDICTIONS_DIR)
             partial.replace(target)
     except OSError as exc:
@@ -94,5 +103,13 @@ def _write_predictions(served, source: Path, target: Path, chunk_rows: int) -> i
     return rows
 
 
-def score(config: PipelineConfig, served: Any, model_uri: str, source: str, target: Path, chunk_rows: int) -> int:
-    return _write_predictions(served, Path(source), target, chunk_rows)
+def score(
+    config: PipelineConfig,
+    served: Any,
+    model_uri: str,
+    source: str,
+    target: Path,
+    chunk_rows: int,
+    tally: Tally | None = None,
+) -> int:
+    return _write_predictions(served, Path(source), target, chunk_rows, tally)

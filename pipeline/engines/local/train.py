@@ -49,4 +49,4 @@ def fit(config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Ru
     with interrupts.deferred():
         model.fit(x, y, sample_weight=weights, verbose=False)
     predicted = model.predict(x_test) if schema.task == "regression" else model.predict_proba(x_test)
-    return Trained(model, y_test.to_numpy(), predicted, x_test, held_out)
+    return Trained(model, y_test.to_numpy(), predicted, x_test, held_out, x)
