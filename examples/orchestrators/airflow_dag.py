@@ -5,6 +5,9 @@ Copy this file and steps.py into your DAGs folder and set PIPELINE_PROJECT_DIR (
 pipeline's environment) and MLFLOW_TRACKING_URI for the workers. Trigger it with a `chain_id` param, or leave the
 DAG run id to be used. A task retry re-runs its step pinned to the same upstream run; a failure raises StepFailed
 with the step's one-line error and exit code (see the README's exit codes).
+
+`mlflow_watch_and_retrain` (param `batch`) is the DAG to trigger when new rows arrive: `monitor` compares them with
+the champion's reference profile, and only a drift alert runs the chain.
 """
 
 from __future__ import annotations
@@ -24,16 +27,9 @@ def _chain_id() -> str:
     return context["params"].get("chain_id") or context["run_id"]
 
 
-@dag(
-    dag_id="mlflow_pipeline",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    params={"chain_id": ""},
-    default_args={"retries": 1},
-    tags=["mlflow"],
-)
-def mlflow_pipeline():
+def _chain():
+    """preprocess -> tune -> train -> evaluate, as tasks of the DAG being defined; the first task."""
+
     @task
     def preprocess() -> dict:
         return run_step("preprocess", None, _chain_id())
@@ -50,7 +46,48 @@ def mlflow_pipeline():
     def evaluate(upstream: dict) -> dict:
         return run_step("evaluate", upstream["run_id"], _chain_id())
 
-    evaluate(train(tune(preprocess())))
+    first = preprocess()
+    evaluate(train(tune(first)))
+    return first
+
+
+@dag(
+    dag_id="mlflow_pipeline",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    params={"chain_id": ""},
+    default_args={"retries": 1},
+    tags=["mlflow"],
+)
+def mlflow_pipeline():
+    _chain()
 
 
 mlflow_pipeline()
+
+
+@dag(
+    dag_id="mlflow_watch_and_retrain",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    params={"batch": "", "chain_id": ""},
+    tags=["mlflow"],
+)
+def mlflow_watch_and_retrain():
+    """monitor a new batch (param `batch`, a CSV/Parquet path the workers read) against the champion's reference
+    profile; only on a drift alert does the chain run (the short circuit skips it otherwise)."""
+
+    @task.short_circuit
+    def monitor() -> bool:
+        batch = get_current_context()["params"]["batch"]
+        # on_drift: warn, so an alert is a verdict to act on here rather than a failed task.
+        watched = run_step("monitor", None, _chain_id(), "--input", batch, "--set", "monitor.on_drift=warn")
+        print(f"drift of {batch}: {watched['verdict']}")
+        return watched["verdict"] == "alert"
+
+    monitor() >> _chain()
+
+
+mlflow_watch_and_retrain()

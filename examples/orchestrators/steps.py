@@ -26,6 +26,7 @@ EXIT_MEANINGS = {
     3: "no usable upstream run",
     4: "tracking store unreachable",
     5: "challenger rejected",
+    6: "drift alert",
     130: "interrupted",
 }
 
