@@ -118,7 +118,7 @@ def test_predict_on_dask_answers_as_on_local(both_engines, tmp_path, scheduler):
         part.to_parquet(folder / f"part.{number}.parquet", index=False)
     rows.to_parquet(tmp_path / "rows-one-file.parquet", index=False)
     local_config = small_config_with({"registry.model_name": "bc-dask"})
-    predict.run(
+    on_local_engine = predict.run(
         local_config, input_path=str(tmp_path / "rows-one-file.parquet"), output_path=str(tmp_path / "a.parquet")
     )
     result = predict.run(config, input_path=str(folder), output_path=str(tmp_path / "b.parquet"))
@@ -126,6 +126,20 @@ def test_predict_on_dask_answers_as_on_local(both_engines, tmp_path, scheduler):
     assert (tmp_path / "b.parquet").is_dir() and result.metrics["n_rows"] == 569
     pd.testing.assert_frame_equal(on_dask_, on_local)
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".predict-")]
+    # The drift of the batch, counted partition by partition on the workers, is the local engine's to the digit.
+    client = MlflowClient()
+    local_psi, dask_psi = (
+        {k: v for k, v in client.get_run(run_id).data.metrics.items() if k.startswith("drift_")}
+        for run_id in (on_local_engine.run_id, result.run_id)
+    )
+    assert local_psi.keys() == dask_psi.keys() and "drift_psi_output" in dask_psi
+    assert all(dask_psi[key] == pytest.approx(local_psi[key], rel=1e-9, abs=1e-12) for key in local_psi)
+    from pipeline.steps import monitor
+
+    watched = monitor.run(config, input_path=str(folder))
+    assert watched.metrics["n_rows"] == 569 and watched.metrics["drift_psi_max"] == pytest.approx(
+        dask_psi["drift_psi_max"]
+    )
 
 
 def churn_table(rows: int, seed: int) -> pd.DataFrame:
