@@ -134,7 +134,7 @@ def test_a_code_change_invalidates_only_the_steps_that_run_that_code(tmp_path):
         "steps/train.py": {"train"},
         "tuning/study.py": {"tune"},
         "steps/chain.py": set(),
-        "data/sql_source.py": {"preprocess", "tune", "train", "evaluate", "predict", "rollback"},
+        "data/sql_source.py": {"preprocess", "tune", "train", "evaluate", "predict", "monitor", "rollback"},
         "engines/local/train.py": {"train"},
         "engines/dask/train.py": set(),  # the steps' fingerprints below are on engine local
         "contract.py": set(STEPS),
@@ -190,7 +190,7 @@ print(json.dumps(found))
         [sys.executable, "-c", show, json.dumps(groups)], capture_output=True, text=True, check=True
     )
     loaded_by = json.loads(answer.stdout.splitlines()[-1])
-    assert len(loaded_by) == len(groups) == 11  # rollback has no engine module: the same group on both engines
+    assert len(loaded_by) == len(groups) == 13  # rollback has no engine module: the same group on both engines
     for names in groups:
         loaded = set(loaded_by[" ".join(names)])
         assert set(names) <= loaded
