@@ -61,6 +61,11 @@ def benchmarks(quick: bool) -> list[tuple[str, list[str], str]]:
             "a rule beats the 0.5 cut on F1 or cost where 0.5 flags few positives; measured and reported",
         ),
         (
+            "drift: profile and compare speed, false alarms, sensitivity to a 0.5-SD shift and a category's share",
+            ["drift.py", *(["--rows", "100000", "--repeats", "1", "--batches", "5"] if quick else [])],
+            "profile 1M x 30 <= 3 s; compare 200k <= 1 s; no false alarm; shifts alerted",
+        ),
+        (
             "engine dask against local: 1M and 10M rows x 30 features (Parquet parts), 3 trials of <= 100 rounds, "
             "LocalCluster 2 workers x 1.5 GB; local at 1M only",
             ["dask_scale.py", *(["--rows", "50000", "200000", "--local-max-rows", "200000"] if quick else [])],

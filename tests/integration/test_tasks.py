@@ -12,7 +12,13 @@ import pytest
 
 from pipeline import cli
 from pipeline.config import load_config
-from pipeline.contract import FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT, STEP_TAG, TASK_TAG
+from pipeline.contract import (
+    CALIBRATION_ARTIFACT,
+    FEATURE_IMPORTANCE_ARTIFACT,
+    SHAP_SUMMARY_ARTIFACT,
+    STEP_TAG,
+    TASK_TAG,
+)
 from pipeline.steps.chain import run_chain
 from tests.helpers import DEFAULT_CONFIG, TEST_CONFIGS
 
@@ -45,7 +51,8 @@ def test_multiclass_wine(client):
     assert list(answer.columns) == ["prediction", "probability_0", "probability_1", "probability_2"]
     assert set(answer["prediction"]) <= {0, 1, 2}
     assert answer.filter(like="probability_").sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-5)
-    assert train_plots(client, chain) == {FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT}  # the shap extra: test's
+    # the shap extra: test's; the reliability diagram: classification
+    assert train_plots(client, chain) == {FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT, CALIBRATION_ARTIFACT}
 
 
 def _test_split(client, chain) -> str:
@@ -142,7 +149,8 @@ def test_a_csv_with_text_categories_and_missing_values(module_client, churn_chai
     assert client.get_run(preprocess_id).data.metrics["n_categorical"] == 3
     evaluate_run = client.get_run(chain.step("evaluate").run_id)
     assert evaluate_run.data.metrics["roc_auc"] > 0.8  # the categories were learnt, not ignored
-    assert train_plots(client, chain) == {FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT}  # categories, gaps
+    plots = {FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT, CALIBRATION_ARTIFACT}
+    assert train_plots(client, chain) == plots  # categories, gaps
 
     # New rows: a category never seen in training and missing values still get an answer, ids pass through.
     fresh = customers(40, seed=2).assign(plan=lambda t: t["plan"].where(t.index > 0, "enterprise"))
