@@ -23,6 +23,7 @@ VERDICT_TAG = "pipeline.verdict"  # evaluate: promoted / rejected / ...
 VERDICT_REASON_TAG = "pipeline.verdict_reason"
 PROMOTION_TAG = "pipeline.promotion"  # evaluate, when it moved @champion: JSON from, to, by, at (the promotion log)
 ERROR_TAG = "pipeline.error"  # a failed run: the one-line error
+GIT_DIRTY_TAG = "pipeline.git_dirty"  # every step run from a git checkout: true when tracked files differ from HEAD
 MODEL_NAME_TAG = "pipeline.model.name"  # train, evaluate, predict, rollback: the registered model made or used
 MODEL_VERSION_TAG = "pipeline.model.version"
 

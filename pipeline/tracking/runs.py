@@ -38,6 +38,7 @@ from pipeline.results import StepResult
 from pipeline.tracking.lookup import follow_lineage, resolve_upstream
 from pipeline.tracking.notes import step_note, write_note
 from pipeline.tracking.outputs import step_outputs
+from pipeline.tracking.source import source_tags
 
 
 def check_tracking_store() -> None:
@@ -157,6 +158,9 @@ def _log_file(step: str) -> Iterator[Path]:
 def _open_run(step: str, config: PipelineConfig, context: RunContext, tags: dict[str, str]) -> StepRun:
     client = MlflowClient()
     if context.launcher_run_id:
+        # `mlflow run` already named the project's source on its run (a git URL, say): keep its words for it.
+        recorded = client.get_run(context.launcher_run_id).data.tags
+        tags = {key: value for key, value in tags.items() if key.startswith("pipeline.") or key not in recorded}
         run = mlflow.start_run(run_id=context.launcher_run_id, tags=tags)
     else:
         experiment_id = context.experiment_id or resolve_experiment_id(client, config.experiment)
@@ -175,6 +179,7 @@ def step_run(step: str, config: PipelineConfig, context: RunContext) -> Iterator
     """
     tags = {
         STEP_TAG: step,
+        **source_tags(),  # the commit the code came from (and whether the checkout differed from it)
         **({CHAIN_TAG: context.chain_id} if context.chain_id else {}),
         **({FINGERPRINT_TAG: context.fingerprint} if context.fingerprint else {}),
     }
