@@ -66,6 +66,10 @@ class Scaffold:
         return f"{self.name}-xgb"
 
     @property
+    def experiment(self) -> str:
+        return self.name
+
+    @property
     def positive_share(self) -> float | None:
         """Binary: the positive class's share of the rows with a target; None otherwise."""
         if self.task != "binary":
@@ -212,6 +216,12 @@ def render(scaffold: Scaffold, path: str | Path | None = None) -> str:
         f"#   {next_command(path or f'configs/{scaffold.name}.yaml')}",
         *(line for note in scaffold.notes for line in _comment(f"Look at this first: {note}.")),
         f"extends: {BASE_CONFIG}",
+        "",
+        *_comment(
+            "The MLflow experiment of this table's runs (created on the first run), so each dataset has its own "
+            "run list; `mlflow run --experiment-name` or MLFLOW_EXPERIMENT_NAME still take precedence."
+        ),
+        f"experiment: {_yaml(scaffold.experiment)}",
         "",
     ]
     sections = [

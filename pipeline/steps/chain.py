@@ -9,7 +9,6 @@ Writes: one run per computed step tagged `pipeline.chain_id`, plus the chain's o
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,7 +40,7 @@ from pipeline.tracking.lineage_view import render_markdown
 from pipeline.tracking.notes import write_note
 from pipeline.tracking.registry import fill_model_aliases
 from pipeline.tracking.reuse import input_digest, reuse_or_compute
-from pipeline.tracking.runs import RunContext, resolve_experiment_id
+from pipeline.tracking.runs import RunContext, resolve_experiment_id, run_name
 
 
 @dataclass
@@ -72,9 +71,10 @@ def _open_chain_run(
     """The chain's own run (the launcher's when given) -> (run id, experiment id, chain id)."""
     if launcher_run_id:
         run = client.get_run(launcher_run_id)
+        client.set_tag(launcher_run_id, MLFLOW_RUN_NAME, run_name(MAIN_STEP))  # not MLflow's random name
     else:
         experiment_id = resolve_experiment_id(client, config.experiment)
-        name = f"main-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = run_name(MAIN_STEP)
         run = client.create_run(experiment_id, tags={MLFLOW_RUN_NAME: name}, run_name=name)
     run_id = run.info.run_id
     client.set_tag(run_id, STEP_TAG, MAIN_STEP)
@@ -136,7 +136,7 @@ def run_chain(
     run_id, experiment_id, chain_id = _open_chain_run(client, config, launcher_run_id, chain_id)
     logger.info("chain {} (run {}) in experiment {}", chain_id, run_id, experiment_id)
     result = ChainResult(chain_id, experiment_id, run_id=run_id)
-    context = RunContext(chain_id=chain_id, experiment_id=experiment_id)
+    context = RunContext(chain_id=chain_id, experiment_id=experiment_id, parent_run_id=run_id)
     try:
         client.log_dict(run_id, loggable_config(config), RESOLVED_CONFIG_ARTIFACT)
         with engines.session(config):  # dask: one cluster for all the steps (started when first needed)

@@ -9,7 +9,8 @@ the date columns (`pipeline.data.schema.detect_datetime_columns`), the id-like t
 table in its file order), and counts the rows without a target; then runs preprocess's own work on the written config
 (in this process, no run) for its leakage check, and writes the suspects as a comment.
 
-Writes `<configs_dir>/<name>.yaml` (default `configs/<source stem>.yaml`): `extends: pipeline.yaml` plus
+Writes `<configs_dir>/<name>.yaml` (default `configs/<source stem>.yaml`): `extends: pipeline.yaml`, `experiment:
+<name>` (each dataset its own experiment), plus
 `data.source/target/task/positive_class/missing_target/id_columns/datetime_columns`, `registry.model_name`
 (`<name>-xgb`) and modest gates for the task under `evaluate.<task>`, each decision explained by a comment. A binary
 target whose positive class is under `RARE_POSITIVE_SHARE` (10%) of the rows is gated on `roc_auc` and
@@ -68,6 +69,8 @@ def _check_name(name: str) -> str:
 def _check_written(path: Path, scaffold: Scaffold) -> None:
     """The file loads and validates as a pipeline config and reads back what was decided, with the same types."""
     config = load_config(path)
+    if config.experiment != scaffold.experiment:
+        raise ConfigError(f"init-config: experiment reads back as {config.experiment!r}, not {scaffold.experiment!r}")
     data = config.data
     read_back = {
         "target": data.target,
@@ -161,6 +164,7 @@ def run(
     decided.update(
         source=mask_url(source),
         model_name=scaffold.model_name,
+        experiment=scaffold.experiment,
         gates=scaffold.gates,
         positive_share=scaffold.positive_share,
         rare_positive=scaffold.rare_positive,
@@ -204,7 +208,7 @@ def summary(decided: dict[str, Any]) -> str:
             f"{column} ({decided['leakage_metric']} {score:.3f})" for column, score in decided["suspects"]
         )
         lines.append(f"  leakage    suspected: {named} (see the comment in the file)")
-    lines.append(f"  model      {decided['model_name']}")
+    lines.append(f"  model      {decided['model_name']} (experiment {decided['experiment']})")
     gates = ", ".join(f"{metric} >= {threshold}" for metric, threshold in decided["gates"].items())
     lines.append(f"  gates      evaluate.{decided['task']}: {gates} (raise these once you know what your data allows)")
     if decided["rare_positive"]:

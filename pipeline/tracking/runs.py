@@ -19,7 +19,7 @@ import mlflow
 from loguru import logger
 from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from pipeline import interrupts
 from pipeline.config import PipelineConfig, loggable_config
@@ -87,6 +87,7 @@ class RunContext:
     chain_id: str | None = None
     experiment_id: str | None = None
     fingerprint: str | None = None  # known before the step runs (main): tagged at once, as a claim on the work
+    parent_run_id: str | None = None  # main's run: the step's run is nested under it (one row per chain in the UI)
 
 
 @dataclass
@@ -155,17 +156,24 @@ def _log_file(step: str) -> Iterator[Path]:
             logger.remove(sink)
 
 
+def run_name(step: str) -> str:
+    """`<step>-<local time>`: every run the pipeline opens or takes over is named so."""
+    return f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def _open_run(step: str, config: PipelineConfig, context: RunContext, tags: dict[str, str]) -> StepRun:
     client = MlflowClient()
     if context.launcher_run_id:
         # `mlflow run` already named the project's source on its run (a git URL, say): keep its words for it.
         recorded = client.get_run(context.launcher_run_id).data.tags
         tags = {key: value for key, value in tags.items() if key.startswith("pipeline.") or key not in recorded}
-        run = mlflow.start_run(run_id=context.launcher_run_id, tags=tags)
+        # Named like the runs the steps open themselves, not with MLflow's random name.
+        run = mlflow.start_run(run_id=context.launcher_run_id, tags={**tags, MLFLOW_RUN_NAME: run_name(step)})
     else:
         experiment_id = context.experiment_id or resolve_experiment_id(client, config.experiment)
-        name = f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
-        created = client.create_run(experiment_id, tags={**tags, MLFLOW_RUN_NAME: name}, run_name=name)
+        name = run_name(step)
+        nested = {MLFLOW_PARENT_RUN_ID: context.parent_run_id} if context.parent_run_id else {}
+        created = client.create_run(experiment_id, tags={**tags, **nested, MLFLOW_RUN_NAME: name}, run_name=name)
         run = mlflow.start_run(run_id=created.info.run_id)
     return StepRun(step, run.info.run_id, run.info.experiment_id, client, config)
 

@@ -23,7 +23,7 @@ from pipeline.contract import (
 from pipeline.modeling.promotion import PROMOTED, REJECTED
 from pipeline.steps import evaluate
 from pipeline.steps.chain import run_chain
-from tests.helpers import small_config_with
+from tests.helpers import DEFAULT_CONFIG, small_config_with
 from tests.hooks.breast_cancer_ratio import RATIO_FEATURE
 
 pytestmark = pytest.mark.heavy
@@ -62,17 +62,19 @@ def own_chain(own_client, small_config):
     return run_chain(small_config)
 
 
-def test_one_top_level_run_per_step_sharing_the_chain_id(client, chain):
+def test_one_run_per_step_nested_under_the_chain_run_sharing_the_chain_id(client, chain):
     for step in ("preprocess", "tune", "train", "evaluate"):
         (run,) = step_runs(client, step)
         assert run.info.status == "FINISHED"
         assert run.data.tags[CHAIN_TAG] == chain.chain_id
-        assert MLFLOW_PARENT_RUN_ID not in run.data.tags
+        assert run.data.tags[MLFLOW_PARENT_RUN_ID] == chain.run_id  # one row per chain in the UI's run list
+        assert run.info.run_name.startswith(f"{step}-")
         assert len(run.data.tags[FINGERPRINT_TAG]) == 16
         assert f"logs/{step}.log" in artifact_paths(client, run.info.run_id)
         assert "config/resolved.yaml" in artifact_paths(client, run.info.run_id)
     (chain_run,) = step_runs(client, "main")
     assert chain_run.info.run_id == chain.chain_id and chain_run.info.status == "FINISHED"
+    assert MLFLOW_PARENT_RUN_ID not in chain_run.data.tags and chain_run.info.run_name.startswith("main-")
     assert "chain.json" in artifact_paths(client, chain.chain_id)
 
 
@@ -292,3 +294,23 @@ def test_every_step_reused_gives_the_result_it_gave_when_computed(own_client, ow
             result.model_name,
             result.model_version,
         ), result.step
+
+
+def test_lookups_find_the_newest_step_run_in_a_store_of_nested_and_flat_chains(own_client, small_config):
+    """A chain from `main` (steps nested under its run) and one from an orchestrator (each step its own process:
+    flat runs tagged with its chain id): each step's lookup takes the newest finished run of the step, either kind."""
+    nested = run_chain(small_config)
+    flat = {}
+    for step in ("preprocess", "tune", "train"):
+        argv = [step, "--config", str(DEFAULT_CONFIG), "--chain-id", "flat-chain", "--json"]
+        assert cli.main(argv) == 0
+        (flat[step],) = own_client.search_runs(
+            [nested.experiment_id], f"tags.`{STEP_TAG}` = '{step}' and tags.`{CHAIN_TAG}` = 'flat-chain'"
+        )
+        assert MLFLOW_PARENT_RUN_ID not in flat[step].data.tags
+    # Each flat step read the newest finished run of its upstream step: the flat one, not the nested chain's.
+    assert flat["tune"].data.tags[upstream_tag("preprocess")] == flat["preprocess"].info.run_id
+    assert flat["train"].data.tags[upstream_tag("tune")] == flat["tune"].info.run_id
+    evaluated = evaluate.run(small_config)  # newest finished train: the flat chain's
+    assert evaluated.upstream["train"] == flat["train"].info.run_id
+    assert own_client.get_run(evaluated.run_id).data.tags[upstream_tag("preprocess")] == flat["preprocess"].info.run_id

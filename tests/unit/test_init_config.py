@@ -57,6 +57,7 @@ def test_a_text_target_gives_a_binary_config_that_loads(project: Path):
     assert config.data.datetime_columns == ["signup_date"]
     assert config.data.target == "churned" and config.data.source == str(project / "customers.csv")
     assert config.registry.model_name == "customers-xgb"
+    assert config.experiment == "customers"  # each dataset its own experiment, not Default
     gates = config.evaluate.binary.thresholds
     assert gates["roc_auc"].threshold == 0.75 and gates["accuracy_score"].threshold == 0.7
     assert config.tune.n_trials == load_config(project / "configs" / "pipeline.yaml").tune.n_trials  # inherited
