@@ -272,6 +272,7 @@ class RegistryConfig(_Strict):
     challenger_alias: str = Field(min_length=1)
     champion_alias: str = Field(min_length=1)
     previous_champion_alias: str = Field(min_length=1)
+    description: str | None = Field(min_length=1)  # the model card's intended use
 
     @field_validator("model_name")
     @classmethod

@@ -31,6 +31,7 @@ MODEL_VERSION_TAG = "pipeline.model.version"
 PREVIOUS_CHAMPION_TAG = "pipeline.previous_champion"  # version: the champion it replaced (rollback's target)
 ROLLED_BACK_TAG = "pipeline.rolled_back"  # version: why it stopped being the champion
 LAST_ROLLBACK_TAG = "pipeline.last_rollback"  # registered model: the last rollback, as JSON
+MODEL_CARD_TAG = "pipeline.model_card"  # version: where its current model card is (runs:/<run id>/model_card.md)
 
 
 # train's test metric that the chain's summary, the registered version's description and the README quote, by task.
@@ -77,6 +78,7 @@ SHAP_SUMMARY_ARTIFACT = "plots/shap_summary.png"  # train, with the shap extra: 
 CALIBRATION_ARTIFACT = "plots/calibration.png"  # train and evaluate, classification: the reliability diagram
 MODEL_ARTIFACT = "model"  # train: the name of its logged pyfunc model (raw rows in), registered as a version
 LINEAGE_CARD_ARTIFACT = "lineage.md"
+MODEL_CARD_ARTIFACT = "model_card.md"  # train (the card), evaluate (the card with its verdict appended)
 PREDICTIONS_DIR = "predictions"
 CHAIN_RECORD_ARTIFACT = "chain.json"  # main: every step's result
 
@@ -193,9 +195,20 @@ CHAIN = (
         reads="tune",
         records=("tune", "preprocess"),
         config_sections=("engine", "data", "train", "decision", "registry"),
-        artifacts=(MODEL_ARTIFACT, FEATURE_IMPORTANCE_ARTIFACT, CALIBRATION_ARTIFACT, PROFILE_ARTIFACT),
+        artifacts=(
+            MODEL_ARTIFACT,
+            FEATURE_IMPORTANCE_ARTIFACT,
+            CALIBRATION_ARTIFACT,
+            PROFILE_ARTIFACT,
+            MODEL_CARD_ARTIFACT,
+        ),
         run_tags=(MODEL_NAME_TAG, MODEL_VERSION_TAG),
-        version_tags=(version_run_tag("train"), version_run_tag("tune"), version_run_tag("preprocess")),
+        version_tags=(
+            version_run_tag("train"),
+            version_run_tag("tune"),
+            version_run_tag("preprocess"),
+            MODEL_CARD_TAG,
+        ),
         outputs=(Output("model_uri", registered_model=True),),
         key_params=("n_estimators", "max_depth", "learning_rate", "decision.threshold"),
         key_metrics=("test_roc_auc", "test_accuracy", "test_rmse", "test_r2"),
@@ -206,9 +219,9 @@ CHAIN = (
         reads="train",
         records=("train", "preprocess"),
         config_sections=("engine", "data", "registry", "evaluate"),
-        artifacts=(LINEAGE_CARD_ARTIFACT, CALIBRATION_ARTIFACT),
+        artifacts=(LINEAGE_CARD_ARTIFACT, CALIBRATION_ARTIFACT, MODEL_CARD_ARTIFACT),
         run_tags=(VERDICT_TAG, VERDICT_REASON_TAG, MODEL_NAME_TAG, MODEL_VERSION_TAG, PROMOTION_TAG),
-        version_tags=(VERDICT_TAG, version_run_tag("evaluate"), PREVIOUS_CHAMPION_TAG),
+        version_tags=(VERDICT_TAG, version_run_tag("evaluate"), PREVIOUS_CHAMPION_TAG, MODEL_CARD_TAG),
         options=(EVAL_DATA_OPTION,),
         key_metrics=(
             "roc_auc",

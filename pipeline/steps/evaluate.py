@@ -30,6 +30,8 @@ from pipeline.config import PipelineConfig
 from pipeline.contract import (
     CALIBRATION_ARTIFACT,
     LINEAGE_CARD_ARTIFACT,
+    MODEL_CARD_ARTIFACT,
+    MODEL_CARD_TAG,
     MODEL_NAME_TAG,
     MODEL_VERSION_TAG,
     VERDICT_REASON_TAG,
@@ -40,7 +42,7 @@ from pipeline.data.schema import Schema
 from pipeline.data.sources import read_table, tracked_dataset
 from pipeline.engines import EvaluateWork, TestSplit, engine_for
 from pipeline.errors import DataError, GateRejected, UpstreamError
-from pipeline.modeling import plots
+from pipeline.modeling import card, plots
 from pipeline.modeling.evaluation import default_evaluation, evaluable
 from pipeline.modeling.promotion import REJECTED, Verdict, decide
 from pipeline.results import StepResult
@@ -130,12 +132,28 @@ def _log_calibration(curves: list | None, rows: int) -> None:
         mlflow.log_artifact(str(path), str(Path(CALIBRATION_ARTIFACT).parent))
 
 
-def _record(active: StepRun, verdict: Verdict, config: PipelineConfig, version: str) -> None:
+def _append_to_card(active: StepRun, train_run: Run, name: str, version: str, verdict: Verdict) -> str:
+    """The train run's model card with the verdict and the champion comparison appended, logged on this run and
+    tagged on the version as its current card; "" for a version whose train run wrote none."""
+    try:
+        written = mlflow.artifacts.load_text(f"runs:/{train_run.info.run_id}/{MODEL_CARD_ARTIFACT}")
+    except Exception:  # noqa: BLE001 - a version trained before model cards: nothing to append to
+        return ""
+    comparison = note(active.client.get_run(active.run_id))[1:]  # the champion table of this run's note
+    mlflow.log_text(card.with_evaluation(written, verdict.decision, verdict.reason, comparison), MODEL_CARD_ARTIFACT)
+    card_uri = f"runs:/{active.run_id}/{MODEL_CARD_ARTIFACT}"
+    active.client.set_model_version_tag(name, version, MODEL_CARD_TAG, card_uri)
+    return card_uri
+
+
+def _record(active: StepRun, verdict: Verdict, config: PipelineConfig, version: str, train_run: Run) -> None:
     name = config.registry.model_name
     mlflow.set_tags({VERDICT_TAG: verdict.decision, VERDICT_REASON_TAG: verdict.reason[:5000]})
     active.client.set_model_version_tag(name, version, VERDICT_TAG, verdict.decision)
     active.client.set_model_version_tag(name, version, version_run_tag("evaluate"), active.run_id)
-    add_verdict(active.client, name, version, verdict.decision, verdict.reason)
+    card_uri = _append_to_card(active, train_run, name, version, verdict)
+    reason = f"{verdict.reason.rstrip('.')}. Model card: `{card_uri}`." if card_uri else verdict.reason
+    add_verdict(active.client, name, version, verdict.decision, reason)
     if verdict.promoted:
         promote(active, config.registry, version)
 
@@ -167,7 +185,7 @@ def run(
                 candidate = split.whole_split(candidate, model, schema, "full_test_")
                 _log_calibration(curves, len(data))
             verdict = _judge(active, config, schema.task, version, rows, candidate, split)
-        _record(active, verdict, config, version)
+        _record(active, verdict, config, version, train_run)
         card = {**chain_of_run(active.client, train_run), "evaluate": active.client.get_run(active.run_id)}
         mlflow.log_text(render_markdown(f"{name} version {version}", card, verdict.reason), LINEAGE_CARD_ARTIFACT)
         logger.info("verdict for {} version {}: {} ({})", name, version, verdict.decision, verdict.reason)

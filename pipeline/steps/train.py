@@ -37,9 +37,12 @@ from xgboost import XGBModel
 from pipeline.config import PipelineConfig
 from pipeline.contract import (
     BEST_PARAMS_ARTIFACT,
+    DATA_DIGEST_TAG,
     HEADLINE_METRIC,
     HOOK_ARTIFACT,
     MODEL_ARTIFACT,
+    MODEL_CARD_ARTIFACT,
+    MODEL_CARD_TAG,
     MODEL_NAME_TAG,
     MODEL_VERSION_TAG,
     PROFILE_ARTIFACT,
@@ -50,7 +53,7 @@ from pipeline.data.schema import Schema
 from pipeline.data.transform import answer as answer_frame
 from pipeline.data.transform import decide
 from pipeline.engines import Trained, TrainWork, engine_for
-from pipeline.modeling import plots, profile
+from pipeline.modeling import card, plots, profile
 from pipeline.modeling.decision import check_for_task, fit_decision, params_and_metrics
 from pipeline.modeling.decision import describe as describe_decision
 from pipeline.modeling.metrics import test_metrics
@@ -138,9 +141,27 @@ def run(
         drawer.finish()
         headline = HEADLINE_METRIC[schema.task]
         described = version_headline(schema.task, metrics, headline, preprocess_run)  # and suspected leaks
-        described = f"{described} {describe_decision(decision)}".strip()
+        card_uri = f"runs:/{active.run_id}/{MODEL_CARD_ARTIFACT}"
+        described = f"{described} {describe_decision(decision)} Model card: `{card_uri}`.".replace("  ", " ")
         version = _register(active, model_info.model_uri, config, described)
         mlflow.set_tags({MODEL_NAME_TAG: config.registry.model_name, MODEL_VERSION_TAG: version})
+        facts = card.CardFacts(
+            model_name=config.registry.model_name,
+            version=version,
+            intended_use=config.registry.description,
+            schema=schema,
+            preprocess_params=dict(preprocess_run.data.params),
+            preprocess_metrics=dict(preprocess_run.data.metrics),
+            data_digest=preprocess_run.data.tags.get(DATA_DIGEST_TAG, "?"),
+            tuned_params=params,
+            test_metrics={k: v for k, v in metrics.items() if k.startswith("test_")},
+            headline=headline,
+            interval=card.bootstrap_interval(trained.test_truth, trained.test_predicted, schema.task, decision),
+            decision=decision,
+            runs={"train": active.run_id, **active.upstream},
+        )
+        mlflow.log_text(card.render(facts), MODEL_CARD_ARTIFACT)
+        active.client.set_model_version_tag(config.registry.model_name, version, MODEL_CARD_TAG, card_uri)
         logger.info(
             "{} {:.4f}; registered {} version {} as @{}",
             headline,

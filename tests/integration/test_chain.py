@@ -256,7 +256,12 @@ def test_people_read_what_each_run_did_in_its_description(client, chain, small_c
     name = small_config.registry.model_name
     description = client.get_model_version(name, chain.step("train").model_version).description
     assert description.startswith(f"binary XGBoost model, test_roc_auc {train.data.metrics['test_roc_auc']:.4f}")
-    assert description.endswith(f"evaluate: **{PROMOTED}**. {evaluate_.data.tags['pipeline.verdict_reason']}")
+    verdict = f"evaluate: **{PROMOTED}**. {evaluate_.data.tags['pipeline.verdict_reason']}"
+    assert description.endswith(f"{verdict}. Model card: `runs:/{evaluate_.info.run_id}/model_card.md`.")
+    assert f"Model card: `runs:/{train.info.run_id}/model_card.md`." in description  # train's, before the verdict
+    evaluated_card = mlflow.artifacts.load_text(f"runs:/{evaluate_.info.run_id}/model_card.md")
+    assert evaluated_card.startswith(f"# Model card: {name} version {chain.step('train').model_version}")
+    assert "95% bootstrap interval" in evaluated_card and f"**{PROMOTED}**" in evaluated_card.split("## Evaluation")[1]
 
 
 def test_a_weaker_challengers_description_shows_the_comparison(own_client, own_chain, small_config):
@@ -272,7 +277,7 @@ def test_every_step_reused_gives_the_result_it_gave_when_computed(own_client, ow
     ran: the same outputs, upstream runs and model version, for every step of the contract."""
     from pipeline.contract import STEPS
     from pipeline.data.sources import load_source
-    from pipeline.steps import predict, rollback
+    from pipeline.steps import monitor, predict, rollback
     from pipeline.tracking.reuse import reused_result
 
     rows = tmp_path / "rows.csv"
@@ -282,6 +287,7 @@ def test_every_step_reused_gives_the_result_it_gave_when_computed(own_client, ow
         *own_chain.steps,
         *second.steps,
         predict.run(small_config, input_path=str(rows), output_path=str(tmp_path / "scored.csv")),
+        monitor.run(small_config, input_path=str(rows)),
         rollback.run(small_config, reason="checking results"),
     ]
     assert {result.step for result in computed} == set(STEPS)

@@ -68,6 +68,7 @@ registry:
   challenger_alias: challenger
   champion_alias: champion
   previous_champion_alias: previous-champion
+  description: null
 evaluate:
   binary:
     thresholds: {roc_auc: {threshold: 0.9}}
