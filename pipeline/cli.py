@@ -37,6 +37,7 @@ OVERRIDES = (
 TOOLS = {
     "lineage": "print the chain of runs behind a run or a registered model version",
     "history": "every promotion and rollback of the registered model, or the champion at a time",
+    "reproduce": "rebuild a registered version from its record (commit, config, seeds, data) and compare",
     "init-config": "write configs/<name>.yaml for a table (needs no config and no tracking store)",
     "check-store": "check that the tracking store answers",
 }
@@ -116,6 +117,16 @@ def _add_tools(commands) -> None:
     _config_options(history)
     history.add_argument("--name", default="", help="the registered model (default: registry.model_name)")
     history.add_argument("--at", default="", help="the champion at this time (ISO 8601; no zone = UTC)")
+    reproduce = commands.add_parser("reproduce", help=TOOLS["reproduce"], description=TOOLS["reproduce"])
+    _config_options(reproduce)
+    reproduce.add_argument("--model", default="", help="the registered model (default: registry.model_name)")
+    reproduce.add_argument("--version", default="", help="the version to rebuild")
+    reproduce.add_argument("--run-id", default="", help="a train run to rebuild, instead of a version")
+    for flag, said in (
+        ("--allow-dirty", "run the current tree when the recorded commit is missing or was dirty"),
+        ("--register", "register the rebuilt model under the model itself (default: not registered)"),
+    ):
+        reproduce.add_argument(flag, nargs="?", const=True, default=False, type=_flag, metavar="true|false", help=said)
     init = commands.add_parser("init-config", help=TOOLS["init-config"], description=TOOLS["init-config"])
     init.add_argument("--source", default="", help="the table (CSV/Parquet, URL, s3://, SQL)")
     init.add_argument("--target", default="", help="the column to predict")
@@ -229,6 +240,19 @@ def _history(config, args: argparse.Namespace, context) -> dict[str, Any]:
     return result
 
 
+def _reproduce(config, args: argparse.Namespace, context) -> dict[str, Any]:
+    from pipeline.steps import reproduce
+
+    return reproduce.run(
+        config,
+        model=args.model or None,
+        version=args.version or None,
+        run_id=args.run_id or None,
+        allow_dirty=bool(args.allow_dirty),
+        register=bool(args.register),
+    )
+
+
 def _init_config(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, Any]:
     """init-config writes a config: no config to load, no tracking store to check."""
     from pipeline.steps import init_config
@@ -249,7 +273,12 @@ def _init_config(args: argparse.Namespace, launcher_run_id: str | None) -> dict[
 
 # Commands that load a config and are not a step of the contract (a step goes through `_run_step`):
 # handler(config, args, context) -> a finished result dict.
-COMMANDS: dict[str, Callable[..., Any]] = {"main": _main, "lineage": _lineage, "history": _history}
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "main": _main,
+    "lineage": _lineage,
+    "history": _history,
+    "reproduce": _reproduce,
+}
 
 
 def _check_store(args: argparse.Namespace, launcher_run_id: str | None) -> dict[str, Any]:
@@ -366,5 +395,5 @@ def _failure(step: str, exc: BaseException, code: int) -> dict[str, Any]:
         "run_id": getattr(exc, "pipeline_run_id", None),
         "error": interrupts.describe(exc) if code == 130 else (str(exc) or type(exc).__name__),
         "exit_code": code,
-        **({"drifted": exc.drifted} if hasattr(exc, "drifted") else {}),  # DriftAlert: the columns that drifted
+        **getattr(exc, "details", {}),  # what the error adds (DriftAlert: the columns that drifted)
     }

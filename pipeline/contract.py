@@ -19,6 +19,8 @@ CHAIN_TAG = "pipeline.chain_id"  # the chain (main run, or an orchestrator's id)
 FINGERPRINT_TAG = "pipeline.fingerprint"  # code + config sections + upstream runs + input data: reuse key of `main`
 DATA_DIGEST_TAG = "pipeline.data_digest"  # preprocess: content digest of the splits
 TASK_TAG = "pipeline.task"  # preprocess: binary, multiclass or regression
+SOURCE_DIGEST_TAG = "pipeline.source_digest"  # preprocess: data.source's content digest (when it can be known)
+REPRODUCES_TAG = "pipeline.reproduces"  # a run `reproduce` made: the id of the run it rebuilt
 VERDICT_TAG = "pipeline.verdict"  # evaluate: promoted / rejected / ...
 VERDICT_REASON_TAG = "pipeline.verdict_reason"
 PROMOTION_TAG = "pipeline.promotion"  # evaluate, when it moved @champion: JSON from, to, by, at (the promotion log)
@@ -169,7 +171,7 @@ CHAIN = (
             HOOK_ARTIFACT,
             LEAKAGE_ARTIFACT,
         ),
-        run_tags=(DATA_DIGEST_TAG, TASK_TAG),
+        run_tags=(DATA_DIGEST_TAG, TASK_TAG, SOURCE_DIGEST_TAG),
         outputs=(
             Output("train", artifact=TRAIN_ARTIFACT, location_tag=split_uri_tag("train")),
             Output("test", artifact=TEST_ARTIFACT, location_tag=split_uri_tag("test")),

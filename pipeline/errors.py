@@ -65,3 +65,15 @@ class DriftAlert(PipelineError):
     def __init__(self, message: str, drifted: list[str]) -> None:
         super().__init__(message)
         self.drifted = drifted
+        self.details = {"drifted": drifted}  # in the failure's result
+
+
+class NotReproduced(PipelineError):
+    """reproduce: the rebuilt version differs from the original (or a step of the rebuild failed); `details` holds
+    the comparison."""
+
+    exit_code = 7
+
+    def __init__(self, message: str, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}

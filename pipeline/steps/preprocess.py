@@ -31,6 +31,7 @@ from pipeline.contract import (
     LEAKAGE_ACTION_PARAM,
     LEAKAGE_ARTIFACT,
     SCHEMA_ARTIFACT,
+    SOURCE_DIGEST_TAG,
     SUSPECT_FEATURES_PARAM,
     TASK_TAG,
 )
@@ -92,8 +93,11 @@ def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepRe
         mlflow.log_dict(schema_document(schema, done.report), SCHEMA_ARTIFACT)
         # The source's digest goes into the fingerprint (skip-if-done); the prepared data's digest names tune's
         # study (same data, same study); the task tells downstream steps what to fit.
-        active.data_digest = input_digest("preprocess", config, {}) or f"not-cached:{active.run_id}"
+        source_digest = input_digest("preprocess", config, {})
+        active.data_digest = source_digest or f"not-cached:{active.run_id}"
         mlflow.set_tags({DATA_DIGEST_TAG: done.data_digest, TASK_TAG: schema.task})
+        if source_digest:  # what `reproduce` checks the source against (a URL's content cannot be known)
+            mlflow.set_tag(SOURCE_DIGEST_TAG, source_digest)
     return active.result(metrics={k: float(v) for k, v in metrics.items()})
 
 

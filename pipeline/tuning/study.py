@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal, cast
 
+import mlflow
 import optuna
 import pandas as pd
 from loguru import logger
@@ -313,6 +314,8 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
     fit, valid = validation_split(train, config.split, target, task != "regression")
     (x_fit, y_fit), (x_valid, y_valid) = features_and_target(fit, target), features_and_target(valid, target)
     tune, threads = config.tune, threads_per_trial(config.tune, len(x_fit))
+    if mlflow.active_run():  # the same trials need the same thread count (`reproduce` sets it again)
+        mlflow.log_param("tune.threads", threads)
     metric = eval_metric(tune.metric, task)
     # train.class_weight: the trials fit and early-stop on the weights train fits with (the train split's shares).
     n_classes = int(train[target].max()) + 1 if task != "regression" else 0

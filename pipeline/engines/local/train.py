@@ -4,6 +4,7 @@ first the out-of-fold predictions of the train split (`decision.folds` models of
 
 from __future__ import annotations
 
+import mlflow
 import numpy as np
 import pandas as pd
 from loguru import logger
@@ -18,6 +19,7 @@ from pipeline.engines import Trained
 from pipeline.modeling.decision import HeldOut, describe_plan, fold_plan, sample_weights
 from pipeline.modeling.model import build_model
 from pipeline.tracking.splits import read_split
+from pipeline.tuning.study import usable_cores
 
 
 def out_of_fold(config: PipelineConfig, params: dict, schema: Schema, x: pd.DataFrame, y: pd.Series) -> HeldOut:
@@ -39,6 +41,10 @@ def out_of_fold(config: PipelineConfig, params: dict, schema: Schema, x: pd.Data
 
 
 def fit(config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Run) -> Trained:
+    # XGBoost on the CPU gives the same model for the same thread count: recorded, so `reproduce` can use it again.
+    threads = int(config.train.fixed_params.get("n_jobs") or usable_cores())
+    mlflow.log_param("train.threads", threads)
+    params = {**params, "n_jobs": threads}
     x, y = features_and_target(read_split(preprocess_run, TRAIN_ARTIFACT, schema), config.data.target)
     x_test, y_test = features_and_target(read_split(preprocess_run, TEST_ARTIFACT, schema), config.data.target)
     needs_held_out = config.decision.needs_held_out and schema.is_classification
