@@ -71,7 +71,7 @@ test-fast: $(TEST_STAMP) ## unit tests and light in-process checks (no model tra
 	$(BIN)/python -m pytest -m "not slow and not heavy" $(PYTEST_ARGS)
 
 # The browser check (tests/integration/test_ui.py) needs Debian's Chromium; `make test` skips it where there is none.
-ui-check: $(TEST_STAMP) ## the evaluate run's note checked in headless Chromium against a real `mlflow server`
+ui-check: $(TEST_STAMP) ## the evaluate run's note and the run list (a row per chain) checked in headless Chromium
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y --no-install-recommends chromium; } \
 		|| { echo "ui-check needs Chromium: sudo apt-get install chromium" >&2; exit 1; }
 	PIPELINE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest tests/integration/test_ui.py $(PYTEST_ARGS)
