@@ -60,8 +60,8 @@ def _airflow_python() -> str:
     return path
 
 
-def test_the_airflow_dag_runs_the_chain_with_lineage_through_xcom(tracking_uri, tmp_path):
-    airflow = [_airflow_python(), "-m", "airflow"]
+def _airflow_env(airflow: list[str], tmp_path: Path) -> dict[str, str]:
+    """The environment `airflow dags test` runs the examples' DAGs in, its database migrated."""
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
@@ -72,6 +72,12 @@ def test_the_airflow_dag_runs_the_chain_with_lineage_through_xcom(tracking_uri, 
         "PIPELINE_STEP_OPTIONS": shlex.join(STEP_OPTIONS),
     }
     subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    return env
+
+
+def test_the_airflow_dag_runs_the_chain_with_lineage_through_xcom(tracking_uri, tmp_path):
+    airflow = [_airflow_python(), "-m", "airflow"]
+    env = _airflow_env(airflow, tmp_path)
     done = subprocess.run(
         [*airflow, "dags", "test", "mlflow_pipeline", "-c", json.dumps({"chain_id": "airflow-chain"})],
         env=env,
@@ -126,16 +132,7 @@ def test_the_airflow_watch_dag_runs_the_chain_after_a_drift_alert(tracking_uri, 
     airflow = [_airflow_python(), "-m", "airflow"]
     run_chain(small_config_with({}))  # the champion the batch is compared with
     batch = breast_cancer_batches(tmp_path)["shifted"]
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "examples" / "orchestrators"),
-        "PIPELINE_PYTHON": sys.executable,
-        "PIPELINE_PROJECT_DIR": str(REPO_ROOT),
-        "PIPELINE_STEP_OPTIONS": shlex.join(STEP_OPTIONS),
-    }
-    subprocess.run([*airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    env = _airflow_env(airflow, tmp_path)
     params = json.dumps({"batch": str(batch), "chain_id": "airflow-watch"})
     done = subprocess.run(
         [*airflow, "dags", "test", "mlflow_watch_and_retrain", "-c", params],
