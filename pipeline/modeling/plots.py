@@ -266,3 +266,21 @@ def draw_drift(report: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     pyplot.close(figure)
+
+
+def log_calibration(curves: list[Curve] | None, rows: int) -> None:
+    """evaluate's reliability diagram of the rows it evaluated, drawn here and logged to the active run (a plot is
+    never worth a failed evaluate)."""
+    import mlflow
+
+    if not curves:
+        return
+    with tempfile.TemporaryDirectory(prefix="evaluate-plots-") as tmp:
+        path = Path(tmp) / Path(CALIBRATION_ARTIFACT).name
+        try:
+            _load_drawing_libraries()
+            draw_calibration(curves, path, rows)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("evaluate's calibration plot could not be drawn: {}: {}", type(exc).__name__, exc)
+            return
+        mlflow.log_artifact(str(path), _PLOTS_FOLDER)

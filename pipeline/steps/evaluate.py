@@ -15,10 +15,8 @@ Writes: the default evaluator's metrics and artifacts for the task (classifier o
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -28,7 +26,6 @@ from mlflow.entities import Run
 
 from pipeline.config import PipelineConfig
 from pipeline.contract import (
-    CALIBRATION_ARTIFACT,
     LINEAGE_CARD_ARTIFACT,
     MODEL_CARD_ARTIFACT,
     MODEL_CARD_TAG,
@@ -118,20 +115,6 @@ def _judge(
     return decide(config.evaluate, task, candidate, baseline) if baseline is not None else Verdict(REJECTED, problem)
 
 
-def _log_calibration(curves: list | None, rows: int) -> None:
-    """The reliability diagram of the evaluated rows (a plot is never worth a failed evaluate)."""
-    if not curves:
-        return
-    with tempfile.TemporaryDirectory(prefix="evaluate-plots-") as tmp:
-        path = Path(tmp) / Path(CALIBRATION_ARTIFACT).name
-        try:
-            plots.draw_calibration(curves, path, rows)
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("evaluate's calibration plot could not be drawn: {}: {}", type(exc).__name__, exc)
-            return
-        mlflow.log_artifact(str(path), str(Path(CALIBRATION_ARTIFACT).parent))
-
-
 def _append_to_card(active: StepRun, train_run: Run, name: str, version: str, verdict: Verdict) -> str:
     """The train run's model card with the verdict and the champion comparison appended, logged on this run and
     tagged on the version as its current card; "" for a version whose train run wrote none."""
@@ -183,7 +166,7 @@ def run(
                 logger.info("evaluating {} version {} ({}) on {} rows", name, version, schema.task, len(data))
                 candidate, curves = default_evaluation(active.client, name, version, model, schema, data)
                 candidate = split.whole_split(candidate, model, schema, "full_test_")
-                _log_calibration(curves, len(data))
+                plots.log_calibration(curves, len(data))
             verdict = _judge(active, config, schema.task, version, rows, candidate, split)
         _record(active, verdict, config, version, train_run)
         card = {**chain_of_run(active.client, train_run), "evaluate": active.client.get_run(active.run_id)}
