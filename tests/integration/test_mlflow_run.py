@@ -71,10 +71,12 @@ def test_main_runs_the_chain_under_the_launchers_run(chain, client):
     assert [step["step"] for step in chain["steps"]] == ["preprocess", "tune", "train", "evaluate"]
     launcher = client.get_run(chain["chain_id"])
     assert launcher.info.status == "FINISHED" and launcher.data.tags[STEP_TAG] == "main"
+    assert launcher.info.run_name.startswith("main-")  # renamed from MLflow's random name, like the steps
     for step in chain["steps"]:
         run = client.get_run(step["run_id"])
         assert run.info.status == "FINISHED"
         assert run.data.tags[CHAIN_TAG] == chain["chain_id"]
+        assert run.data.tags["mlflow.parentRunId"] == chain["chain_id"]  # nested under the launcher's run
     assert chain["steps"][-1]["verdict"] == "promoted"
 
 
@@ -89,6 +91,7 @@ def test_train_alone_after_the_chain_uses_the_chains_lineage(chain, project, cli
     assert newest.data.tags[upstream_tag("tune")] == steps["tune"]
     assert newest.data.tags[upstream_tag("preprocess")] == steps["preprocess"]
     assert newest.data.tags["pipeline.model.version"] == "2"
+    assert newest.info.run_name.startswith("train-")  # the launcher's run, named like a step's own
 
 
 def test_a_bad_pin_fails_the_launchers_run(chain, project, client):
