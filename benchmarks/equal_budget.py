@@ -414,6 +414,7 @@ def measure_table(table: Table, args: argparse.Namespace, config_path: Path, res
         "registry.model_name": f"bench-equal-budget-{table.name.replace('_', '-')}",
         "cache.enabled": False,
         **table.overrides,
+        **dict(item.split("=", 1) for item in args.set),  # the chain's variant under test (--set tune.cv=auto)
     }
     for seed in args.seeds:
         seeded = {**base, "split.seed": seed}
@@ -591,7 +592,8 @@ def how_measured(args: argparse.Namespace) -> str:
     packages = ", ".join(f"{name} {version(name)}" for name in ("xgboost", "optuna", "flaml", "mlflow"))
     return (
         f"how measured: {platform.node()} ({cpu}), {os.cpu_count()} cores (shared), {date}; {packages}; engine local, "
-        f"configs/pipeline.yaml with features.derived false; budgets {' '.join(f'{b:g}' for b in args.budgets)} s; "
+        f"configs/pipeline.yaml with features.derived false{''.join(f', {item}' for item in args.set)}; "
+        f"budgets {' '.join(f'{b:g}' for b in args.budgets)} s; "
         f"split seeds {' '.join(map(str, args.seeds))}; every step and peer in this process on a temporary SQLite "
         "store; the chain's XGBoost threads as the pipeline chooses (cores - 1 below 20,000 fit rows), the peers' "
         "every core"
@@ -617,6 +619,9 @@ def main() -> None:
     parser.add_argument("--no-curve", dest="curve", action="store_false", help="skip the chain's time-to-reach")
     parser.add_argument("--json", help="also write the results and the summary to this file")
     parser.add_argument("--config", default=str(ROOT / "configs" / "pipeline.yaml"))
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a config override for the chain (repeatable)"
+    )
     args = parser.parse_args()
     if args.json:
         args.json = str(Path(args.json).resolve())  # the run works in a temporary folder

@@ -191,7 +191,18 @@ class TuneConfig(_Strict):
     heartbeat_s: int = Field(ge=1)
     # engine: dask: trials train on a random sample of this many rows of the train split (null: all of it).
     sample_rows: int | None = Field(ge=100)
+    # Folds each trial validates on (engine local): auto (5 on a train split of at most 10,000 rows, else the
+    # holdout), none (the split.validation_size holdout), or a number of folds.
+    cv: Literal["auto", "none"] | int
     search_space: dict[str, SearchDimension] = Field(min_length=1)
+
+    @field_validator("cv", mode="before")
+    @classmethod
+    def _fold_count(cls, value: Any) -> Any:
+        # One message for both members of the union (a word, or a number of folds).
+        if value in ("auto", "none") or (isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= 20):
+            return value
+        raise ValueError(f"{value!r}: give auto, none or a number of folds from 2 to 20")
 
 
 class TrainConfig(_Strict):

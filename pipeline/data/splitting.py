@@ -173,6 +173,39 @@ def validation_split(frame: Frame, split: SplitConfig, target: str, classificati
     return split_rows(frame, split.validation_size, seed, method, column=target, size_name="validation_size")
 
 
+# tune.cv: auto uses this many folds on a train split of at most CV_AUTO_MAX_ROWS rows, a holdout above.
+CV_AUTO_FOLDS, CV_AUTO_MAX_ROWS = 5, 10_000
+
+
+def cv_folds(rows: int, split: SplitConfig, cv: int | str) -> int:
+    """How many folds tune's trials validate on: 1 (the `split.validation_size` holdout) or k (`tune.cv`)."""
+    if cv == "none":
+        return 1
+    if cv == "auto":
+        return CV_AUTO_FOLDS if rows <= CV_AUTO_MAX_ROWS else 1
+    return int(cv)
+
+
+def validation_folds(
+    frame: pd.DataFrame, split: SplitConfig, target: str, classification: bool, folds: int
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """tune's (fit, validation) pairs of the train split: the holdout of `validation_split` for one fold; else k
+    folds, stratified for classification with a random split, forward in time with a time split (each fold
+    validated on rows later than those it fits on; the train split is in time order)."""
+    if folds == 1:
+        return [validation_split(frame, split, target, classification)]
+    from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit
+
+    method = split_method(split, classification)
+    if method == "time":
+        plan = TimeSeriesSplit(n_splits=folds).split(frame)
+    elif method == "stratified":
+        plan = StratifiedKFold(folds, shuffle=True, random_state=split.seed).split(frame, frame[target])
+    else:
+        plan = KFold(folds, shuffle=True, random_state=split.seed).split(frame)
+    return [(frame.iloc[fit], frame.iloc[valid]) for fit, valid in plan]
+
+
 def split_rows(
     frame: Frame, size: float, seed: int, method: str = "random", *, column: str | None = None, size_name: str = "size"
 ) -> tuple[Frame, Frame]:

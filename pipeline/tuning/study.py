@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import mlflow
@@ -27,7 +28,7 @@ from xgboost.callback import TrainingCallback
 from pipeline import interrupts
 from pipeline.config import PipelineConfig, TuneConfig
 from pipeline.data.sources import features_and_target
-from pipeline.data.splitting import validation_split
+from pipeline.data.splitting import cv_folds, validation_folds
 from pipeline.errors import ConfigError, TrackingError, first_line
 from pipeline.masking import mask_url
 from pipeline.modeling.decision import class_weights, sample_weights
@@ -305,50 +306,76 @@ def threads_per_trial(tune: TuneConfig, fit_rows: int) -> int:
     return threads - 1 if threads > 1 and fit_rows < SMALL_FIT_ROWS else threads
 
 
+@dataclass(frozen=True)
+class _Fold:
+    """One (fit, validation) pair of the train split, as XGBoost takes it."""
+
+    x_fit: pd.DataFrame
+    y_fit: pd.Series
+    x_valid: pd.DataFrame
+    y_valid: pd.Series
+    fit_weights: Any
+    valid_weights: Any
+
+
+def _folds(train: pd.DataFrame, config: PipelineConfig, task: str) -> list[_Fold]:
+    """The holdout, or `tune.cv`'s folds, of the train split; each with train.class_weight's weights (the train
+    split's class shares)."""
+    target, classification = config.data.target, task != "regression"
+    count = cv_folds(len(train), config.split, config.tune.cv)
+    n_classes = int(train[target].max()) + 1 if classification else 0
+    table = class_weights(train[target].to_numpy(), n_classes) if classification else None
+    folds = []
+    for fit, valid in validation_folds(train, config.split, target, classification, count):
+        (x_fit, y_fit), (x_valid, y_valid) = features_and_target(fit, target), features_and_target(valid, target)
+        weights = [sample_weights(config, y.to_numpy(), n_classes, table) for y in (y_fit, y_valid)]
+        folds.append(_Fold(x_fit, y_fit, x_valid, y_valid, *weights))
+    return folds
+
+
 def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
-    """The study's objective: fit on part of the train split, early-stop, prune and score on the rest."""
+    """The study's objective: fit on part of the train split, early-stop, prune and score on the rest; with
+    `tune.cv`, on each fold in turn, scoring the mean of the folds' best scores (pruned on the first fold)."""
     from optuna_integration import XGBoostPruningCallback
 
-    target = config.data.target
-    features_and_target(train.iloc[:0], target)  # a missing target is its DataError, before a stratified split reads it
-    fit, valid = validation_split(train, config.split, target, task != "regression")
-    (x_fit, y_fit), (x_valid, y_valid) = features_and_target(fit, target), features_and_target(valid, target)
-    tune, threads = config.tune, threads_per_trial(config.tune, len(x_fit))
+    features_and_target(train.iloc[:0], config.data.target)  # a missing target is its DataError, before a split
+    folds = _folds(train, config, task)
+    tune, threads = config.tune, threads_per_trial(config.tune, len(folds[0].x_fit))
     if mlflow.active_run():  # the same trials need the same thread count (`reproduce` sets it again)
-        mlflow.log_param("tune.threads", threads)
+        mlflow.log_params({"tune.threads": threads, "tune.folds": len(folds)})
     metric = eval_metric(tune.metric, task)
-    # train.class_weight: the trials fit and early-stop on the weights train fits with (the train split's shares).
-    n_classes = int(train[target].max()) + 1 if task != "regression" else 0
-    table = class_weights(train[target].to_numpy(), n_classes) if task != "regression" else None
-    fit_weights = sample_weights(config, y_fit.to_numpy(), n_classes, table)
-    valid_weights = sample_weights(config, y_valid.to_numpy(), n_classes, table)
 
     def objective(trial: optuna.Trial) -> float:
-        callbacks: list[TrainingCallback] = [interrupts.stop_on_signal()]
-        if tune.pruner.type != "none":
-            pruning = XGBoostPruningCallback(trial, f"validation_0-{metric}")
-            callbacks.append(_EveryRounds(pruning, tune.pruner.report_every, first_report(tune)))
-        model = build_model(
-            task,
-            suggest_params(trial, tune.search_space),
-            config.train.fixed_params,
-            n_jobs=threads,
-            n_estimators=tune.max_boosting_rounds,
-            early_stopping_rounds=tune.early_stopping_rounds,
-            eval_metric=metric,
-            callbacks=callbacks,
-        )
-        model.fit(
-            x_fit,
-            y_fit,
-            sample_weight=fit_weights,
-            eval_set=[(x_valid, y_valid)],
-            sample_weight_eval_set=None if valid_weights is None else [valid_weights],
-            verbose=False,
-        )
-        interrupts.raise_if_requested()  # a trial cut short by SIGTERM must fail, not complete with a bad score
-        trial.set_user_attr(BEST_ITERATION_ATTR, int(model.best_iteration))
-        return float(model.best_score)
+        params = suggest_params(trial, tune.search_space)
+        scores, rounds = [], []
+        for number, fold in enumerate(folds):
+            callbacks: list[TrainingCallback] = [interrupts.stop_on_signal()]
+            if tune.pruner.type != "none" and number == 0:  # the pruner compares trials on their first fold
+                pruning = XGBoostPruningCallback(trial, f"validation_0-{metric}")
+                callbacks.append(_EveryRounds(pruning, tune.pruner.report_every, first_report(tune)))
+            model = build_model(
+                task,
+                params,
+                config.train.fixed_params,
+                n_jobs=threads,
+                n_estimators=tune.max_boosting_rounds,
+                early_stopping_rounds=tune.early_stopping_rounds,
+                eval_metric=metric,
+                callbacks=callbacks,
+            )
+            model.fit(
+                fold.x_fit,
+                fold.y_fit,
+                sample_weight=fold.fit_weights,
+                eval_set=[(fold.x_valid, fold.y_valid)],
+                sample_weight_eval_set=None if fold.valid_weights is None else [fold.valid_weights],
+                verbose=False,
+            )
+            interrupts.raise_if_requested()  # a trial cut short by SIGTERM must fail, not complete with a bad score
+            scores.append(float(model.best_score))
+            rounds.append(int(model.best_iteration))
+        trial.set_user_attr(BEST_ITERATION_ATTR, round(sum(rounds) / len(rounds)))
+        return sum(scores) / len(scores)
 
     return objective
 

@@ -56,6 +56,7 @@ tune:
   study_name: null
   heartbeat_s: 10
   sample_rows: null
+  cv: none
   search_space:
     max_depth: {low: 2, high: 6}
     learning_rate: {low: 0.05, high: 0.3, log: true}

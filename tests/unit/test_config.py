@@ -24,6 +24,8 @@ def test_default_config_is_valid_and_typed():
         ({"split.test_size": "0"}, "split.test_size"),
         ({"tune.n_trials": "0"}, "tune.n_trials"),
         ({"tune.n_trials": "many"}, "tune.n_trials"),
+        ({"tune.cv": "1"}, "tune.cv"),
+        ({"tune.cv": "always"}, "tune.cv"),
         ({"tune.unknown_knob": "1"}, "tune.unknown_knob"),
         ({"evaluate.min_relative_improvement": "2"}, "evaluate.min_relative_improvement"),
         ({"tune.search_space.max_depth.low": "9"}, "tune.search_space.max_depth"),

@@ -288,3 +288,30 @@ def test_a_variant_config_replaces_the_threshold_rule_whole(tmp_path):
     )
     threshold = load_config(tmp_path / "variant.yaml").decision.threshold
     assert threshold == ThresholdRule(cost=CostConfig(false_positive=1, false_negative=10))
+
+
+def test_with_tune_cv_a_trial_scores_the_mean_of_its_folds_and_their_mean_round(monkeypatch):
+    import optuna
+    import pandas as pd
+
+    from pipeline.tuning import study
+
+    rng = np.random.default_rng(1)
+    train = pd.DataFrame({"x": rng.normal(size=500), "target": (rng.random(500) < 0.3).astype("int64")})
+    fits: list = []
+    build_model = study.build_model
+
+    def recording(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        fit = model.fit
+        model.fit = lambda *a, **k: (fits.append(model), fit(*a, **k))[1]
+        return model
+
+    monkeypatch.setattr(study, "build_model", recording)
+    config = study.resolve_metric(small_config_with({"tune.cv": 3, "tune.pruner.type": "none"}), "binary")
+    trials = optuna.create_study()
+    trials.optimize(study.make_objective(train, config, "binary"), n_trials=1)
+    assert len(fits) == 3  # one fit per fold
+    (trial,) = trials.trials
+    assert trial.value == pytest.approx(np.mean([model.best_score for model in fits]))
+    assert trial.user_attrs["best_iteration"] == round(np.mean([model.best_iteration for model in fits]))

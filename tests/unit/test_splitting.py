@@ -199,3 +199,25 @@ def test_rows_without_a_time_and_an_empty_side_are_one_line_errors():
 
 def test_a_random_split_has_no_time_order():
     assert splitting.time_order(dated(), config()) is None
+
+
+def test_tune_cv_folds_cover_the_train_split_once_each_stratified_or_forward_in_time():
+    import numpy as np
+
+    from pipeline.data.splitting import CV_AUTO_MAX_ROWS, cv_folds, validation_folds
+    from tests.helpers import small_config_with
+
+    frame = pd.DataFrame({"x": np.arange(200.0), "target": [0] * 160 + [1] * 40})
+    split = small_config_with({}).split
+    assert cv_folds(CV_AUTO_MAX_ROWS, split, "auto") == 5 and cv_folds(CV_AUTO_MAX_ROWS + 1, split, "auto") == 1
+    assert cv_folds(100, split, "none") == 1 and cv_folds(100, split, 3) == 3
+    folds = validation_folds(frame, split, "target", True, 5)
+    validated = pd.concat([valid for _, valid in folds])
+    assert len(folds) == 5 and sorted(validated["x"]) == list(frame["x"])  # every row validated once
+    assert all(valid["target"].mean() == 0.2 for _, valid in folds)  # stratified: the class shares kept
+    assert all(not set(fit.index) & set(valid.index) for fit, valid in folds)
+    dated = small_config_with({"split.method": "time", "split.time_column": "day"}).split
+    forward = validation_folds(frame, dated, "target", True, 4)
+    assert all(fit.index.max() < valid.index.min() for fit, valid in forward)  # later rows validate
+    (holdout,) = validation_folds(frame, split, "target", True, 1)
+    assert len(holdout[1]) == 40  # one fold: the validation_size holdout, as before

@@ -121,6 +121,8 @@ def objective(config: PipelineConfig, schema: Schema, preprocess_run: Run) -> It
         logger.warning("tune.n_jobs {} ignored on engine dask: each trial uses every worker", config.tune.n_jobs)
     if config.tune.threads_per_trial:
         logger.warning("tune.threads_per_trial ignored on engine dask: XGBoost uses each worker's threads")
+    if isinstance(config.tune.cv, int):
+        logger.warning("tune.cv {} ignored on engine dask: trials validate on the holdout", config.tune.cv)
     n_train = int(preprocess_run.data.metrics.get("n_train", 0))
     with dask_client(config.dask) as client:
         train = tables.read_split_on_cluster(preprocess_run, TRAIN_ARTIFACT, schema)
