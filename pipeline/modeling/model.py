@@ -4,6 +4,7 @@ answering with classes and probabilities, see served_model.py) and what `mlflow.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +56,14 @@ def build_model(task: str, params: dict[str, Any], fixed: dict[str, Any], **extr
     stopping, eval metric). Categorical columns (pandas categories) are handled natively."""
     estimator = XGBRegressor if task == "regression" else XGBClassifier
     return estimator(**{"enable_categorical": True, **fixed, **params, **extra})
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (CPU affinity, as set by taskset, Slurm or a container), not all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def model_requirements() -> list[str]:

@@ -129,12 +129,14 @@ def _append_to_card(active: StepRun, train_run: Run, name: str, version: str, ve
     return card_uri
 
 
-def _record(active: StepRun, verdict: Verdict, config: PipelineConfig, version: str, train_run: Run) -> None:
+def _record(
+    active: StepRun, verdict: Verdict, config: PipelineConfig, version: str, train_run: Run | None = None
+) -> None:
     name = config.registry.model_name
     mlflow.set_tags({VERDICT_TAG: verdict.decision, VERDICT_REASON_TAG: verdict.reason[:5000]})
     active.client.set_model_version_tag(name, version, VERDICT_TAG, verdict.decision)
     active.client.set_model_version_tag(name, version, version_run_tag("evaluate"), active.run_id)
-    card_uri = _append_to_card(active, train_run, name, version, verdict)
+    card_uri = _append_to_card(active, train_run, name, version, verdict) if train_run is not None else ""
     reason = f"{verdict.reason.rstrip('.')}. Model card: `{card_uri}`." if card_uri else verdict.reason
     add_verdict(active.client, name, version, verdict.decision, reason)
     if verdict.promoted:

@@ -32,7 +32,7 @@ from pipeline.data.splitting import cv_folds, validation_folds
 from pipeline.errors import ConfigError, TrackingError, first_line
 from pipeline.masking import mask_url
 from pipeline.modeling.decision import class_weights, sample_weights
-from pipeline.modeling.model import build_model, suggest_params
+from pipeline.modeling.model import build_model, suggest_params, usable_cores
 
 BEST_ITERATION_ATTR = "best_iteration"
 GREATER_IS_BETTER = {"auc", "aucpr", "pre", "map", "ndcg"}
@@ -288,14 +288,6 @@ def resolve_metric(config: PipelineConfig, task: str) -> PipelineConfig:
 # Below this many training rows a second XGBoost thread gains little (2 threads: 9% faster on 364 rows, measured)
 # and the core is worth more to the process writing the trial runs.
 SMALL_FIT_ROWS = 20_000
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (CPU affinity, as set by taskset, Slurm or a container), not all of them."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def threads_per_trial(tune: TuneConfig, fit_rows: int) -> int:

@@ -17,9 +17,8 @@ from pipeline.data.schema import Schema
 from pipeline.data.sources import features_and_target
 from pipeline.engines import Trained
 from pipeline.modeling.decision import HeldOut, describe_plan, fold_plan, sample_weights
-from pipeline.modeling.model import build_model
+from pipeline.modeling.model import build_model, usable_cores
 from pipeline.tracking.splits import read_split
-from pipeline.tuning.study import usable_cores
 
 
 def out_of_fold(config: PipelineConfig, params: dict, schema: Schema, x: pd.DataFrame, y: pd.Series) -> HeldOut:
