@@ -191,8 +191,8 @@ class TuneConfig(_Strict):
     heartbeat_s: int = Field(ge=1)
     # engine: dask: trials train on a random sample of this many rows of the train split (null: all of it).
     sample_rows: int | None = Field(ge=100)
-    # Folds each trial validates on (engine local): auto (5 on a train split of at most 10,000 rows, else the
-    # holdout), none (the split.validation_size holdout), or a number of folds.
+    # Folds each trial validates on (engine local): auto (5 with a timeout_s on a train split of at most 10,000
+    # rows, else the holdout), none (the split.validation_size holdout), or a number of folds.
     cv: Literal["auto", "none"] | int
     search_space: dict[str, SearchDimension] = Field(min_length=1)
 

@@ -173,16 +173,19 @@ def validation_split(frame: Frame, split: SplitConfig, target: str, classificati
     return split_rows(frame, split.validation_size, seed, method, column=target, size_name="validation_size")
 
 
-# tune.cv: auto uses this many folds on a train split of at most CV_AUTO_MAX_ROWS rows, a holdout above.
+# tune.cv: auto uses this many folds when tuning has a time budget and the train split at most CV_AUTO_MAX_ROWS rows.
 CV_AUTO_FOLDS, CV_AUTO_MAX_ROWS = 5, 10_000
 
 
-def cv_folds(rows: int, split: SplitConfig, cv: int | str) -> int:
-    """How many folds tune's trials validate on: 1 (the `split.validation_size` holdout) or k (`tune.cv`)."""
+def cv_folds(rows: int, cv: int | str, timed: bool) -> int:
+    """How many folds tune's trials validate on: 1 (the `split.validation_size` holdout) or k (`tune.cv`). auto:
+    folds only for a search against the clock (`timed`: tune.timeout_s) on a small train split, where fewer trials
+    chosen on every row beat more trials chosen on one small holdout (benchmarks/equal_budget.py); a count of trials
+    without a budget keeps the holdout, which folds would make k times slower."""
     if cv == "none":
         return 1
     if cv == "auto":
-        return CV_AUTO_FOLDS if rows <= CV_AUTO_MAX_ROWS else 1
+        return CV_AUTO_FOLDS if timed and rows <= CV_AUTO_MAX_ROWS else 1
     return int(cv)
 
 

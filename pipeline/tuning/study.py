@@ -314,7 +314,7 @@ def _folds(train: pd.DataFrame, config: PipelineConfig, task: str) -> list[_Fold
     """The holdout, or `tune.cv`'s folds, of the train split; each with train.class_weight's weights (the train
     split's class shares)."""
     target, classification = config.data.target, task != "regression"
-    count = cv_folds(len(train), config.split, config.tune.cv)
+    count = cv_folds(len(train), config.tune.cv, timed=config.tune.timeout_s is not None)
     n_classes = int(train[target].max()) + 1 if classification else 0
     table = class_weights(train[target].to_numpy(), n_classes) if classification else None
     folds = []

@@ -209,8 +209,10 @@ def test_tune_cv_folds_cover_the_train_split_once_each_stratified_or_forward_in_
 
     frame = pd.DataFrame({"x": np.arange(200.0), "target": [0] * 160 + [1] * 40})
     split = small_config_with({}).split
-    assert cv_folds(CV_AUTO_MAX_ROWS, split, "auto") == 5 and cv_folds(CV_AUTO_MAX_ROWS + 1, split, "auto") == 1
-    assert cv_folds(100, split, "none") == 1 and cv_folds(100, split, 3) == 3
+    # auto: folds for a search against the clock on a small train split; a fixed count of trials keeps the holdout.
+    assert cv_folds(CV_AUTO_MAX_ROWS, "auto", timed=True) == 5 and cv_folds(CV_AUTO_MAX_ROWS + 1, "auto", True) == 1
+    assert cv_folds(100, "auto", timed=False) == 1
+    assert cv_folds(100, "none", True) == 1 and cv_folds(100, 3, False) == 3
     folds = validation_folds(frame, split, "target", True, 5)
     validated = pd.concat([valid for _, valid in folds])
     assert len(folds) == 5 and sorted(validated["x"]) == list(frame["x"])  # every row validated once
