@@ -194,8 +194,6 @@ class TuneConfig(_Strict):
     # Folds each trial validates on (engine local): auto (5 with a timeout_s on a train split of at most 10,000
     # rows, else the holdout), none (the split.validation_size holdout), or a number of folds.
     cv: Literal["auto", "none"] | int
-    # The final model's boosting rounds: the best trial's (same), or grown with the rows train fits on (scaled).
-    refit_rounds: Literal["same", "scaled"]
     search_space: dict[str, SearchDimension] = Field(min_length=1)
 
     @field_validator("cv", mode="before")

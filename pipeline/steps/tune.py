@@ -115,7 +115,7 @@ def run(
             run_trials(study, None, config, schema.task, callbacks=[writer], objective=objective)
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             raise PipelineError(f"tune: no trial of study {name} completed; see the trial runs' errors")
-        params = best_params(study, config.tune.refit_rounds)
+        params = best_params(study)
         metrics = _study_metrics(study, config.tune.metric, writer.logged)
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)

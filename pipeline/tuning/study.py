@@ -35,22 +35,12 @@ from pipeline.modeling.decision import class_weights, sample_weights
 from pipeline.modeling.model import build_model, suggest_params, usable_cores
 
 BEST_ITERATION_ATTR = "best_iteration"
-FIT_SHARE_ATTR = "fit_share"  # the share of the train split a trial's fits used (its folds' mean)
 GREATER_IS_BETTER = {"auc", "aucpr", "pre", "map", "ndcg"}
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 JOURNAL_PREFIX = "journal:"
 SEARCH_DIGEST_ATTR = "pipeline.search_digest"
 # Settings that change how long or where a study runs, not what it searches: left out of the study name.
-_RUN_SETTINGS = {
-    "n_trials",
-    "timeout_s",
-    "n_jobs",
-    "threads_per_trial",
-    "storage",
-    "study_name",
-    "heartbeat_s",
-    "refit_rounds",  # how train uses the best trial, not what the study searches
-}
+_RUN_SETTINGS = {"n_trials", "timeout_s", "n_jobs", "threads_per_trial", "storage", "study_name", "heartbeat_s"}
 
 
 def metric_direction(metric: str) -> Literal["minimize", "maximize"]:
@@ -346,7 +336,6 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
     if mlflow.active_run():  # the same trials need the same thread count (`reproduce` sets it again)
         mlflow.log_params({"tune.threads": threads, "tune.folds": len(folds)})
     metric = eval_metric(tune.metric, task)
-    fit_share = sum(len(fold.x_fit) for fold in folds) / len(folds) / len(train)
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tune.search_space)
@@ -378,7 +367,6 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
             scores.append(float(model.best_score))
             rounds.append(int(model.best_iteration))
         trial.set_user_attr(BEST_ITERATION_ATTR, round(sum(rounds) / len(rounds)))
-        trial.set_user_attr(FIT_SHARE_ATTR, fit_share)
         return sum(scores) / len(scores)
 
     return objective
@@ -436,12 +424,7 @@ def run_trials(
         )
 
 
-def best_params(study: optuna.Study, refit_rounds: str = "same") -> dict[str, Any]:
-    """The best trial's params plus the boosting-round count its early stopping found; `scaled` (tune.refit_rounds)
-    grows that count with the rows train fits on (the whole train split) over the rows the trial fitted on."""
+def best_params(study: optuna.Study) -> dict[str, Any]:
+    """The best trial's params plus the boosting-round count its early stopping found."""
     best = study.best_trial
-    rounds = best.user_attrs[BEST_ITERATION_ATTR] + 1
-    share = best.user_attrs.get(FIT_SHARE_ATTR)
-    if refit_rounds == "scaled" and share:
-        rounds = max(1, round(rounds / share))
-    return {**best.params, "n_estimators": rounds}
+    return {**best.params, "n_estimators": best.user_attrs[BEST_ITERATION_ATTR] + 1}

@@ -57,7 +57,6 @@ tune:
   heartbeat_s: 10
   sample_rows: null
   cv: none
-  refit_rounds: same
   search_space:
     max_depth: {low: 2, high: 6}
     learning_rate: {low: 0.05, high: 0.3, log: true}

@@ -315,18 +315,3 @@ def test_with_tune_cv_a_trial_scores_the_mean_of_its_folds_and_their_mean_round(
     (trial,) = trials.trials
     assert trial.value == pytest.approx(np.mean([model.best_score for model in fits]))
     assert trial.user_attrs["best_iteration"] == round(np.mean([model.best_iteration for model in fits]))
-
-
-def test_scaled_refit_rounds_grow_with_the_rows_train_fits_on():
-    import optuna
-
-    from pipeline.tuning.study import BEST_ITERATION_ATTR, FIT_SHARE_ATTR, best_params
-
-    trials = optuna.create_study()
-    trial = trials.ask()
-    trial.suggest_int("max_depth", 2, 8)
-    trial.set_user_attr(BEST_ITERATION_ATTR, 79)
-    trial.set_user_attr(FIT_SHARE_ATTR, 0.8)
-    trials.tell(trial, 0.5)
-    assert best_params(trials)["n_estimators"] == 80
-    assert best_params(trials, "scaled")["n_estimators"] == 100  # 80 rounds on 80% of the rows: 100 on all
