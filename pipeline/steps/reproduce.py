@@ -54,6 +54,7 @@ from pipeline.tracking.lineage_view import chain_of_run
 from pipeline.tracking.source import PROJECT_DIR
 
 TOLERANCE = 1e-9
+REBUILT = ("preprocess", "tune", "train")  # the steps rerun: evaluate and the registry's aliases are left alone
 
 
 def _train_run(client: MlflowClient, name: str, version: str | None, run_id: str | None) -> Run:
@@ -109,8 +110,8 @@ def _code_at(commit: str | None) -> Iterator[Path]:
 
 
 def _recorded_config(client: MlflowClient, run: Run, folder: Path, model_name: str) -> Path:
-    """The config the run logged, made runnable elsewhere: its source and hook as absolute paths (the worktree
-    has only tracked files), the scratch model name; secrets were masked when logged, so they must be absent."""
+    """The config the run logged, made runnable elsewhere: its source as an absolute path (the worktree has only
+    tracked files), the scratch model name; secrets were masked when logged, so they must be absent."""
     text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{RESOLVED_CONFIG_ARTIFACT}")
     if "***" in text:
         raise UpstreamError(
@@ -122,7 +123,7 @@ def _recorded_config(client: MlflowClient, run: Run, folder: Path, model_name: s
     if "://" not in source and not source.startswith("sklearn:") and not Path(source).is_absolute():
         document["data"]["source"] = str(Path(source).resolve())
     document["registry"]["model_name"] = model_name
-    path = folder / "config.yaml"
+    path = folder / f"{run.data.tags.get(STEP_TAG, 'step')}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
 
@@ -233,16 +234,17 @@ def run(
     target_name = original.data.tags.get(MODEL_NAME_TAG, name) if register else f"{name}-reproduce"
     existed = bool(client.search_registered_models(f"name = '{target_name}'"))
     with tempfile.TemporaryDirectory(prefix="reproduce-config-") as tmp, _code_at(commit) as code:
-        config_path = _recorded_config(client, original, Path(tmp), target_name)
-        _check_data(config_path, chain["preprocess"])
+        # Each step with the config it ran with (a step run alone may have had overrides the others had not).
+        configs = {step: _recorded_config(client, chain[step], Path(tmp), target_name) for step in REBUILT}
+        _check_data(configs["preprocess"], chain["preprocess"])
         sets = _sets(chain["tune"], original)
-        preprocess = _run_step("preprocess", code, config_path, sets, None, chain["preprocess"].info.run_id)
+        preprocess = _run_step("preprocess", code, configs["preprocess"], sets, None, chain["preprocess"].info.run_id)
         if chain["tune"].data.params.get("optuna.storage", "in-memory") == "in-memory":
-            tune = _run_step("tune", code, config_path, sets, preprocess, chain["tune"].info.run_id)
+            tune = _run_step("tune", code, configs["tune"], sets, preprocess, chain["tune"].info.run_id)
         else:
             logger.warning("reproduce: the study was kept in a storage: train is pinned to the original tune run")
             tune = chain["tune"].info.run_id
-        rebuilt_id = _run_step("train", code, config_path, sets, tune, original.info.run_id)
+        rebuilt_id = _run_step("train", code, configs["train"], sets, tune, original.info.run_id)
     rebuilt = client.get_run(rebuilt_id)
     try:
         rows = compare(client, original, rebuilt)
