@@ -68,3 +68,23 @@ def fresh_store() -> tuple[str, Path]:
             env={**os.environ, **QUIET_ENV},
         )
         yield uri, Path(tmp)
+
+
+def machine(utc: bool = False) -> str:
+    """The machine a figure was measured on, for a benchmark's "how measured" line: host (CPU model), cores, date."""
+    import os
+    import platform
+    import subprocess
+
+    date = subprocess.run(["date", *(["-u"] if utc else [])], capture_output=True, text=True).stdout.strip()
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{platform.node()} ({cpu}), {os.cpu_count()} cores (shared), {date}"

@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +46,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import QUIET_ENV, ROOT, fresh_store
+from common import QUIET_ENV, ROOT, fresh_store, machine
 
 COST_FP, COST_FN = 1.0, 10.0
 CONFIGURATIONS: dict[str, dict[str, object]] = {
@@ -252,19 +250,8 @@ def row(cells: list[str]) -> str:
 
 
 def how_measured(args: argparse.Namespace) -> str:
-    date = subprocess.run(["date"], capture_output=True, text=True).stdout.strip()
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
     return (
-        f"how measured: {platform.node()} ({cpu}), {os.cpu_count()} cores (shared), {date}; engine local, "
+        f"how measured: {machine()}; engine local, "
         f"configs/pipeline.yaml, features.derived false, tune.n_trials {args.n_trials} once per table and split seed, "
         f"train per configuration pinned to that tune run; split seeds {' '.join(map(str, args.seeds))}; "
         f"mean ± std over seeds; cost/row = (fp x {COST_FP:g} + fn x {COST_FN:g}) / test rows"

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +50,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import QUIET_ENV, ROOT
+from common import QUIET_ENV, ROOT, machine
 
 BATCH = 10_000
 SHIFT_SD = 0.5
@@ -63,19 +62,8 @@ def verdict(ok: bool) -> str:
 
 
 def how_measured(args: argparse.Namespace) -> str:
-    date = subprocess.run(["date"], capture_output=True, text=True).stdout.strip()
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
     return (
-        f"how measured: {platform.node()} ({cpu}), {os.cpu_count()} cores (shared), {date}; python "
+        f"how measured: {machine()}; python "
         f"{platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}; in this process, "
         f"time.perf_counter, best of {args.repeats}; seed {args.seed}"
     )

@@ -48,9 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,7 +63,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import QUIET_ENV, ROOT, fresh_store
+from common import QUIET_ENV, ROOT, fresh_store, machine
 
 SYSTEMS = ("chain", "optuna", "flaml")
 PEERS = ("optuna", "flaml")
@@ -578,20 +576,9 @@ def report(tables: list[Table], results: list[Result], args: argparse.Namespace)
 def how_measured(args: argparse.Namespace) -> str:
     from importlib.metadata import version
 
-    date = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
     packages = ", ".join(f"{name} {version(name)}" for name in ("xgboost", "optuna", "flaml", "mlflow"))
     return (
-        f"how measured: {platform.node()} ({cpu}), {os.cpu_count()} cores (shared), {date}; {packages}; engine local, "
+        f"how measured: {machine(utc=True)}; {packages}; engine local, "
         f"configs/pipeline.yaml with features.derived false{''.join(f', {item}' for item in args.set)}; "
         f"budgets {' '.join(f'{b:g}' for b in args.budgets)} s; "
         f"split seeds {' '.join(map(str, args.seeds))}; every step and peer in this process on a temporary SQLite "

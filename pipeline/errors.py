@@ -58,13 +58,12 @@ class GateRejected(PipelineError):
 
 class DriftAlert(PipelineError):
     """predict or monitor: the batch drifted from the model's reference profile past `monitor.psi_alert`, with
-    `monitor.on_drift: fail` (predict has written its output first). `drifted` names the columns."""
+    `monitor.on_drift: fail` (predict has written its output first). `details["drifted"]` names the columns."""
 
     exit_code = 6
 
     def __init__(self, message: str, drifted: list[str]) -> None:
         super().__init__(message)
-        self.drifted = drifted
         self.details = {"drifted": drifted}  # in the failure's result
 
 

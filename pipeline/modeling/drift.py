@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -32,7 +30,9 @@ def record(tally: Tally, monitor: MonitorConfig, what: str) -> dict[str, Any]:
     report = profile.compare(tally, monitor.psi_warn, monitor.psi_alert, monitor.min_rows)
     mlflow.log_metrics(profile.metrics(report))
     mlflow.log_dict(report, DRIFT_REPORT_ARTIFACT)
-    _log_plot(report)
+    from pipeline.modeling import plots  # matplotlib is loaded only once there is a report to draw
+
+    plots.log_drawn(lambda path: plots.draw_drift(report, path), DRIFT_PLOT_ARTIFACT, "the drift plot")
     line = f"{what}: {profile.summary(report)}"
     (logger.warning if report["verdict"] in ("warn", "alert") else logger.info)("{}", line)
     return report
@@ -46,16 +46,3 @@ def enforce(report: dict[str, Any], monitor: MonitorConfig, what: str) -> None:
             "(monitor.on_drift: fail); see the run's drift/report.json",
             report["alerted"],
         )
-
-
-def _log_plot(report: dict[str, Any]) -> None:
-    from pipeline.modeling import plots
-
-    with tempfile.TemporaryDirectory(prefix="drift-plot-") as tmp:
-        path = Path(tmp) / Path(DRIFT_PLOT_ARTIFACT).name
-        try:
-            plots.draw_drift(report, path)
-        except Exception as exc:  # noqa: BLE001 - a plot is never worth a failed step
-            logger.warning("the drift plot could not be drawn: {}: {}", type(exc).__name__, exc)
-            return
-        mlflow.log_artifact(str(path), str(Path(DRIFT_PLOT_ARTIFACT).parent))

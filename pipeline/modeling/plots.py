@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,9 +247,6 @@ DRIFT_COLUMNS = 6  # the worst columns drawn
 def draw_drift(report: dict[str, Any], path: Path) -> None:
     """The drift report's worst columns: each one's reference and batch shares per bin (value bins, then missing,
     then unseen categories), titled with its PSI."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     from matplotlib import pyplot
 
     worst = list(report["columns"].items())[:DRIFT_COLUMNS]
@@ -268,19 +266,25 @@ def draw_drift(report: dict[str, Any], path: Path) -> None:
     pyplot.close(figure)
 
 
-def log_calibration(curves: list[Curve] | None, rows: int) -> None:
-    """evaluate's reliability diagram of the rows it evaluated, drawn here and logged to the active run (a plot is
-    never worth a failed evaluate)."""
+def log_drawn(draw: Callable[[Path], None], artifact: str, what: str) -> None:
+    """Draw one figure here with `draw(path)` and log it to the active run as `artifact`; a figure that cannot be
+    drawn is a warning naming `what`, never a failed step."""
     import mlflow
 
-    if not curves:
-        return
-    with tempfile.TemporaryDirectory(prefix="evaluate-plots-") as tmp:
-        path = Path(tmp) / Path(CALIBRATION_ARTIFACT).name
+    with tempfile.TemporaryDirectory(prefix="plot-") as tmp:
+        path = Path(tmp) / Path(artifact).name
         try:
-            _load_drawing_libraries()
-            draw_calibration(curves, path, rows)
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("evaluate's calibration plot could not be drawn: {}: {}", type(exc).__name__, exc)
+            import matplotlib
+
+            matplotlib.use("Agg")  # no screen; shap is not needed here, so not loaded
+            draw(path)
+        except Exception as exc:  # noqa: BLE001 - a plot is never worth a failed step
+            logger.warning("{} could not be drawn: {}: {}", what, type(exc).__name__, exc)
             return
-        mlflow.log_artifact(str(path), _PLOTS_FOLDER)
+        mlflow.log_artifact(str(path), str(Path(artifact).parent))
+
+
+def log_calibration(curves: list[Curve] | None, rows: int) -> None:
+    """evaluate's reliability diagram of the rows it evaluated, drawn here and logged to the active run."""
+    if curves:
+        log_drawn(lambda path: draw_calibration(curves, path, rows), CALIBRATION_ARTIFACT, "the calibration plot")
