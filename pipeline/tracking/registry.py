@@ -6,6 +6,7 @@ import getpass
 import json
 from datetime import UTC, datetime
 
+from loguru import logger
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -68,10 +69,39 @@ def register(active: StepRun, model_uri: str, name: str, tags: dict[str, str], h
     return version
 
 
+PROMOTION_ATTEMPTS = 3
+
+
 def promote(active: StepRun, registry: RegistryConfig, version: str) -> None:
     """Make `version` the champion; the champion it replaces keeps the previous-champion alias, and the new
     version records it in a tag, so `rollback` can walk back one promotion at a time. When the champion alias
-    really moves, the step's run records the promotion (`pipeline.promotion`: from, to, by, at) for `history`."""
+    really moves, the step's run records the promotion (`pipeline.promotion`: from, to, by, at) for `history`.
+
+    Two chains promoting to one model at the same moment can both create an alias row the store holds once; the
+    loser reads the champion again (now the winner's version) and promotes over it, so neither chain fails and the
+    winner's version is the previous champion."""
+    for attempt in range(1, PROMOTION_ATTEMPTS + 1):
+        try:
+            _promote_once(active, registry, version)
+            return
+        except MlflowException as exc:
+            if attempt == PROMOTION_ATTEMPTS or not _is_write_conflict(exc):
+                raise
+            logger.info("another run moved {} aliases at the same time; reading the champion again", registry.model_name)
+
+
+def _is_write_conflict(exc: MlflowException) -> bool:
+    """True when the store refused a write because another writer created the same row first (a unique key):
+    the SQLAlchemy store's IntegrityError, or its text when it came through a tracking server."""
+    from sqlalchemy.exc import IntegrityError
+
+    if isinstance(exc.__cause__, IntegrityError):
+        return True
+    text = str(exc).lower()
+    return "unique constraint" in text or "duplicate key" in text
+
+
+def _promote_once(active: StepRun, registry: RegistryConfig, version: str) -> None:
     previous = alias_version(active.client, registry.model_name, registry.champion_alias)
     if previous and previous != version:
         active.client.set_model_version_tag(registry.model_name, version, PREVIOUS_CHAMPION_TAG, previous)

@@ -18,6 +18,7 @@ from pipeline.contract import (
     LAST_ROLLBACK_TAG,
     MODEL_NAME_TAG,
     MODEL_VERSION_TAG,
+    PREVIOUS_CHAMPION_TAG,
     PROMOTION_TAG,
     STEP_TAG,
     TASK_TAG,
@@ -257,3 +258,56 @@ def test_rejected_runs_leave_no_event(client, small_config):
     client.set_registered_model_alias(name, small_config.registry.champion_alias, "1")  # by hand, in the UI
     (note,) = history.run(small_config)["notes"]
     assert note.startswith("@champion points at version 1, but the recorded history holds no promotion")
+
+
+@pytest.mark.parametrize("through", ["database", "server"])
+def test_a_promotion_racing_another_one_promotes_over_the_winner(client, small_config, monkeypatch, through):
+    """Two chains promoting to one model at once (seen on PostgreSQL): both create the champion alias row, the store
+    keeps one and refuses the other. The loser reads the champion again and promotes over the winner, whose version
+    becomes the previous champion; nothing fails. `server`: the refusal as its text came through a tracking server."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+    from sqlalchemy.exc import IntegrityError
+
+    name = small_config.registry.model_name
+    pre = preprocess_run(client)
+    theirs, ours = new_version(client, name), new_version(client, name)
+    set_alias = MlflowClient.set_registered_model_alias
+    refused = []
+
+    def racing(self, model, alias, version):
+        if not refused:  # the other chain's promotion lands between our read of the champion and our write
+            refused.append(alias)
+            set_alias(self, model, alias, theirs)
+            if through == "server":
+                raise MlflowException('duplicate key value violates unique constraint "registered_model_alias_pk"')
+            raise MlflowException("(IntegrityError)") from IntegrityError("INSERT", {}, Exception("duplicate"))
+        set_alias(self, model, alias, version)
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", racing)
+    run_id = promote(small_config, ours, pre, 0.9)
+    assert refused == [small_config.registry.champion_alias]
+    assert client.get_model_version_by_alias(name, small_config.registry.champion_alias).version == int(ours)
+    assert client.get_model_version_by_alias(name, small_config.registry.previous_champion_alias).version == int(theirs)
+    assert client.get_model_version(name, ours).tags[PREVIOUS_CHAMPION_TAG] == theirs
+    assert json.loads(client.get_run(run_id).data.tags[PROMOTION_TAG])["from"] == theirs
+
+
+def test_a_registry_error_that_is_no_race_fails_the_promotion_at_once(client, small_config, monkeypatch):
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    name = small_config.registry.model_name
+    pre = preprocess_run(client)
+    version = new_version(client, name)
+    calls = []
+
+    def refusing(self, model, alias, version):
+        calls.append(alias)
+        raise MlflowException("permission denied")
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", refusing)
+    with pytest.raises(MlflowException, match="permission denied"):
+        promote(small_config, version, pre, 0.9)
+    assert len(calls) == 1
+    assert client.get_registered_model(name).aliases == {}
