@@ -87,7 +87,9 @@ def promote(active: StepRun, registry: RegistryConfig, version: str) -> None:
         except MlflowException as exc:
             if attempt == PROMOTION_ATTEMPTS or not _is_write_conflict(exc):
                 raise
-            logger.info("another run moved {} aliases at the same time; reading the champion again", registry.model_name)
+            logger.info(
+                "another run moved {} aliases at the same time; reading the champion again", registry.model_name
+            )
 
 
 def _is_write_conflict(exc: MlflowException) -> bool:
