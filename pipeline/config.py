@@ -195,6 +195,9 @@ class TuneConfig(_Strict):
     # rows, else the holdout), none (the split.validation_size holdout), or a number of folds.
     cv: Literal["auto", "none"] | int
     search_space: dict[str, SearchDimension] = Field(min_length=1)
+    # Points of the search space tried first, in order (a fresh study only); a dimension a point leaves out is
+    # sampled as usual.
+    start_points: list[dict[str, int | float | str | bool]]
 
     @field_validator("cv", mode="before")
     @classmethod
@@ -203,6 +206,26 @@ class TuneConfig(_Strict):
         if value in ("auto", "none") or (isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= 20):
             return value
         raise ValueError(f"{value!r}: give auto, none or a number of folds from 2 to 20")
+
+    @model_validator(mode="after")
+    def _start_points_in_space(self) -> TuneConfig:
+        for number, point in enumerate(self.start_points):
+            for name, value in point.items():
+                where = f"start_points[{number}].{name}"
+                dimension = self.search_space.get(name)
+                if dimension is None:
+                    raise ValueError(f"{where}: not a dimension of tune.search_space ({', '.join(self.search_space)})")
+                if dimension.choices is not None:
+                    if value not in dimension.choices:
+                        raise ValueError(f"{where}: {value!r} is not one of its choices {dimension.choices}")
+                elif isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ValueError(f"{where}: {value!r} is not a number")
+                elif not dimension.low <= value <= dimension.high or (dimension.is_int and value != int(value)):
+                    kind = "a whole number" if dimension.is_int else "a number"
+                    raise ValueError(f"{where}: {value!r} is not {kind} from {dimension.low} to {dimension.high}")
+                elif dimension.is_int:
+                    point[name] = int(value)  # 4.0 from YAML: Optuna's int dimension wants 4
+        return self
 
 
 class TrainConfig(_Strict):

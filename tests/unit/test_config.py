@@ -30,6 +30,7 @@ def test_default_config_is_valid_and_typed():
         ({"evaluate.min_relative_improvement": "2"}, "evaluate.min_relative_improvement"),
         ({"tune.search_space.max_depth.low": "9"}, "tune.search_space.max_depth"),
         ({"registry.model_name": 'it\'s "ours"'}, "registry.model_name"),
+        ({"tune.start_points": "[{max_depth: 12}]"}, "tune"),
     ],
 )
 def test_bad_values_name_the_key(overrides, named_key):
@@ -206,3 +207,18 @@ def test_null_in_a_variant_removes_a_gate_or_dimension_of_its_base(tmp_path):
     config = load_config(variant)
     assert set(config.evaluate.binary.thresholds) == {"roc_auc", "average_precision"}
     assert "reg_alpha" not in config.tune.search_space and config.tune.timeout_s is None  # a plain null is a value
+
+
+@pytest.mark.parametrize(
+    ("point", "message"),
+    [
+        ("{max_depth: 12}", "start_points[0].max_depth: 12 is not a whole number from 2 to 8"),
+        ("{max_depth: 4.5}", "start_points[0].max_depth: 4.5 is not a whole number from 2 to 8"),
+        ("{learning_rate: fast}", "start_points[0].learning_rate: 'fast' is not a number"),
+        ("{gamma: 1.0}", "start_points[0].gamma: not a dimension of tune.search_space"),
+    ],
+)
+def test_a_start_point_outside_the_search_space_is_named(point, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(DEFAULT_CONFIG, {"tune.start_points": f"[{point}]"})
+    assert message in str(error.value) and "\n" not in str(error.value)

@@ -4,7 +4,14 @@ import optuna
 import pytest
 
 from pipeline.errors import ConfigError, TrackingError
-from pipeline.tuning.study import describe_storage, make_pruner, open_storage, study_name, threads_per_trial
+from pipeline.tuning.study import (
+    describe_storage,
+    enqueue_start_points,
+    make_pruner,
+    open_storage,
+    study_name,
+    threads_per_trial,
+)
 
 
 def with_tune(config, **changes):
@@ -16,7 +23,16 @@ def test_study_name_is_stable_across_run_settings(small_config):
     assert name.startswith("exp-tune-")
     assert (
         study_name(
-            with_tune(small_config, n_trials=99, n_jobs=2, timeout_s=5.0, storage="sqlite:///x.db"), "exp", "data-1"
+            with_tune(
+                small_config,
+                n_trials=99,
+                n_jobs=2,
+                timeout_s=5.0,
+                storage="sqlite:///x.db",
+                start_points=[{"max_depth": 3}],
+            ),
+            "exp",
+            "data-1",
         )
         == name
     )
@@ -173,3 +189,67 @@ def test_only_a_stored_median_study_skips_reporting_the_warmup_rounds(small_conf
     assert first_report(small_config.tune) == 0
     hyperband = stored.model_copy(update={"pruner": stored.pruner.model_copy(update={"type": "hyperband"})})
     assert first_report(hyperband) == 0
+
+
+def test_start_points_are_the_first_trials_of_a_fresh_study_only(small_config):
+    points = [{"max_depth": 6, "learning_rate": 0.1}, {"max_depth": 3}]
+    tune = with_tune(small_config, start_points=points).tune
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=1))
+    enqueue_start_points(study, tune)
+    enqueue_start_points(study, tune)  # a second worker on the same fresh study: not doubled
+    from pipeline.modeling.model import suggest_params
+
+    study.optimize(lambda trial: float(suggest_params(trial, tune.search_space)["max_depth"]), n_trials=4)
+    first, second = study.trials[0].params, study.trials[1].params
+    assert first["max_depth"] == 6 and first["learning_rate"] == 0.1
+    assert second["max_depth"] == 3 and set(second) == set(tune.search_space)  # the rest sampled
+    enqueue_start_points(study, tune)  # resumed: it already has its start
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+
+
+class _RecordingTrial:
+    """Stands in for an Optuna trial: records what the callback reports, prunes from a given step on."""
+
+    def __init__(self, prune_from: int | None = None) -> None:
+        self.reports: dict[int, float] = {}
+        self._prune_from = prune_from
+
+    def report(self, value: float, step: int) -> None:
+        self.reports[step] = value
+
+    def should_prune(self) -> bool:
+        return self._prune_from is not None and max(self.reports) >= self._prune_from
+
+
+def _boost(callback, rounds: int) -> dict[int, int]:
+    """Feed the callback `rounds` rounds of a falling score; the round (1-based) at which each step was reported."""
+    reported_at = {}
+    for epoch in range(rounds):
+        before = set(callback._trial.reports)
+        callback.after_iteration(None, epoch, {"validation_0": {"rmse": [100.0 - epoch]}})
+        for step in set(callback._trial.reports) - before:
+            reported_at[step] = epoch + 1
+    return reported_at
+
+
+def test_trials_are_compared_at_equal_learning_progress_not_equal_rounds():
+    """A trial at learning rate 0.05 reaches step 20 after 40 rounds, one at 0.3 after 7: the median pruner compares
+    them where each has learnt as much, instead of cutting every slow learner after its first rounds."""
+    from pipeline.tuning.study import _ReportProgress
+
+    slow = _boost(_ReportProgress(_RecordingTrial(), "rmse", 0.05, every=5), 100)
+    fast = _boost(_ReportProgress(_RecordingTrial(), "rmse", 0.3, every=5), 100)
+    assert slow[20] == 40 and fast[20] == 7
+    assert set(slow) == {5 * k for k in range(1, 11)}  # every 5th step, each once
+    assert set(slow) <= set(fast)  # the fast one went further in the same rounds, over the same grid
+    warmed = _boost(_ReportProgress(_RecordingTrial(), "rmse", 0.1, every=5, first=20), 30)
+    assert min(warmed) == 20 and warmed[20] == 20
+
+
+def test_a_trial_the_pruner_cuts_stops_at_that_step():
+    from pipeline.tuning.study import _ReportProgress
+
+    trial = _RecordingTrial(prune_from=10)
+    with pytest.raises(optuna.TrialPruned, match="round 20"):
+        _boost(_ReportProgress(trial, "rmse", 0.05, every=5), 100)
+    assert sorted(trial.reports) == [5, 10]

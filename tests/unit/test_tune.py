@@ -151,3 +151,14 @@ def test_a_dead_writer_fails_the_next_trial_at_once(client):
         time.sleep(0.05)
     with pytest.raises(TrackingError, match="writing the nested trial runs failed: .*999"):
         writer(study, study.trials[0])
+
+
+def test_the_search_starts_from_the_configured_points(tiny_train, small_config):
+    point = {"max_depth": 7, "learning_rate": 0.2, "subsample": 0.9}
+    config = small_config.model_copy(
+        update={"tune": small_config.tune.model_copy(update={"start_points": [point], "n_trials": 2})}
+    )
+    trials = search(tiny_train, config).trials
+    assert {name: trials[0].params[name] for name in point} == point
+    assert set(trials[0].params) == set(config.tune.search_space)  # the dimensions it leaves out are sampled
+    assert trials[1].params["max_depth"] != 7 or trials[1].params["learning_rate"] != 0.2
