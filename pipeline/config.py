@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -220,7 +220,9 @@ class TuneConfig(_Strict):
                         raise ValueError(f"{where}: {value!r} is not one of its choices {dimension.choices}")
                 elif isinstance(value, bool) or not isinstance(value, int | float):
                     raise ValueError(f"{where}: {value!r} is not a number")
-                elif not dimension.low <= value <= dimension.high or (dimension.is_int and value != int(value)):
+                elif not cast(float, dimension.low) <= value <= cast(float, dimension.high) or (
+                    dimension.is_int and value != int(value)
+                ):
                     kind = "a whole number" if dimension.is_int else "a number"
                     raise ValueError(f"{where}: {value!r} is not {kind} from {dimension.low} to {dimension.high}")
                 elif dimension.is_int:

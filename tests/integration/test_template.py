@@ -57,6 +57,7 @@ tune:
   heartbeat_s: 10
   sample_rows: null
   cv: none
+  start_points: []
   search_space:
     max_depth: {low: 2, high: 6}
     learning_rate: {low: 0.05, high: 0.3, log: true}
