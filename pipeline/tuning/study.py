@@ -39,6 +39,9 @@ GREATER_IS_BETTER = {"auc", "aucpr", "pre", "map", "ndcg"}
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 JOURNAL_PREFIX = "journal:"
 SEARCH_DIGEST_ATTR = "pipeline.search_digest"
+# The learning rate at which the pruner's steps are boosting rounds (see _ReportProgress); XGBoost's own default,
+# for a trial whose learning rate is neither searched nor fixed.
+REFERENCE_LEARNING_RATE, XGBOOST_LEARNING_RATE = 0.1, 0.3
 # Settings that change how long or where a study runs, not what it searches: left out of the study name (start
 # points only order the first trials of a fresh study).
 _RUN_SETTINGS = {
@@ -170,7 +173,7 @@ def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
     if pruner.type == "hyperband":
         # Its resource is the learning progress a trial can reach (see _ReportProgress), not its rounds.
         rates = tune.search_space.get("learning_rate")
-        fastest = float(rates.high) if rates and rates.high is not None else 0.3
+        fastest = float(rates.high) if rates and rates.high is not None else XGBOOST_LEARNING_RATE
         most = max(pruner.report_every + 1, round(tune.max_boosting_rounds * fastest / REFERENCE_LEARNING_RATE))
         return optuna.pruners.HyperbandPruner(min_resource=pruner.report_every, max_resource=most)
     return optuna.pruners.NopPruner()
@@ -248,10 +251,6 @@ def _check_same_search(study: optuna.Study, config: PipelineConfig, digest: str)
             f"tune: study '{study.study_name}' holds another search (search space, split, fixed params "
             "or data differ): use another tune.study_name, or leave it unset to derive one"
         )
-
-
-# The learning rate at which the pruner's steps are boosting rounds (see _ReportProgress).
-REFERENCE_LEARNING_RATE = 0.1
 
 
 class _ReportProgress(TrainingCallback):
@@ -365,7 +364,8 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
         for number, fold in enumerate(folds):
             callbacks: list[TrainingCallback] = [interrupts.stop_on_signal()]
             if tune.pruner.type != "none" and number == 0:  # the pruner compares trials on their first fold
-                rate = float(params.get("learning_rate", config.train.fixed_params.get("learning_rate", 0.3)))
+                fixed_rate = config.train.fixed_params.get("learning_rate", XGBOOST_LEARNING_RATE)
+                rate = float(params.get("learning_rate", fixed_rate))
                 callbacks.append(_ReportProgress(trial, metric, rate, tune.pruner.report_every, first_report(tune)))
             model = build_model(
                 task,

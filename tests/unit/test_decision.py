@@ -232,6 +232,23 @@ def test_the_document_records_the_choice_and_is_json():
     assert decision.describe(decision.fit_decision(small_config_with({}).decision, "binary", None)) == ""
 
 
+def recorded_fits(monkeypatch) -> list[tuple]:
+    """Every model tune's objective builds, with the keyword arguments of its fit, in the order of the fits."""
+    from pipeline.tuning import study
+
+    fits: list[tuple] = []
+    build_model = study.build_model
+
+    def recording(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        fit = model.fit
+        model.fit = lambda *a, **k: (fits.append((model, k)), fit(*a, **k))[1]
+        return model
+
+    monkeypatch.setattr(study, "build_model", recording)
+    return fits
+
+
 @pytest.mark.parametrize("class_weight", ["none", "balanced"])
 def test_tunes_trials_fit_and_early_stop_on_the_weights_train_fits_with(monkeypatch, class_weight):
     import optuna
@@ -241,20 +258,11 @@ def test_tunes_trials_fit_and_early_stop_on_the_weights_train_fits_with(monkeypa
 
     rng = np.random.default_rng(0)
     train = pd.DataFrame({"x": rng.normal(size=400), "target": (rng.random(400) < 0.1).astype("int64")})
-    fits: list[dict] = []
-    build_model = study.build_model
-
-    def recording(*args, **kwargs):
-        model = build_model(*args, **kwargs)
-        fit = model.fit
-        model.fit = lambda *a, **k: (fits.append(k), fit(*a, **k))[1]
-        return model
-
-    monkeypatch.setattr(study, "build_model", recording)
+    fits = recorded_fits(monkeypatch)
     config = small_config_with({"train.class_weight": class_weight})
     objective = study.make_objective(train, study.resolve_metric(config, "binary"), "binary")
     optuna.create_study().optimize(objective, n_trials=1)
-    (kwargs,) = fits
+    ((_, kwargs),) = fits
     if class_weight == "none":
         assert kwargs["sample_weight"] is None and kwargs["sample_weight_eval_set"] is None
         return
@@ -298,20 +306,11 @@ def test_with_tune_cv_a_trial_scores_the_mean_of_its_folds_and_their_mean_round(
 
     rng = np.random.default_rng(1)
     train = pd.DataFrame({"x": rng.normal(size=500), "target": (rng.random(500) < 0.3).astype("int64")})
-    fits: list = []
-    build_model = study.build_model
-
-    def recording(*args, **kwargs):
-        model = build_model(*args, **kwargs)
-        fit = model.fit
-        model.fit = lambda *a, **k: (fits.append(model), fit(*a, **k))[1]
-        return model
-
-    monkeypatch.setattr(study, "build_model", recording)
+    fits = recorded_fits(monkeypatch)
     config = study.resolve_metric(small_config_with({"tune.cv": 3, "tune.pruner.type": "none"}), "binary")
     trials = optuna.create_study()
     trials.optimize(study.make_objective(train, config, "binary"), n_trials=1)
     assert len(fits) == 3  # one fit per fold
     (trial,) = trials.trials
-    assert trial.value == pytest.approx(np.mean([model.best_score for model in fits]))
-    assert trial.user_attrs["best_iteration"] == round(np.mean([model.best_iteration for model in fits]))
+    assert trial.value == pytest.approx(np.mean([model.best_score for model, _ in fits]))
+    assert trial.user_attrs["best_iteration"] == round(np.mean([model.best_iteration for model, _ in fits]))
