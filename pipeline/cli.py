@@ -79,7 +79,9 @@ def _config_options(parser: argparse.ArgumentParser, sections: tuple[str, ...] =
 def _step_options(parser: argparse.ArgumentParser, options) -> None:
     for option in options:
         metavar = _dest(option.flag).upper()
-        parser.add_argument(option.flag, dest=option.keyword, default="", metavar=metavar, help=option.help)
+        parser.add_argument(
+            option.flag, *option.also, dest=option.keyword, default="", metavar=metavar, help=option.help
+        )
 
 
 def _chain_id_option(parser: argparse.ArgumentParser) -> None:

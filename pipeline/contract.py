@@ -98,6 +98,7 @@ class Option:
     required: bool = False  # the step refuses to start without it (one line naming every required option)
     chain: bool = False  # `main` takes it too and hands it to this step
     input_file: bool = False  # names a file whose content is part of the step's fingerprint (a data digest)
+    also: tuple[str, ...] = ()  # other spellings of the flag (`--model-version` for `--version`)
 
     @property
     def keyword(self) -> str:
@@ -250,7 +251,7 @@ SIDE_STEPS = (
             Option("--input", "CSV/Parquet file to score", param="input_path", required=True),
             Option("--output", "where to write the predictions (.csv/.parquet)", param="output_path", required=True),
             Option("--alias", "model alias (default: the champion alias)"),
-            Option("--version", "model version instead of an alias"),
+            Option("--version", "model version instead of an alias", also=("--model-version",)),
             Option("--chunk-rows", "rows scored at a time (default 100000)", kind="positive_int"),
         ),
         outputs=(Output("predictions", param="predict.output"),),
@@ -267,7 +268,7 @@ SIDE_STEPS = (
         options=(
             Option("--input", "CSV/Parquet file of rows to compare", param="input_path", required=True),
             Option("--alias", "model alias (default: the champion alias)"),
-            Option("--version", "model version instead of an alias"),
+            Option("--version", "model version instead of an alias", also=("--model-version",)),
             Option("--chunk-rows", "rows read at a time (default 100000)", kind="positive_int"),
         ),
         outputs=(Output("drift_report", run_artifact=DRIFT_REPORT_ARTIFACT),),

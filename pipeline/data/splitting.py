@@ -13,6 +13,7 @@ The method says how held-out rows are chosen (`METHODS`): a new one is a branch 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
@@ -279,3 +280,33 @@ def _rows_by_position(
     number = partition_info["number"] if partition_info else 0
     position = offsets[number] + np.arange(len(part))
     return part[position >= first] if latest else part[position < first]
+
+
+DATE_RANGE_PARAM = "data.date_range."  # + the date column's name: "<earliest> to <latest>" (ISO), for the model card
+_UNSAFE_PARAM = re.compile(r"[^0-9A-Za-z_\-. /]")  # characters MLflow refuses in a param name
+
+
+def date_ranges(table: Any, columns: list[str]) -> dict[str, str]:
+    """The earliest and latest value of each date column of the whole table (pandas, or Dask: one pass over those
+    columns), as params preprocess logs; columns the table lacks (made by the feature hook) are left out."""
+    from pipeline.data.transform import parse_dates
+
+    present = [name for name in columns if name in table.columns]
+    parsed = [
+        parse_dates(table[name], name)
+        if isinstance(table, pd.DataFrame)
+        else table[name].map_partitions(parse_dates, name, meta=(name, "datetime64[ns]"))
+        for name in present
+    ]
+    bounds = _computed(*(value for times in parsed for value in (times.min(), times.max())))
+    return {
+        f"{DATE_RANGE_PARAM}{_UNSAFE_PARAM.sub('_', name)}": f"{_day_or_time(bounds[2 * i])} to "
+        f"{_day_or_time(bounds[2 * i + 1])}"
+        for i, name in enumerate(present)
+        if not pd.isna(bounds[2 * i])
+    }
+
+
+def _day_or_time(stamp: Any) -> str:
+    value = pd.Timestamp(stamp)
+    return value.date().isoformat() if value == value.normalize() else value.isoformat()

@@ -60,7 +60,8 @@ class Prepared(NamedTuple):
     n_test: int
     data_digest: str
     n_rows_no_target: int = 0  # rows left out before the split: their target is empty (data.missing_target: drop)
-    split_params: dict[str, str] | None = None  # split.method time: split.train_end and split.test_start (ISO)
+    # split.method time: split.train_end and split.test_start (ISO); data.date_range.<column> per date column
+    span_params: dict[str, str] | None = None
     leakage: Leakage | None = None  # the leakage check's scores and suspects, the test rows also in the train split
 
 

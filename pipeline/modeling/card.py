@@ -4,12 +4,14 @@ champion comparison appended, and tags the version with where the current card i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from pipeline.data.schema import Schema
+from pipeline.data.splitting import DATE_RANGE_PARAM
 from pipeline.data.transform import decide
 
 BOOTSTRAP_RESAMPLES = 200
@@ -79,6 +81,9 @@ def _data_lines(facts: CardFacts) -> list[str]:
         f"{_count(metrics.get('n_test'))} test); split `{params.get('split.method', 'random')}`, seed "
         f"{params.get('split.seed', '?')}.",
     ]
+    ranges = [(key.removeprefix(DATE_RANGE_PARAM), span) for key, span in params.items() if DATE_RANGE_PARAM in key]
+    if ranges:
+        lines.append("- Dates in the table: " + "; ".join(f"`{name}` {span}" for name, span in sorted(ranges)) + ".")
     if params.get("split.method") == "time":
         lines.append(
             f"- Dated: trained on rows up to {params.get('split.train_end', '?')}, tested on rows from "
@@ -131,7 +136,8 @@ def render(facts: CardFacts) -> str:
         labels = f"; labels {', '.join(map(repr, schema.classes))}"
         labels += f", positive {schema.positive_class!r}" if schema.positive_class is not None else ""
     params = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(facts.tuned_params.items()))
-    runs = ", ".join(f"{step} `{run_id}`" for step, run_id in facts.runs.items())
+    # The UI's own route to a run (it finds the experiment), and the URI MLflow's APIs take.
+    runs = [f"- {step}: [`{run_id}`](#/runs/{run_id}) (`runs:/{run_id}`)" for step, run_id in facts.runs.items()]
     lines = [
         f"# Model card: {facts.model_name} version {facts.version}",
         "",
@@ -160,16 +166,16 @@ def render(facts: CardFacts) -> str:
         "",
         "## Lineage",
         "",
-        f"- Runs: {runs}.",
+        *runs,
         f"- Rebuild it: `python -m pipeline reproduce --model {facts.model_name} --version {facts.version}`.",
         "",
     ]
     return "\n".join(lines)
 
 
-def with_evaluation(card: str, decision: str, reason: str, comparison: list[str]) -> str:
-    """The card with evaluate's verdict and the champion comparison appended."""
-    lines = [card.rstrip(), "", "## Evaluation", "", f"- Verdict: **{decision}**. {reason}"]
+def with_evaluation(card: str, decision: str, reason: str, comparison: list[str], gates: Sequence[str] = ()) -> str:
+    """The card with evaluate's verdict, its gates (bound, value, outcome) and the champion comparison appended."""
+    lines = [card.rstrip(), "", "## Evaluation", "", f"- Verdict: **{decision}**. {reason}", *gates]
     if comparison:
         lines += ["", *comparison]
     return "\n".join(lines) + "\n"

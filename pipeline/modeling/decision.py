@@ -302,12 +302,14 @@ def params_and_metrics(document: dict[str, Any]) -> tuple[dict[str, Any], dict[s
 
 
 def describe(document: dict[str, Any] | None) -> str:
-    """One sentence for the version's description and the run note ("" when the model answers the most probable
-    label, uncalibrated)."""
+    """One sentence for the version's description and the run note: a binary model's threshold (0.5 included), and
+    calibration ("" for an uncalibrated multiclass or regression model)."""
     if not document:
         return ""
     parts = []
-    if document.get("threshold") is not None and document.get("objective") != "fixed":
+    if document.get("objective") == "fixed" and document.get("threshold") is None:
+        parts.append(f"answers the most probable label (decision.threshold {DEFAULT_THRESHOLD:g})")
+    elif document.get("threshold") is not None and document.get("objective") != "fixed":
         parts.append(
             f"answers the positive label at probability >= {document['threshold']:.4f} (chosen for "
             f"{document['objective']}: {document['objective_value']:.4f} on {document['held_out']})"

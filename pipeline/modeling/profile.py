@@ -234,6 +234,21 @@ def metric_name(column: str) -> str:
     return "drift_psi_output" if column == OUTPUT else f"drift_psi_{_UNSAFE_METRIC.sub('_', column)}"
 
 
+def metric_names(columns: list[str]) -> dict[str, str]:
+    """Each column's metric name, distinct: a feature whose name comes out as one already taken (`drift_psi_max`,
+    the model output's, or another feature's after escaping: `a?b` and `a!b`) gets `_2`, `_3` in name order."""
+    names = {OUTPUT: metric_name(OUTPUT)} if OUTPUT in columns else {}
+    taken = {"drift_psi_max", *names.values()}
+    for column in sorted(column for column in columns if column != OUTPUT):
+        base = name = metric_name(column)
+        suffix = 2
+        while name in taken:
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        names[column] = name
+        taken.add(name)
+    return names
+
+
 def metrics(report: dict[str, Any]) -> dict[str, float]:
     """What a run logs of a report: drift_rows, and with a verdict drift_psi_max, drift_n_warn, drift_n_alert and
     drift_psi_<column> per column."""
@@ -246,7 +261,8 @@ def metrics(report: dict[str, Any]) -> dict[str, float]:
         drift_n_warn=float(len(report["warned"])),
         drift_n_alert=float(len(report["alerted"])),
     )
-    logged.update({metric_name(name): entry["psi"] for name, entry in columns.items()})
+    names = metric_names(list(columns))
+    logged.update({names[name]: entry["psi"] for name, entry in columns.items()})
     return logged
 
 

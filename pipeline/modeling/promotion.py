@@ -60,3 +60,19 @@ def decide(
     checked = ", ".join(sorted(thresholds)) or "no gates configured"
     against = note or (" and the champion" if baseline is not None else " (no champion yet)")
     return Verdict(PROMOTED, f"passed {checked}{against}")
+
+
+def gate_lines(config: EvaluateConfig, task: str, metrics: dict[str, float]) -> list[str]:
+    """One Markdown line per absolute gate of the task: the metric, its bound, the value evaluated and the outcome
+    (for the model card)."""
+    lines = []
+    for name, gate in sorted(config.gates(task).thresholds.items()):
+        higher = gate.higher_is_better(name)
+        value = metrics.get(name)
+        if value is None:
+            outcome = "not computed"
+        else:
+            passed = value >= gate.threshold if higher else value <= gate.threshold
+            outcome = f"{value:.4f}, {'passed' if passed else 'failed'}"
+        lines.append(f"- Gate `{name}` {'>=' if higher else '<='} {gate.threshold:g}: {outcome}.")
+    return lines

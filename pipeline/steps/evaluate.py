@@ -15,8 +15,9 @@ Writes: the default evaluator's metrics and artifacts for the task (classifier o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import mlflow
@@ -41,7 +42,7 @@ from pipeline.engines import EvaluateWork, TestSplit, engine_for
 from pipeline.errors import DataError, GateRejected, UpstreamError
 from pipeline.modeling import card, plots
 from pipeline.modeling.evaluation import default_evaluation, evaluable
-from pipeline.modeling.promotion import REJECTED, Verdict, decide
+from pipeline.modeling.promotion import REJECTED, Verdict, decide, gate_lines
 from pipeline.results import StepResult
 from pipeline.tracking.lineage_view import chain_of_run, render_markdown
 from pipeline.tracking.notes import add_verdict, table
@@ -115,28 +116,41 @@ def _judge(
     return decide(config.evaluate, task, candidate, baseline) if baseline is not None else Verdict(REJECTED, problem)
 
 
-def _append_to_card(active: StepRun, train_run: Run, name: str, version: str, verdict: Verdict) -> str:
-    """The train run's model card with the verdict and the champion comparison appended, logged on this run and
-    tagged on the version as its current card; "" for a version whose train run wrote none."""
+def _append_to_card(
+    active: StepRun, train_run: Run, name: str, version: str, verdict: Verdict, gates: Callable[[dict], list[str]]
+) -> str:
+    """The train run's model card with the verdict, the gates and the champion comparison appended, logged on this
+    run and tagged on the version as its current card; "" for a version whose train run wrote none."""
     try:
         written = mlflow.artifacts.load_text(f"runs:/{train_run.info.run_id}/{MODEL_CARD_ARTIFACT}")
     except Exception:  # noqa: BLE001 - a version trained before model cards: nothing to append to
         return ""
-    comparison = note(active.client.get_run(active.run_id))[1:]  # the champion table of this run's note
-    mlflow.log_text(card.with_evaluation(written, verdict.decision, verdict.reason, comparison), MODEL_CARD_ARTIFACT)
+    evaluated = active.client.get_run(active.run_id)
+    comparison = note(evaluated)[1:]  # the champion table of this run's note
+    gate_list = gates(evaluated.data.metrics)
+    appended = card.with_evaluation(written, verdict.decision, verdict.reason, comparison, gate_list)
+    mlflow.log_text(appended, MODEL_CARD_ARTIFACT)
     card_uri = f"runs:/{active.run_id}/{MODEL_CARD_ARTIFACT}"
     active.client.set_model_version_tag(name, version, MODEL_CARD_TAG, card_uri)
     return card_uri
 
 
 def _record(
-    active: StepRun, verdict: Verdict, config: PipelineConfig, version: str, train_run: Run | None = None
+    active: StepRun,
+    verdict: Verdict,
+    config: PipelineConfig,
+    version: str,
+    train_run: Run | None = None,
+    task: str = "binary",
 ) -> None:
     name = config.registry.model_name
     mlflow.set_tags({VERDICT_TAG: verdict.decision, VERDICT_REASON_TAG: verdict.reason[:5000]})
     active.client.set_model_version_tag(name, version, VERDICT_TAG, verdict.decision)
     active.client.set_model_version_tag(name, version, version_run_tag("evaluate"), active.run_id)
-    card_uri = _append_to_card(active, train_run, name, version, verdict) if train_run is not None else ""
+    card_uri = ""
+    if train_run is not None:
+        gates = partial(gate_lines, config.evaluate, task)
+        card_uri = _append_to_card(active, train_run, name, version, verdict, gates)
     reason = f"{verdict.reason.rstrip('.')}. Model card: `{card_uri}`." if card_uri else verdict.reason
     add_verdict(active.client, name, version, verdict.decision, reason)
     if verdict.promoted:
@@ -170,7 +184,7 @@ def run(
                 candidate = split.whole_split(candidate, model, schema, "full_test_")
                 plots.log_calibration(curves, len(data))
             verdict = _judge(active, config, schema.task, version, rows, candidate, split)
-        _record(active, verdict, config, version, train_run)
+        _record(active, verdict, config, version, train_run, schema.task)
         card = {**chain_of_run(active.client, train_run), "evaluate": active.client.get_run(active.run_id)}
         mlflow.log_text(render_markdown(f"{name} version {version}", card, verdict.reason), LINEAGE_CARD_ARTIFACT)
         logger.info("verdict for {} version {}: {} ({})", name, version, verdict.decision, verdict.reason)

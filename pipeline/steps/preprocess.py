@@ -77,7 +77,7 @@ def run(config: PipelineConfig, *, context: RunContext = RunContext()) -> StepRe
                 "split.test_size": config.split.test_size,
                 "split.seed": config.split.seed,
                 "split.method": config.split.method,
-                **(done.split_params or {}),  # split.method time: split.train_end, split.test_start
+                **(done.span_params or {}),  # split.train_end, split.test_start (time), data.date_range.<column>
             }
         )
         metrics: dict[str, float] = {

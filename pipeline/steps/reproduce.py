@@ -3,13 +3,15 @@
 Reads:  the version's train run (`pipeline.train_run`), the tune and preprocess runs behind it; the config each
         logged (`config/resolved.yaml`), the code version (`mlflow.source.git.commit`, `pipeline.git_dirty`), the
         thread counts (`tune.threads`, `train.threads`) and the data source's digest (`pipeline.source_digest`).
-Does:   checks that commit out into a temporary git worktree (a dirty or missing commit is refused unless
-        `--allow-dirty`, which runs the current tree and says so), checks that the source still has the recorded
-        digest, and reruns preprocess, tune and train there, each a `python -m pipeline <step>` process of that
-        code, with the recorded config, seeds and thread counts (tune reruns only an in-memory study: a study kept in
-        a storage is not replayed, and train is then pinned to the original tune run's params).
+Does:   checks that commit out into a temporary git worktree (a dirty, unrecorded or absent commit is refused
+        unless `--allow-dirty`, which then runs the current tree and says so; a clean commit is always used),
+        checks that the source still has the recorded digest, and reruns preprocess, tune and train there, each a
+        `python -m pipeline <step>` process of that code, with the recorded config, seeds and thread counts (tune
+        reruns only an in-memory study: a study kept in a storage is not replayed, and train is then pinned to the
+        original tune run's params).
 Writes: the new runs, tagged `pipeline.reproduces` = the run each rebuilt; the model registered under
-        `<model>-reproduce` and deleted after the comparison (under the model itself with `--register`). Prints the
+        `<model>-reproduce` and deleted after the comparison or a failed step (under the model itself with
+        `--register`). Prints the
         test metrics and a hash of the test predictions, original against rebuilt: exit 0 when identical (metrics
         within 1e-9, the same hash), 7 (`NotReproduced`) with the differences otherwise.
 """
@@ -71,23 +73,32 @@ def _train_run(client: MlflowClient, name: str, version: str | None, run_id: str
     return client.get_run(found)
 
 
+def _refuse_or_current_tree(problem: str, allow_dirty: bool) -> None:
+    """With --allow-dirty, say that the current tree runs instead; else the one-line refusal."""
+    if not allow_dirty:
+        raise UpstreamError(f"reproduce: {problem}; --allow-dirty runs the current tree instead")
+    logger.warning("reproduce: {}; --allow-dirty: running the current tree {}", problem, PROJECT_DIR)
+
+
 def _checked_commit(train_run: Run, allow_dirty: bool) -> str | None:
-    """The commit to check out; None: the current tree (`--allow-dirty`)."""
-    tags = train_run.data.tags
+    """The recorded commit to check out, when it is clean and in this repository; else a refusal, or None (the
+    current tree) with --allow-dirty."""
+    tags, run_id = train_run.data.tags, train_run.info.run_id
     commit = tags.get(MLFLOW_GIT_COMMIT)
-    if allow_dirty:
-        logger.warning("reproduce: --allow-dirty: running the current tree, not the recorded commit {}", commit)
-        return None
     if not commit:
-        raise UpstreamError(
-            f"reproduce: train run {train_run.info.run_id} records no git commit (made outside a git checkout); "
-            "--allow-dirty runs the current tree instead"
-        )
+        _refuse_or_current_tree(f"train run {run_id} records no git commit (made outside a git checkout)", allow_dirty)
+        return None
     if tags.get(GIT_DIRTY_TAG) == "true":
-        raise UpstreamError(
-            f"reproduce: train run {train_run.info.run_id} was made from a checkout with uncommitted changes to "
-            f"commit {commit[:12]}: that code is gone; --allow-dirty runs the current tree instead"
+        _refuse_or_current_tree(
+            f"train run {run_id} was made from a checkout with uncommitted changes to commit {commit[:12]}: that "
+            "code is gone",
+            allow_dirty,
         )
+        return None
+    git = ["git", "-C", str(PROJECT_DIR)]
+    if subprocess.run([*git, "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True).returncode:
+        _refuse_or_current_tree(f"commit {commit[:12]} is not in {PROJECT_DIR} (git fetch it first)", allow_dirty)
+        return None
     return commit
 
 
@@ -98,8 +109,6 @@ def _code_at(commit: str | None) -> Iterator[Path]:
         yield PROJECT_DIR
         return
     git = ["git", "-C", str(PROJECT_DIR)]
-    if subprocess.run([*git, "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True).returncode:
-        raise UpstreamError(f"reproduce: commit {commit[:12]} is not in {PROJECT_DIR} (git fetch it first)")
     with tempfile.TemporaryDirectory(prefix="reproduce-") as tmp:
         tree = Path(tmp) / "code"
         subprocess.run([*git, "worktree", "add", "--detach", str(tree), commit], check=True, capture_output=True)
@@ -217,6 +226,36 @@ def _sets(tune_run: Run, train_run: Run) -> list[str]:
     return sets
 
 
+def _rebuild(client: MlflowClient, chain: dict[str, Run], original: Run, commit: str | None, model_name: str) -> str:
+    """Preprocess, tune and train rerun by the code at `commit`, each with the config it ran with (a step run alone
+    may have had overrides the others had not); the rebuilt train run's id."""
+    with tempfile.TemporaryDirectory(prefix="reproduce-config-") as tmp, _code_at(commit) as code:
+        configs = {step: _recorded_config(client, chain[step], Path(tmp), model_name) for step in REBUILT}
+        _check_data(configs["preprocess"], chain["preprocess"])
+        sets = _sets(chain["tune"], original)
+        preprocess = _run_step("preprocess", code, configs["preprocess"], sets, None, chain["preprocess"].info.run_id)
+        if chain["tune"].data.params.get("optuna.storage", "in-memory") == "in-memory":
+            tune = _run_step("tune", code, configs["tune"], sets, preprocess, chain["tune"].info.run_id)
+        else:
+            logger.warning("reproduce: the study was kept in a storage: train is pinned to the original tune run")
+            tune = chain["tune"].info.run_id
+        return _run_step("train", code, configs["train"], sets, tune, original.info.run_id)
+
+
+def _drop_scratch_model(client: MlflowClient, name: str, existed: bool) -> None:
+    """Delete the scratch model the rebuilt train registered; one left by an earlier reproduce that was killed
+    loses its versions made by a rebuild (`pipeline.reproduces` on their run), and goes when none is left."""
+    if not client.search_registered_models(f"name = '{name}'"):
+        return  # the rebuild failed before train registered anything
+    if existed:
+        for found in client.search_model_versions(f"name = '{name}'"):
+            if found.run_id and client.get_run(found.run_id).data.tags.get(REPRODUCES_TAG):
+                client.delete_model_version(name, found.version)
+        if client.search_model_versions(f"name = '{name}'"):
+            return  # versions someone else put there: not ours to delete
+    client.delete_registered_model(name)
+
+
 def run(
     config: PipelineConfig,
     *,
@@ -233,24 +272,12 @@ def run(
     commit = _checked_commit(original, allow_dirty)
     target_name = original.data.tags.get(MODEL_NAME_TAG, name) if register else f"{name}-reproduce"
     existed = bool(client.search_registered_models(f"name = '{target_name}'"))
-    with tempfile.TemporaryDirectory(prefix="reproduce-config-") as tmp, _code_at(commit) as code:
-        # Each step with the config it ran with (a step run alone may have had overrides the others had not).
-        configs = {step: _recorded_config(client, chain[step], Path(tmp), target_name) for step in REBUILT}
-        _check_data(configs["preprocess"], chain["preprocess"])
-        sets = _sets(chain["tune"], original)
-        preprocess = _run_step("preprocess", code, configs["preprocess"], sets, None, chain["preprocess"].info.run_id)
-        if chain["tune"].data.params.get("optuna.storage", "in-memory") == "in-memory":
-            tune = _run_step("tune", code, configs["tune"], sets, preprocess, chain["tune"].info.run_id)
-        else:
-            logger.warning("reproduce: the study was kept in a storage: train is pinned to the original tune run")
-            tune = chain["tune"].info.run_id
-        rebuilt_id = _run_step("train", code, configs["train"], sets, tune, original.info.run_id)
-    rebuilt = client.get_run(rebuilt_id)
     try:
-        rows = compare(client, original, rebuilt)
+        rebuilt_id = _rebuild(client, chain, original, commit, target_name)
+        rows = compare(client, original, client.get_run(rebuilt_id))
     finally:
-        if not register and not existed:
-            client.delete_registered_model(target_name)  # the rebuilt model was for the comparison only
+        if not register:  # the rebuilt model was for the comparison only, also when a step failed
+            _drop_scratch_model(client, target_name, existed)
     print(render(rows), flush=True)
     result = {
         "step": "reproduce",

@@ -261,7 +261,12 @@ def test_people_read_what_each_run_did_in_its_description(client, chain, small_c
     assert f"Model card: `runs:/{train.info.run_id}/model_card.md`." in description  # train's, before the verdict
     evaluated_card = mlflow.artifacts.load_text(f"runs:/{evaluate_.info.run_id}/model_card.md")
     assert evaluated_card.startswith(f"# Model card: {name} version {chain.step('train').model_version}")
-    assert "95% bootstrap interval" in evaluated_card and f"**{PROMOTED}**" in evaluated_card.split("## Evaluation")[1]
+    evaluation = evaluated_card.split("## Evaluation")[1]
+    assert "95% bootstrap interval" in evaluated_card and f"**{PROMOTED}**" in evaluation
+    assert f"- Gate `roc_auc` >= 0.95: {evaluate_.data.metrics['roc_auc']:.4f}, passed." in evaluation
+    assert f"(#/runs/{train.info.run_id})" in evaluated_card  # the lineage links to each run
+    # The thread counts reproduce sets again (XGBoost's CPU results depend on them).
+    assert int(train.data.params["train.threads"]) >= 1 and int(tune.data.params["tune.threads"]) >= 1
 
 
 def test_a_weaker_challengers_description_shows_the_comparison(own_client, own_chain, small_config):
@@ -270,6 +275,9 @@ def test_a_weaker_challengers_description_shows_the_comparison(own_client, own_c
     second = run_chain(small_config_with({"tune.max_boosting_rounds": 1, "evaluate.binary.thresholds": {}}))
     note = own_client.get_run(second.step("evaluate").run_id).data.tags[MLFLOW_RUN_NOTE]
     assert f"**{REJECTED}**" in note and "| metric | challenger | champion |" in note and "| roc_auc |" in note
+    card = mlflow.artifacts.load_text(f"runs:/{second.step('evaluate').run_id}/model_card.md")
+    evaluation = card.split("## Evaluation")[1]  # the version's card says so too
+    assert f"**{REJECTED}**" in evaluation and "| metric | challenger | champion |" in evaluation
 
 
 def test_every_step_reused_gives_the_result_it_gave_when_computed(own_client, own_chain, small_config, tmp_path):

@@ -79,7 +79,10 @@ def test_a_dirty_or_missing_commit_is_refused_unless_allow_dirty(client, made, t
     client.set_tag(made, MLFLOW_GIT_COMMIT, "0" * 40)
     client.set_tag(made, GIT_DIRTY_TAG, "false")
     code, result = reproduce(tmp_path)
-    assert code == 3 and result["error"] == f"reproduce: commit {'0' * 12} is not in {REPO_ROOT} (git fetch it first)"
+    assert code == 3 and result["error"] == (
+        f"reproduce: commit {'0' * 12} is not in {REPO_ROOT} (git fetch it first); --allow-dirty runs the current "
+        "tree instead"
+    )
 
 
 def test_changed_data_is_refused_with_its_digest_then_and_now(client, tmp_path):

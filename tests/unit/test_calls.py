@@ -35,3 +35,12 @@ def test_main_hands_evaluate_its_eval_data():
         "eval_data": "rows.csv",
         "upstream_run_id": "r",
     }
+
+
+@pytest.mark.parametrize("command", ["monitor", "predict"])
+def test_model_version_is_another_name_for_version(command):
+    from pipeline.cli import build_parser
+
+    output = ["--output", "scored.csv"] if command == "predict" else []
+    argv = [command, "--input", "rows.csv", "--model-version", "3", *output]
+    assert build_parser().parse_args(argv).version == "3"

@@ -32,6 +32,7 @@ def facts(**changes) -> card.CardFacts:
             "split.test_start": "2025-07-01T00:00:00",
             "data.suspect_features": "refund_amount",
             "data.leakage.action": "warn",
+            "data.date_range.signup_date": "2024-01-01 to 2025-09-30",
         },
         preprocess_metrics={"n_rows": 5000.0, "n_train": 4000.0, "n_test": 1000.0},
         data_digest="abc123",
@@ -60,11 +61,16 @@ def test_the_card_says_what_the_model_is_on_what_data_how_good_and_how_to_rebuil
         "the positive label at probability >= 0.2300 (f1)",
         "Probabilities calibrated (isotonic) on oof",
         "`python -m pipeline reproduce --model churn-xgb --version 7`",
+        "- Dates in the table: `signup_date` 2024-01-01 to 2025-09-30.",
+        "- train: [`t1`](#/runs/t1) (`runs:/t1`)",
+        "- preprocess: [`p1`](#/runs/p1) (`runs:/p1`)",
     ):
         assert said in text, said
     assert "Not stated (set `registry.description`" in card.render(facts(intended_use=None))
-    evaluated = card.with_evaluation(text, "promoted", "passed roc_auc.", ["| metric | challenger | champion |"])
+    gates = ["- Gate `roc_auc` >= 0.9: 0.9100, passed."]
+    evaluated = card.with_evaluation(text, "promoted", "passed roc_auc.", ["| metric | challenger | champion |"], gates)
     assert evaluated.startswith(text.rstrip()) and "## Evaluation" in evaluated and "**promoted**" in evaluated
+    assert evaluated.index("**promoted**") < evaluated.index(gates[0]) < evaluated.index("| metric | challenger")
 
 
 def test_the_bootstrap_interval_brackets_the_test_metric():

@@ -229,7 +229,9 @@ def test_the_document_records_the_choice_and_is_json():
     params, metrics = decision.params_and_metrics(document)
     assert params["decision.calibration"] == "isotonic" and metrics == {"held_out_f1": document["objective_value"]}
     assert "answers the positive label at probability >= " in decision.describe(document)
-    assert decision.describe(decision.fit_decision(small_config_with({}).decision, "binary", None)) == ""
+    default = decision.describe(decision.fit_decision(small_config_with({}).decision, "binary", None))
+    assert default == "Decision: answers the most probable label (decision.threshold 0.5)."
+    assert decision.describe(decision.fit_decision(small_config_with({}).decision, "multiclass", None)) == ""
 
 
 def recorded_fits(monkeypatch) -> list[tuple]:

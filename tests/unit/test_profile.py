@@ -135,6 +135,30 @@ def test_the_metrics_name_each_column_in_mlflows_alphabet(reference):
     assert profile.metric_name("débit (€)") == "drift_psi_d_bit ___"
 
 
+def test_a_column_whose_metric_name_is_taken_gets_a_suffix_not_an_overwrite():
+    names = profile.metric_names(["max", "output", "a?b", "a!b", profile.OUTPUT, "balance"])
+    assert names[profile.OUTPUT] == "drift_psi_output" and names["balance"] == "drift_psi_balance"
+    assert names["max"] == "drift_psi_max_2"  # drift_psi_max is the largest PSI
+    assert names["output"] == "drift_psi_output_2"
+    assert (names["a!b"], names["a?b"]) == ("drift_psi_a_b", "drift_psi_a_b_2")
+    assert len(set(names.values())) == len(names)
+
+
+def test_the_note_shows_the_verdict_and_the_worst_columns_first(reference):
+    from pipeline.tracking.notes import drift_note
+
+    shifted = batch_like(1000, 6)
+    shifted["balance"] = shifted["balance"] + 3 * shifted["balance"].std()
+    report = profile.compare(profile.Tally(reference).add(shifted, SCHEMA), 0.1, 0.25, 500)
+    lines = drift_note(profile.metrics(report), shown=2)
+    psi = report["columns"]["balance"]["psi"]
+    assert lines[1].startswith(f"Drift from the model's reference profile: {len(report['alerted'])} column(s) alerted")
+    assert f"(largest PSI {psi:.3f};" in lines[1]
+    body = [line for line in lines[3:] if line.startswith("|") and "---" not in line][1:]  # the table's rows
+    assert len(body) == 2 and body[0].split("|")[1:3] == [" balance ", f" {psi:.3f} "]
+    assert drift_note({"drift_rows": 12.0}) == ["Drift: no verdict on 12 rows (fewer than monitor.min_rows)."]
+
+
 @pytest.mark.parametrize(
     ("task", "answer", "kind"),
     [

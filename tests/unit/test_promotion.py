@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from pipeline.config import EvaluateConfig, MetricGate, TaskGates, load_config
-from pipeline.modeling.promotion import PROMOTED, REJECTED, build_thresholds
+from pipeline.modeling.promotion import PROMOTED, REJECTED, build_thresholds, gate_lines
 from pipeline.modeling.promotion import decide as decide_for_task
 from tests.helpers import TEST_CONFIG
 
@@ -100,3 +100,17 @@ def test_regression_gates_know_that_errors_go_down():
     assert decide_for_task(config, "regression", champion, good).decision == PROMOTED
     too_wrong = Metrics({"r2_score": 0.5, "mean_absolute_error": 60.0, "root_mean_squared_error": 50.0})
     assert "mean_absolute_error" in decide_for_task(config, "regression", too_wrong, None).reason
+
+
+def test_the_brier_score_can_be_a_gate_and_lower_is_better():
+    config = gates(binary=TaskGates(thresholds={"brier_score": MetricGate(threshold=0.1)}, compare_metric="roc_auc"))
+    assert not build_thresholds(config, "binary", with_baseline=False)["brier_score"].greater_is_better
+    assert decide(config, Metrics({"brier_score": 0.05, "roc_auc": 0.9}), None).decision == PROMOTED
+    rejected = decide(config, Metrics({"brier_score": 0.2, "roc_auc": 0.9}), None)
+    assert rejected.decision == REJECTED and "brier_score" in rejected.reason
+
+
+def test_the_cards_gate_lines_give_bound_value_and_outcome():
+    lines = gate_lines(GATES, "binary", {"roc_auc": 0.95, "log_loss": 0.7})
+    assert lines == ["- Gate `log_loss` <= 0.5: 0.7000, failed.", "- Gate `roc_auc` >= 0.9: 0.9500, passed."]
+    assert gate_lines(GATES, "binary", {})[0] == "- Gate `log_loss` <= 0.5: not computed."

@@ -223,3 +223,24 @@ def test_tune_cv_folds_cover_the_train_split_once_each_stratified_or_forward_in_
     assert all(fit.index.max() < valid.index.min() for fit, valid in forward)  # later rows validate
     (holdout,) = validation_folds(frame, split, "target", True, 1)
     assert len(holdout[1]) == 40  # one fold: the validation_size holdout, as before
+
+
+def test_date_ranges_give_each_date_columns_earliest_and_latest_on_both_frames():
+    import dask.dataframe as dd
+
+    from pipeline.data.splitting import date_ranges
+
+    table = pd.DataFrame(
+        {
+            "signup date": ["2024-03-01", "2023-12-31", None, "2025-01-15"],
+            "seen": ["2024-01-01T10:30:00", "2024-01-02T00:00:00", "2024-01-01T00:00:00", "2024-01-03T08:00:00"],
+            "x": [1, 2, 3, 4],
+        }
+    )
+    expected = {
+        "data.date_range.signup date": "2023-12-31 to 2025-01-15",
+        "data.date_range.seen": "2024-01-01 to 2024-01-03T08:00:00",
+    }
+    assert date_ranges(table, ["signup date", "seen", "made_by_the_hook"]) == expected
+    assert date_ranges(dd.from_pandas(table, npartitions=2), ["signup date", "seen"]) == expected
+    assert date_ranges(table, []) == {}

@@ -26,7 +26,7 @@ from pipeline.data import feature_hook, leakage
 from pipeline.data.labels import rows_without_target, settle_labels
 from pipeline.data.schema import Schema, build_schema, conform, raw_kind
 from pipeline.data.sources import dataset_name, loggable_source, splits_digest
-from pipeline.data.splitting import test_split, time_order
+from pipeline.data.splitting import date_ranges, test_split, time_order
 from pipeline.engines import Prepared
 from pipeline.engines.dask import tables
 from pipeline.engines.dask.cluster import cluster_facts, cluster_faults, dask_client
@@ -48,7 +48,7 @@ class ClusterSplits(NamedTuple):
     raw_sample: pd.DataFrame
     leakage: leakage.Leakage  # the leakage check's findings (the test rows also in train: counted when written)
     n_rows_no_target: int = 0
-    split_params: dict[str, str] | None = None
+    span_params: dict[str, str] | None = None  # as the local engine's Splits.span_params
 
 
 def prepare(config: PipelineConfig) -> ClusterSplits:
@@ -102,9 +102,9 @@ def prepare(config: PipelineConfig) -> ClusterSplits:
             tables.apply_hook(raw_test, hook_file, what), schema, what, with_target=True, dates=True
         ),
     }
-    split_params = order.params if order else None
+    span_params = {**(order.params if order else {}), **date_ranges(table, list(schema.datetime_columns))} or None
     raw_sample = raw_sample.drop(columns=[data.target])
-    return ClusterSplits(splits, schema, report, raw_sample, found, n_rows_no_target, split_params)
+    return ClusterSplits(splits, schema, report, raw_sample, found, n_rows_no_target, span_params)
 
 
 def write_splits(
@@ -193,6 +193,6 @@ def prepare_and_log(config: PipelineConfig, run_id: str) -> Prepared:
         int(counts["test"]),
         data_digest,
         prepared.n_rows_no_target,
-        split_params=prepared.split_params,
+        span_params=prepared.span_params,
         leakage=found,
     )

@@ -19,7 +19,7 @@ from pipeline.data.labels import rows_without_target, settle_labels
 from pipeline.data.leakage import Leakage
 from pipeline.data.schema import Schema, build_schema, conform, raw_kind, row_number_columns
 from pipeline.data.sources import dataset_name, load_source, loggable_source, splits_digest, tracked_dataset
-from pipeline.data.splitting import test_split, time_order
+from pipeline.data.splitting import date_ranges, test_split, time_order
 from pipeline.engines import Prepared
 from pipeline.tracking.datasets import dataset_source, log_sample_and_hook
 
@@ -34,7 +34,8 @@ class Splits(NamedTuple):
     raw_sample: pd.DataFrame
     leakage: Leakage  # the leakage check's scores and suspects, test rows also in train, the splits' digests
     n_rows_no_target: int = 0  # rows left out before the split: their target is empty (data.missing_target: drop)
-    split_params: dict[str, str] | None = None  # split.method time: the time split's bounds (TimeOrder.params)
+    # split.method time: the time split's bounds (TimeOrder.params); each date column's range (date_ranges)
+    span_params: dict[str, str] | None = None
 
 
 def prepare(config: PipelineConfig) -> Splits:
@@ -70,8 +71,8 @@ def prepare(config: PipelineConfig) -> Splits:
     test = conform(feature_hook.apply(raw_test, hook, what), schema, what, with_target=True, dates=True)
     found = leakage.count_test_rows_in_train(found, train, test, what)
     raw_sample = raw_train.drop(columns=[data.target]).head(RAW_SAMPLE_ROWS)
-    split_params = order.params if order else None
-    return Splits(train, test, schema, report, raw_sample, found, n_rows_no_target, split_params)
+    span_params = {**(order.params if order else {}), **date_ranges(table, list(schema.datetime_columns))} or None
+    return Splits(train, test, schema, report, raw_sample, found, n_rows_no_target, span_params)
 
 
 def prepare_and_log(config: PipelineConfig, run_id: str) -> Prepared:
@@ -97,6 +98,6 @@ def prepare_and_log(config: PipelineConfig, run_id: str) -> Prepared:
         len(test),
         data_digest,
         prepared.n_rows_no_target,
-        split_params=prepared.split_params,
+        span_params=prepared.span_params,
         leakage=prepared.leakage,
     )
