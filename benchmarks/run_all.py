@@ -1,7 +1,9 @@
 """Run every benchmark and write their figures into docs/benchmarks.md (between the results markers; the notes
-around them are kept). Usage: .venv/bin/python benchmarks/run_all.py [--quick]
+around them are kept). Usage: .venv/bin/python benchmarks/run_all.py [--quick] [--only drift.py decision.py]
 
 --quick: smaller sizes (100,000 rows for scale, 1,000 runs for lookup, 2 seeds), to check the scripts work.
+--only: run these scripts alone and replace (or add) their rows, each stamped with its date; the other rows stay
+as they were measured.
 Run it on a quiet machine: the figures are wall times.
 """
 
@@ -93,27 +95,48 @@ def run(script: list[str]) -> tuple[str, float]:
     return "<br>".join(figures), time.perf_counter() - started
 
 
+HEADER = ["| what | command | figures | target |", "|---|---|---|---|"]
+
+
+def _script_of(row: str) -> str:
+    """The script a table row ran (`.venv/bin/python benchmarks/<script> ...` in its command column)."""
+    return row.split("benchmarks/", 1)[1].split()[0].rstrip("`") if "benchmarks/" in row else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", nargs="+", metavar="SCRIPT", help="run these scripts alone, keep the other rows")
     args = parser.parse_args()
-    rows = ["| what | command | figures | target |", "|---|---|---|---|"]
+    known = {script[0] for _, script, _ in benchmarks(args.quick)}
+    if args.only and (unknown := set(args.only) - known):
+        parser.error(f"--only: no benchmark {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text:
+        text = text.replace("\n", f"\n\n{BEGIN}\n{END}\n", 1)
+    head, rest = text.split(BEGIN, 1)
+    block, tail = rest.split(END, 1)
+    kept = {_script_of(line): line for line in block.splitlines() if line.startswith("| ") and _script_of(line)}
+    stamp_line = next((line for line in block.splitlines() if line.startswith("Measured ")), "")
+    rows = []
     for what, script, target in benchmarks(args.quick):
+        if args.only and script[0] not in args.only:
+            if script[0] in kept:
+                rows.append(kept[script[0]])
+            continue
         print(f"running {' '.join(script)} ...", flush=True)
         figures, seconds = run(script)
         print(figures.replace("<br>", "\n"), flush=True)
-        rows.append(f"| {what} | `.venv/bin/python benchmarks/{' '.join(script)}` | {figures} | {target} |")
+        dated = f"{what}, measured {time.strftime('%Y-%m-%d')}" if args.only else what
+        rows.append(f"| {dated} | `.venv/bin/python benchmarks/{' '.join(script)}` | {figures} | {target} |")
     stamp = (
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.node()} ({os.cpu_count()} cores, Python "
         f"{platform.python_version()}){' with --quick sizes' if args.quick else ''}, by "
         "`.venv/bin/python benchmarks/run_all.py`:"
     )
-    block = "\n".join([BEGIN, stamp, "", *rows, END])
-    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text:
-        text = text.replace("\n", f"\n\n{BEGIN}\n{END}\n", 1)
-    head, rest = text.split(BEGIN, 1)
-    DOC.write_text(head + block + rest.split(END, 1)[1])
+    if args.only and stamp_line:
+        stamp = f'{stamp_line.rstrip(":")}; rows marked "measured <date>" by `run_all.py --only`:'
+    DOC.write_text(head + "\n".join([BEGIN, stamp, "", *HEADER, *rows, END]) + tail)
     print(f"wrote {DOC}")
 
 

@@ -316,3 +316,27 @@ def test_with_tune_cv_a_trial_scores_the_mean_of_its_folds_and_their_mean_round(
     (trial,) = trials.trials
     assert trial.value == pytest.approx(np.mean([model.best_score for model, _ in fits]))
     assert trial.user_attrs["best_iteration"] == round(np.mean([model.best_iteration for model, _ in fits]))
+
+
+@pytest.mark.parametrize(("calibration", "warned"), [("none", True), ("isotonic", False)])
+def test_class_weights_without_calibration_warn_that_the_probabilities_are_skewed(client, calibration, warned):
+    from types import SimpleNamespace
+
+    import mlflow
+    from loguru import logger
+
+    from pipeline.data.schema import Schema
+    from pipeline.steps import train
+
+    held_out, test_probabilities, y_test = weighted_model_and_rows()
+    config = small_config_with({"train.class_weight": "balanced", "decision.calibration": calibration})
+    schema = Schema(task="binary", target="y", columns={"x": "numeric"}, classes=[0, 1], positive_class=1)
+    trained = SimpleNamespace(held_out=held_out, test_truth=y_test, test_predicted=test_probabilities)
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(message.record["message"]), level="WARNING")
+    try:
+        with mlflow.start_run():
+            train._decide(config, schema, trained)
+    finally:
+        logger.remove(sink)
+    assert any("skew the probabilities towards the rare class" in line for line in lines) == warned
