@@ -13,6 +13,7 @@ Usage: .venv/bin/python benchmarks/leakage.py [--rows 1000000] [--features 30] [
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -37,7 +38,11 @@ def without_check():
     def no_scores(frame, schema, settings, seed, what, train_rows=None):
         return leakage.Leakage("-", settings.threshold, settings.action, 0, len(frame), {}, [])
 
-    leakage.check, leakage.count_test_rows_in_train = no_scores, lambda found, train, test, what: found
+    def digests_only(found, train, test, what):  # each split hashed once, nothing compared
+        digests = (str(leakage.row_hashes(train).sum()), str(leakage.row_hashes(test).sum()))
+        return dataclasses.replace(found, split_digests=digests)
+
+    leakage.check, leakage.count_test_rows_in_train = no_scores, digests_only
     try:
         yield
     finally:

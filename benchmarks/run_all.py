@@ -134,8 +134,9 @@ def main() -> None:
         f"{platform.python_version()}){' with --quick sizes' if args.quick else ''}, by "
         "`.venv/bin/python benchmarks/run_all.py`:"
     )
+    only_note = '; rows marked "measured <date>" by `run_all.py --only`'
     if args.only and stamp_line:
-        stamp = f'{stamp_line.rstrip(":")}; rows marked "measured <date>" by `run_all.py --only`:'
+        stamp = f"{stamp_line.rstrip(':').removesuffix(only_note)}{only_note}:"
     DOC.write_text(head + "\n".join([BEGIN, stamp, "", *HEADER, *rows, END]) + tail)
     print(f"wrote {DOC}")
 
