@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", nargs="+", metavar="SCRIPT", help="run these scripts alone, keep the other rows")
     args = parser.parse_args()
+    if args.only and args.quick:
+        parser.error("--only writes its rows into the table: run it at full sizes, not with --quick")
     known = {script[0] for _, script, _ in benchmarks(args.quick)}
     if args.only and (unknown := set(args.only) - known):
         parser.error(f"--only: no benchmark {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")

@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_steps(commands)
     _add_tools(commands)
+    for command in commands.choices.values():  # `predict --model x` is an error, not `--model-version x`
+        command.allow_abbrev = False
     return parser
 
 

@@ -283,28 +283,35 @@ def _rows_by_position(
 
 
 DATE_RANGE_PARAM = "data.date_range."  # + the date column's name: "<earliest> to <latest>" (ISO), for the model card
-_UNSAFE_PARAM = re.compile(r"[^0-9A-Za-z_\-. /]")  # characters MLflow refuses in a param name
+_UNSAFE_PARAM = re.compile(r"[^0-9A-Za-z_\-. ]")  # MLflow's param names allow these (and `/`, with path rules)
+_PARAM_NAME_CHARS = 200  # MLflow takes 250
 
 
-def date_ranges(table: Any, columns: list[str]) -> dict[str, str]:
-    """The earliest and latest value of each date column of the whole table (pandas, or Dask: one pass over those
-    columns), as params preprocess logs; columns the table lacks (made by the feature hook) are left out."""
+def date_ranges(frames: list[Any], columns: list[str]) -> dict[str, str]:
+    """The earliest and latest value of each date column over the given frames (the train and test splits after the
+    feature hook, as the model sees them; pandas, or Dask: one pass over those columns), as params preprocess logs.
+    A name MLflow refuses has its other characters replaced by `_` (and `_2`, `_3` where two come out the same)."""
     from pipeline.data.transform import parse_dates
 
-    present = [name for name in columns if name in table.columns]
-    parsed = [
-        parse_dates(table[name], name)
-        if isinstance(table, pd.DataFrame)
-        else table[name].map_partitions(parse_dates, name, meta=(name, "datetime64[ns]"))
-        for name in present
-    ]
-    bounds = _computed(*(value for times in parsed for value in (times.min(), times.max())))
-    return {
-        f"{DATE_RANGE_PARAM}{_UNSAFE_PARAM.sub('_', name)}": f"{_day_or_time(bounds[2 * i])} to "
-        f"{_day_or_time(bounds[2 * i + 1])}"
-        for i, name in enumerate(present)
-        if not pd.isna(bounds[2 * i])
-    }
+    def parsed(frame: Any, name: str) -> Any:
+        if isinstance(frame, pd.DataFrame):
+            return parse_dates(frame[name], name)
+        return frame[name].map_partitions(parse_dates, name, meta=(name, "datetime64[ns]"))
+
+    present = [name for name in columns if all(name in frame.columns for frame in frames)]
+    times = [parsed(frame, name) for name in present for frame in frames]
+    bounds = _computed(*(value for series in times for value in (series.min(), series.max())))
+    ranges: dict[str, str] = {}
+    for i, name in enumerate(present):
+        found = [stamp for stamp in bounds[2 * i * len(frames) : 2 * (i + 1) * len(frames)] if not pd.isna(stamp)]
+        if not found:
+            continue  # every value missing
+        key = base = DATE_RANGE_PARAM + _UNSAFE_PARAM.sub("_", name)[:_PARAM_NAME_CHARS]
+        suffix = 2
+        while key in ranges:
+            key, suffix = f"{base}_{suffix}", suffix + 1
+        ranges[key] = f"{_day_or_time(min(found))} to {_day_or_time(max(found))}"
+    return ranges
 
 
 def _day_or_time(stamp: Any) -> str:

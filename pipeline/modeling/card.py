@@ -81,7 +81,9 @@ def _data_lines(facts: CardFacts) -> list[str]:
         f"{_count(metrics.get('n_test'))} test); split `{params.get('split.method', 'random')}`, seed "
         f"{params.get('split.seed', '?')}.",
     ]
-    ranges = [(key.removeprefix(DATE_RANGE_PARAM), span) for key, span in params.items() if DATE_RANGE_PARAM in key]
+    ranges = [
+        (key.removeprefix(DATE_RANGE_PARAM), span) for key, span in params.items() if key.startswith(DATE_RANGE_PARAM)
+    ]
     if ranges:
         lines.append("- Dates in the table: " + "; ".join(f"`{name}` {span}" for name, span in sorted(ranges)) + ".")
     if params.get("split.method") == "time":

@@ -15,9 +15,8 @@ Writes: the default evaluator's metrics and artifacts for the task (classifier o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
 import mlflow
@@ -117,7 +116,7 @@ def _judge(
 
 
 def _append_to_card(
-    active: StepRun, train_run: Run, name: str, version: str, verdict: Verdict, gates: Callable[[dict], list[str]]
+    active: StepRun, train_run: Run, name: str, version: str, verdict: Verdict, gates: list[str]
 ) -> str:
     """The train run's model card with the verdict, the gates and the champion comparison appended, logged on this
     run and tagged on the version as its current card; "" for a version whose train run wrote none."""
@@ -125,10 +124,8 @@ def _append_to_card(
         written = mlflow.artifacts.load_text(f"runs:/{train_run.info.run_id}/{MODEL_CARD_ARTIFACT}")
     except Exception:  # noqa: BLE001 - a version trained before model cards: nothing to append to
         return ""
-    evaluated = active.client.get_run(active.run_id)
-    comparison = note(evaluated)[1:]  # the champion table of this run's note
-    gate_list = gates(evaluated.data.metrics)
-    appended = card.with_evaluation(written, verdict.decision, verdict.reason, comparison, gate_list)
+    comparison = note(active.client.get_run(active.run_id))[1:]  # the champion table of this run's note
+    appended = card.with_evaluation(written, verdict.decision, verdict.reason, comparison, gates)
     mlflow.log_text(appended, MODEL_CARD_ARTIFACT)
     card_uri = f"runs:/{active.run_id}/{MODEL_CARD_ARTIFACT}"
     active.client.set_model_version_tag(name, version, MODEL_CARD_TAG, card_uri)
@@ -141,16 +138,15 @@ def _record(
     config: PipelineConfig,
     version: str,
     train_run: Run | None = None,
-    task: str = "binary",
+    gates: tuple[str, ...] | list[str] = (),
 ) -> None:
+    """The verdict on the run and the version, the card with it (`gates`: the card's gate lines, of the metrics
+    the gates were checked on), and the promotion."""
     name = config.registry.model_name
     mlflow.set_tags({VERDICT_TAG: verdict.decision, VERDICT_REASON_TAG: verdict.reason[:5000]})
     active.client.set_model_version_tag(name, version, VERDICT_TAG, verdict.decision)
     active.client.set_model_version_tag(name, version, version_run_tag("evaluate"), active.run_id)
-    card_uri = ""
-    if train_run is not None:
-        gates = partial(gate_lines, config.evaluate, task)
-        card_uri = _append_to_card(active, train_run, name, version, verdict, gates)
+    card_uri = _append_to_card(active, train_run, name, version, verdict, list(gates)) if train_run is not None else ""
     reason = f"{verdict.reason.rstrip('.')}. Model card: `{card_uri}`." if card_uri else verdict.reason
     add_verdict(active.client, name, version, verdict.decision, reason)
     if verdict.promoted:
@@ -184,7 +180,9 @@ def run(
                 candidate = split.whole_split(candidate, model, schema, "full_test_")
                 plots.log_calibration(curves, len(data))
             verdict = _judge(active, config, schema.task, version, rows, candidate, split)
-        _record(active, verdict, config, version, train_run, schema.task)
+        # The gates as checked: on the metrics `decide` read (engine dask: the whole split's, over the sample's).
+        gates = gate_lines(config.evaluate, schema.task, candidate.metrics)
+        _record(active, verdict, config, version, train_run, gates)
         card = {**chain_of_run(active.client, train_run), "evaluate": active.client.get_run(active.run_id)}
         mlflow.log_text(render_markdown(f"{name} version {version}", card, verdict.reason), LINEAGE_CARD_ARTIFACT)
         logger.info("verdict for {} version {}: {} ({})", name, version, verdict.decision, verdict.reason)

@@ -34,6 +34,7 @@ import numpy as np
 import yaml
 from loguru import logger
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
@@ -53,6 +54,7 @@ from pipeline.contract import (
 from pipeline.errors import DataError, NotReproduced, UpstreamError
 from pipeline.masking import mask_url
 from pipeline.tracking.lineage_view import chain_of_run
+from pipeline.tracking.lookup import quoted
 from pipeline.tracking.source import PROJECT_DIR
 
 TOLERANCE = 1e-9
@@ -242,18 +244,36 @@ def _rebuild(client: MlflowClient, chain: dict[str, Run], original: Run, commit:
         return _run_step("train", code, configs["train"], sets, tune, original.info.run_id)
 
 
+def _model_exists(client: MlflowClient, name: str) -> bool:
+    # Not a search: MLflow adds a clause of its own to a registered-model filter, and a name with a quote breaks it.
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
+
+
 def _drop_scratch_model(client: MlflowClient, name: str, existed: bool) -> None:
     """Delete the scratch model the rebuilt train registered; one left by an earlier reproduce that was killed
     loses its versions made by a rebuild (`pipeline.reproduces` on their run), and goes when none is left."""
-    if not client.search_registered_models(f"name = '{name}'"):
+    if not _model_exists(client, name):
         return  # the rebuild failed before train registered anything
     if existed:
-        for found in client.search_model_versions(f"name = '{name}'"):
+        for found in client.search_model_versions(f"name = {quoted(name)}"):
             if found.run_id and client.get_run(found.run_id).data.tags.get(REPRODUCES_TAG):
                 client.delete_model_version(name, found.version)
-        if client.search_model_versions(f"name = '{name}'"):
+        if client.search_model_versions(f"name = {quoted(name)}"):
             return  # versions someone else put there: not ours to delete
     client.delete_registered_model(name)
+
+
+def _drop_scratch_model_or_warn(client: MlflowClient, name: str, existed: bool) -> None:
+    try:
+        _drop_scratch_model(client, name, existed)
+    except Exception as exc:  # noqa: BLE001 - reported, and the error that stopped the rebuild is raised
+        logger.warning("reproduce: the scratch model {} could not be deleted: {}", name, exc)
 
 
 def run(
@@ -271,13 +291,16 @@ def run(
     chain = chain_of_run(client, original)
     commit = _checked_commit(original, allow_dirty)
     target_name = original.data.tags.get(MODEL_NAME_TAG, name) if register else f"{name}-reproduce"
-    existed = bool(client.search_registered_models(f"name = '{target_name}'"))
+    existed = _model_exists(client, target_name)
     try:
         rebuilt_id = _rebuild(client, chain, original, commit, target_name)
         rows = compare(client, original, client.get_run(rebuilt_id))
-    finally:
-        if not register:  # the rebuilt model was for the comparison only, also when a step failed
-            _drop_scratch_model(client, target_name, existed)
+    except BaseException:
+        if not register:  # the step's own error is the one to see, whatever the clean-up meets
+            _drop_scratch_model_or_warn(client, target_name, existed)
+        raise
+    if not register:  # the rebuilt model was for the comparison only
+        _drop_scratch_model(client, target_name, existed)
     print(render(rows), flush=True)
     result = {
         "step": "reproduce",

@@ -44,3 +44,11 @@ def test_model_version_is_another_name_for_version(command):
     output = ["--output", "scored.csv"] if command == "predict" else []
     argv = [command, "--input", "rows.csv", "--model-version", "3", *output]
     assert build_parser().parse_args(argv).version == "3"
+
+
+def test_an_option_is_never_taken_for_an_abbreviation_of_another(capsys):
+    from pipeline.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["monitor", "--input", "rows.csv", "--model", "churn"])  # reproduce's option
+    assert "unrecognized arguments: --model churn" in capsys.readouterr().err

@@ -65,7 +65,7 @@ def _version_of_a_run(client, name: str, rebuilt: bool) -> str:
     with mlflow.start_run() as run:
         if rebuilt:
             mlflow.set_tag(REPRODUCES_TAG, "original")
-    if not client.search_registered_models(f"name = '{name}'"):
+    if not reproduce._model_exists(client, name):
         client.create_registered_model(name)
     return client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id).version
 
@@ -102,3 +102,29 @@ def test_a_failed_step_still_drops_the_scratch_model(client, monkeypatch):
     with pytest.raises(reproduce.NotReproduced, match="boom"):
         reproduce.run(SimpleNamespace(registry=SimpleNamespace(model_name="m")), version="1")
     assert not client.search_registered_models("name = 'm-reproduce'")
+
+
+def test_a_failing_clean_up_does_not_hide_the_steps_error(client, monkeypatch):
+    monkeypatch.setattr(reproduce, "_train_run", lambda *args: fake_run(run_id="t1"))
+    monkeypatch.setattr(reproduce, "chain_of_run", lambda *args: {})
+    monkeypatch.setattr(reproduce, "_checked_commit", lambda *args: None)
+
+    def rebuild_fails(*args):
+        raise reproduce.NotReproduced("reproduce: train failed (exit 1): boom")
+
+    def clean_up_fails(*args):
+        raise RuntimeError("registry unreachable")
+
+    monkeypatch.setattr(reproduce, "_rebuild", rebuild_fails)
+    monkeypatch.setattr(reproduce, "_drop_scratch_model", clean_up_fails)
+    with pytest.raises(reproduce.NotReproduced, match="boom"):
+        reproduce.run(SimpleNamespace(registry=SimpleNamespace(model_name="m")), version="1")
+
+
+def test_a_model_name_with_a_quote_is_searched_for(client):
+    _version_of_a_run(client, "bob's-reproduce", rebuilt=True)
+    reproduce._drop_scratch_model(client, "bob's-reproduce", existed=False)
+    assert not reproduce._model_exists(client, "bob's-reproduce")
+    _version_of_a_run(client, "bob's-reproduce", rebuilt=True)
+    reproduce._drop_scratch_model(client, "bob's-reproduce", existed=True)  # its versions searched for by name
+    assert not reproduce._model_exists(client, "bob's-reproduce")

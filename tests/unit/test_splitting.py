@@ -241,6 +241,26 @@ def test_date_ranges_give_each_date_columns_earliest_and_latest_on_both_frames()
         "data.date_range.signup date": "2023-12-31 to 2025-01-15",
         "data.date_range.seen": "2024-01-01 to 2024-01-03T08:00:00",
     }
-    assert date_ranges(table, ["signup date", "seen", "made_by_the_hook"]) == expected
-    assert date_ranges(dd.from_pandas(table, npartitions=2), ["signup date", "seen"]) == expected
-    assert date_ranges(table, []) == {}
+    train, test = table.iloc[:2], table.iloc[2:]  # the range spans both splits
+    assert date_ranges([train, test], ["signup date", "seen", "not_in_the_splits"]) == expected
+    dask_splits = [dd.from_pandas(train, npartitions=1), dd.from_pandas(test, npartitions=2)]
+    assert date_ranges(dask_splits, ["signup date", "seen"]) == expected
+    assert date_ranges([train, test], []) == {}
+
+
+def test_a_date_range_param_name_is_one_mlflow_takes_and_never_overwrites_another():
+    from mlflow.utils.validation import _validate_param_name
+
+    from pipeline.data.splitting import date_ranges
+
+    day = "2024-01-01"
+    table = pd.DataFrame({"a/..": [day], "a?b": [day], "a!b": [day], "x" * 300: [day], "empty": [None]})
+    ranges = date_ranges([table], list(table.columns))
+    assert set(ranges) == {
+        "data.date_range.a_..",
+        "data.date_range.a_b",
+        "data.date_range.a_b_2",
+        "data.date_range." + "x" * 200,
+    }  # an all-missing column has no range
+    for key in ranges:
+        _validate_param_name(key)

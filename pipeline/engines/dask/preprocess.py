@@ -96,13 +96,13 @@ def prepare(config: PipelineConfig) -> ClusterSplits:
     typed = conform(feature_hook.apply(rows, hook, what), schema, what, with_target=True, dates=True)
     found = leakage.check(typed, schema, data.leakage, config.split.seed, what, train_rows=n_train)
     schema, report = leakage.guard(found, schema, report, what)
+    hooked_test = tables.apply_hook(raw_test, hook_file, what)
     splits = {
         "train": tables.conform_partitions(hooked_train, schema, what, with_target=True, dates=True),
-        "test": tables.conform_partitions(
-            tables.apply_hook(raw_test, hook_file, what), schema, what, with_target=True, dates=True
-        ),
+        "test": tables.conform_partitions(hooked_test, schema, what, with_target=True, dates=True),
     }
-    span_params = {**(order.params if order else {}), **date_ranges(table, list(schema.datetime_columns))} or None
+    ranges = date_ranges([hooked_train, hooked_test], list(schema.datetime_columns))
+    span_params = {**(order.params if order else {}), **ranges} or None
     raw_sample = raw_sample.drop(columns=[data.target])
     return ClusterSplits(splits, schema, report, raw_sample, found, n_rows_no_target, span_params)
 

@@ -68,10 +68,12 @@ def prepare(config: PipelineConfig) -> Splits:
     found = leakage.check(train, schema, data.leakage, config.split.seed, what)
     schema, report = leakage.guard(found, schema, report, what)
     train = train.drop(columns=found.dropped) if found.dropped else train
-    test = conform(feature_hook.apply(raw_test, hook, what), schema, what, with_target=True, dates=True)
+    hooked_test = feature_hook.apply(raw_test, hook, what)
+    test = conform(hooked_test, schema, what, with_target=True, dates=True)
     found = leakage.count_test_rows_in_train(found, train, test, what)
     raw_sample = raw_train.drop(columns=[data.target]).head(RAW_SAMPLE_ROWS)
-    span_params = {**(order.params if order else {}), **date_ranges(table, list(schema.datetime_columns))} or None
+    ranges = date_ranges([hooked_train, hooked_test], list(schema.datetime_columns))
+    span_params = {**(order.params if order else {}), **ranges} or None
     return Splits(train, test, schema, report, raw_sample, found, n_rows_no_target, span_params)
 
 
