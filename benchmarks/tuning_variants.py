@@ -5,7 +5,9 @@ this screens a change before the full equal_budget.py run against FLAML and the 
 
 Usage: .venv/bin/python benchmarks/tuning_variants.py --variant base: --variant hyperband:tune.pruner.type=hyperband
            [--variant NAME:KEY=VALUE,KEY=VALUE ...] [--budget 10] [--seeds 1 2 3] [--tables benefits hdma ...]
-The first variant is the baseline ("base:" with nothing after the colon: the shipped config). The variants run in
+The first variant is the baseline ("base:" with nothing after the colon: the shipped config). A variant's
+`config=PATH` runs it with that config file (one that `extends` the shipped one can add search dimensions, which
+`--set`-style overrides cannot); preprocess always uses --config. The variants run in
 turn for each seed, in an order rotated from seed to seed, so a machine that slows down during the run does not
 always hurt the same variant. Budgets are wall time: run it on a quiet machine.
 """
@@ -64,7 +66,9 @@ def measure(table, args, variants, found: dict) -> None:
         prepared = preprocess.run(load_config(args.config, seeded))
         order = variants[position % len(variants) :] + variants[: position % len(variants)]
         for name, settings in order:
-            metrics, counts = tune_and_train(args.config, {**seeded, **settings}, args.budget, prepared.run_id)
+            own = {key: value for key, value in settings.items() if key != "config"}
+            config_path = Path(settings.get("config", args.config)).resolve()
+            metrics, counts = tune_and_train(config_path, {**seeded, **own}, args.budget, prepared.run_id)
             found[(table.name, name, seed)] = (metrics[metric_name], counts)
             print(
                 f"  ... {table.name} seed {seed} {name}: {metric_name} {metrics[metric_name]:.5g} "
