@@ -67,7 +67,7 @@ def measure(table, args, variants, found: dict) -> None:
         order = variants[position % len(variants) :] + variants[: position % len(variants)]
         for name, settings in order:
             own = {key: value for key, value in settings.items() if key != "config"}
-            config_path = Path(settings.get("config", args.config)).resolve()
+            config_path = Path(settings.get("config", args.config))
             metrics, counts = tune_and_train(config_path, {**seeded, **own}, args.budget, prepared.run_id)
             found[(table.name, name, seed)] = (metrics[metric_name], counts)
             print(
@@ -118,7 +118,10 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs" / "pipeline.yaml"))
     args = parser.parse_args()
     args.config = Path(args.config).resolve()
-    variants = args.variant
+    variants = [  # a variant's own config file, found from here (the run works in a temporary folder)
+        (name, {**settings, "config": str(Path(settings["config"]).resolve())} if "config" in settings else settings)
+        for name, settings in args.variant
+    ]
     os.environ.update(QUIET_ENV)
     from loguru import logger
 
