@@ -291,7 +291,7 @@ def date_ranges(frames: list[Any], columns: list[str]) -> dict[str, str]:
     """The earliest and latest value of each date column over the given frames (the train and test splits after the
     feature hook, as the model sees them; pandas, or Dask: one pass over those columns), as params preprocess logs.
     A name MLflow refuses has its other characters replaced by `_` (and `_2`, `_3` where two come out the same)."""
-    from pipeline.data.transform import parse_dates
+    from pipeline.data.transform import parse_dates, unused_name
 
     def parsed(frame: Any, name: str) -> Any:
         if isinstance(frame, pd.DataFrame):
@@ -306,10 +306,7 @@ def date_ranges(frames: list[Any], columns: list[str]) -> dict[str, str]:
         found = [stamp for stamp in bounds[2 * i * len(frames) : 2 * (i + 1) * len(frames)] if not pd.isna(stamp)]
         if not found:
             continue  # every value missing
-        key = base = DATE_RANGE_PARAM + _UNSAFE_PARAM.sub("_", name)[:_PARAM_NAME_CHARS]
-        suffix = 2
-        while key in ranges:
-            key, suffix = f"{base}_{suffix}", suffix + 1
+        key = unused_name(DATE_RANGE_PARAM + _UNSAFE_PARAM.sub("_", name)[:_PARAM_NAME_CHARS], ranges)
         ranges[key] = f"{_day_or_time(min(found))} to {_day_or_time(max(found))}"
     return ranges
 

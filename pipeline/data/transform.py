@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,14 @@ def required_inputs(schema: dict[str, Any]) -> list[str]:
     """The raw columns a row must have (the columns the model ignores are optional)."""
     ignored = set(schema.get("ignored_inputs") or ())
     return [name for name in schema.get("inputs") or {} if name not in ignored]
+
+
+def unused_name(base: str, taken: Container[str]) -> str:
+    """`base`, or `base_2`, `base_3`, ... : the first not in `taken` (names escaped for MLflow can clash)."""
+    name, suffix = base, 2
+    while name in taken:
+        name, suffix = f"{base}_{suffix}", suffix + 1
+    return name
 
 
 def probability_column(label: Any) -> str:

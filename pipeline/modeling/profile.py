@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.data.transform import CATEGORICAL, NUMERIC, category_text
+from pipeline.data.transform import CATEGORICAL, NUMERIC, category_text, unused_name
 
 BINS = 10
 EPSILON = 1e-4
@@ -240,10 +240,7 @@ def metric_names(columns: list[str]) -> dict[str, str]:
     names = {OUTPUT: metric_name(OUTPUT)} if OUTPUT in columns else {}
     taken = {"drift_psi_max", *names.values()}
     for column in sorted(column for column in columns if column != OUTPUT):
-        base = name = metric_name(column)
-        suffix = 2
-        while name in taken:
-            name, suffix = f"{base}_{suffix}", suffix + 1
+        name = unused_name(metric_name(column), taken)
         names[column] = name
         taken.add(name)
     return names
