@@ -151,6 +151,9 @@ class SearchDimension(_Strict):
     high: int | float | None = None
     log: bool = False
     choices: list[Any] | None = None
+    # Drawn only when each named dimension (one with `choices` and no `when` of its own) drew that value (or one of a
+    # list), e.g. max_leaves only for grow_policy lossguide; otherwise XGBoost's default applies.
+    when: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _range_or_choices(self) -> SearchDimension:
@@ -206,6 +209,19 @@ class TuneConfig(_Strict):
         if value in ("auto", "none") or (isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= 20):
             return value
         raise ValueError(f"{value!r}: give auto, none or a number of folds from 2 to 20")
+
+    @model_validator(mode="after")
+    def _conditions_on_choices(self) -> TuneConfig:
+        for name, dimension in self.search_space.items():
+            for other, wanted in (dimension.when or {}).items():
+                where = f"search_space.{name}.when.{other}"
+                parent = self.search_space.get(other)
+                if parent is None or parent.choices is None or parent.when is not None:
+                    raise ValueError(f"{where}: needs a dimension of tune.search_space with `choices` and no `when`")
+                for value in wanted if isinstance(wanted, list) else [wanted]:
+                    if value not in parent.choices:
+                        raise ValueError(f"{where}: {value!r} is not one of its choices {parent.choices}")
+        return self
 
     @model_validator(mode="after")
     def _start_points_in_space(self) -> TuneConfig:

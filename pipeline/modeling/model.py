@@ -37,9 +37,13 @@ PROFILE_KEY, PROFILE_FILE = "profile", "profile.json"  # modeling/profile.py: th
 
 
 def suggest_params(trial: optuna.Trial, space: dict[str, SearchDimension]) -> dict[str, Any]:
-    """Draw one point of the configured search space."""
+    """Draw one point of the configured search space; a dimension with a `when` is drawn after the others, and only
+    when the choices it names drew the values it wants."""
     params: dict[str, Any] = {}
-    for name, dim in space.items():
+    in_order = sorted(space.items(), key=lambda item: item[1].when is not None)  # stable: the rest keep their order
+    for name, dim in in_order:
+        if not condition_met(dim.when, params):
+            continue
         if dim.choices is not None:
             params[name] = trial.suggest_categorical(name, dim.choices)
         else:
@@ -49,6 +53,14 @@ def suggest_params(trial: optuna.Trial, space: dict[str, SearchDimension]) -> di
             else:
                 params[name] = trial.suggest_float(name, float(dim.low), float(dim.high), log=dim.log)
     return params
+
+
+def condition_met(when: dict[str, Any] | None, drawn: dict[str, Any]) -> bool:
+    """Whether the dimensions named in `when` drew the wanted value (or one of a list of them)."""
+    return all(
+        name in drawn and drawn[name] in (wanted if isinstance(wanted, list) else [wanted])
+        for name, wanted in (when or {}).items()
+    )
 
 
 def build_model(task: str, params: dict[str, Any], fixed: dict[str, Any], **extra: Any) -> XGBModel:

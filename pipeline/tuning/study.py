@@ -135,6 +135,9 @@ def search_digest(config: PipelineConfig, data_identity: str) -> str:
     """What makes two studies the same search: the engine, tuning settings (not run settings), split, fixed params,
     data."""
     search = {k: v for k, v in config.tune.model_dump(mode="json").items() if k not in _RUN_SETTINGS}
+    for dimension in search["search_space"].values():  # a kept study's name from before `when` existed stays
+        if dimension["when"] is None:
+            del dimension["when"]
     if config.engine == "local":
         search.pop("sample_rows")  # a dask engine setting: the local engine's trials use every row
     payload = {

@@ -142,6 +142,7 @@ def test_the_yaml_is_the_only_place_with_default_values():
         "tune.search_space.high",
         "tune.search_space.log",
         "tune.search_space.choices",
+        "tune.search_space.when",
         "evaluate.binary.thresholds.greater_is_better",
         "evaluate.multiclass.thresholds.greater_is_better",
         "evaluate.regression.thresholds.greater_is_better",
@@ -221,4 +222,22 @@ def test_null_in_a_variant_removes_a_gate_or_dimension_of_its_base(tmp_path):
 def test_a_start_point_outside_the_search_space_is_named(point, message):
     with pytest.raises(ConfigError) as error:
         load_config(DEFAULT_CONFIG, {"tune.start_points": f"[{point}]"})
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ("{grow_policy: leafwise}", "search_space.max_leaves.when.grow_policy: 'leafwise' is not one of its choices"),
+        ("{max_depth: 4}", "max_leaves.when.max_depth: needs a dimension of tune.search_space with `choices`"),
+        ("{booster: gbtree}", "search_space.max_leaves.when.booster: needs a dimension of tune.search_space"),
+    ],
+)
+def test_a_condition_on_a_dimension_that_cannot_meet_it_is_named(when, message):
+    overrides = {
+        "tune.search_space.grow_policy": {"choices": ["depthwise", "lossguide"]},
+        "tune.search_space.max_leaves": f"{{low: 4, high: 64, when: {when}}}",
+    }
+    with pytest.raises(ConfigError) as error:
+        load_config(DEFAULT_CONFIG, overrides)
     assert message in str(error.value) and "\n" not in str(error.value)

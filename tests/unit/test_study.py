@@ -3,15 +3,18 @@
 import optuna
 import pytest
 
+from pipeline.config import load_config
 from pipeline.errors import ConfigError, TrackingError
 from pipeline.tuning.study import (
     describe_storage,
     enqueue_start_points,
     make_pruner,
     open_storage,
+    search_digest,
     study_name,
     threads_per_trial,
 )
+from tests.helpers import TEST_CONFIG
 
 
 def with_tune(config, **changes):
@@ -253,3 +256,12 @@ def test_a_trial_the_pruner_cuts_stops_at_that_step():
     with pytest.raises(optuna.TrialPruned, match="round 20"):
         _boost(_ReportProgress(trial, "rmse", 0.05, every=5), 100)
     assert sorted(trial.reports) == [5, 10]
+
+
+def test_the_study_name_of_a_search_without_conditions_is_the_one_it_had_before_they_existed():
+    # Kept studies (tune.storage) resume by name: a config that does not use `when` must keep its digest.
+    # The figure is tests/configs/pipeline.yaml's digest before `when`; a change to that file's tune section (or
+    # split, fixed params) changes it legitimately: then take the new value from a checkout that still passes.
+    assert search_digest(load_config(TEST_CONFIG), "data-x") == "1774e9db28b8"
+    conditional = load_config(TEST_CONFIG, {"tune.search_space.grow_policy": "{choices: [depthwise, lossguide]}"})
+    assert search_digest(conditional, "data-x") != "1774e9db28b8"

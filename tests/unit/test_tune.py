@@ -6,6 +6,7 @@ import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from sklearn.datasets import make_classification
 
+from pipeline.config import load_config
 from pipeline.contract import STEP_TAG
 from pipeline.errors import ConfigError, TrackingError
 from pipeline.modeling.model import suggest_params
@@ -20,6 +21,7 @@ from pipeline.tuning.study import (
 )
 from pipeline.tuning.trial_runs import TrialRunLogger
 from pipeline.tuning.trial_writer import TrialRunWriter
+from tests.helpers import TEST_CONFIG
 
 
 def search(train, config, task="binary"):
@@ -52,6 +54,22 @@ def test_search_space_types_follow_the_config(small_config):
     assert isinstance(params["max_depth"], int)
     space = small_config.tune.search_space["learning_rate"]
     assert space.low <= params["learning_rate"] <= space.high
+
+
+def test_a_conditional_dimension_is_drawn_only_under_its_choice():
+    space = load_config(
+        TEST_CONFIG,
+        {
+            "tune.search_space.max_leaves": {"low": 4, "high": 64, "log": True, "when": {"grow_policy": "lossguide"}},
+            "tune.search_space.grow_policy": {"choices": ["depthwise", "lossguide"]},  # listed after: order is free
+        },
+    ).tune.search_space
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [suggest_params(study.ask(), space) for _ in range(30)]
+    assert {params["grow_policy"] for params in drawn} == {"depthwise", "lossguide"}
+    for params in drawn:
+        assert ("max_leaves" in params) == (params["grow_policy"] == "lossguide"), params
+        assert 4 <= params.get("max_leaves", 4) <= 64
 
 
 def test_best_params_carry_the_early_stopping_round_count(tiny_train, small_config):
