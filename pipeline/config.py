@@ -153,7 +153,15 @@ class SearchDimension(_Strict):
     choices: list[Any] | None = None
     # Drawn only when each named dimension (one with `choices` and no `when` of its own) drew that value (or one of a
     # list), e.g. max_leaves only for grow_policy lossguide; otherwise XGBoost's default applies.
-    when: dict[str, Any] | None = None
+    when: dict[str, list[Any]] | None = None
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _wanted_as_lists(cls, value: Any) -> Any:
+        # `{grow_policy: lossguide}` means `{grow_policy: [lossguide]}`: one form for the checks and the draw.
+        if isinstance(value, dict):
+            return {name: wanted if isinstance(wanted, list) else [wanted] for name, wanted in value.items()}
+        return value
 
     @model_validator(mode="after")
     def _range_or_choices(self) -> SearchDimension:
@@ -218,7 +226,7 @@ class TuneConfig(_Strict):
                 parent = self.search_space.get(other)
                 if parent is None or parent.choices is None or parent.when is not None:
                     raise ValueError(f"{where}: needs a dimension of tune.search_space with `choices` and no `when`")
-                for value in wanted if isinstance(wanted, list) else [wanted]:
+                for value in wanted:
                     if value not in parent.choices:
                         raise ValueError(f"{where}: {value!r} is not one of its choices {parent.choices}")
         return self

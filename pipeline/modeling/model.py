@@ -42,7 +42,7 @@ def suggest_params(trial: optuna.Trial, space: dict[str, SearchDimension]) -> di
     params: dict[str, Any] = {}
     in_order = sorted(space.items(), key=lambda item: item[1].when is not None)  # stable: the rest keep their order
     for name, dim in in_order:
-        if not condition_met(dim.when, params):
+        if not _condition_met(dim.when, params):
             continue
         if dim.choices is not None:
             params[name] = trial.suggest_categorical(name, dim.choices)
@@ -55,12 +55,9 @@ def suggest_params(trial: optuna.Trial, space: dict[str, SearchDimension]) -> di
     return params
 
 
-def condition_met(when: dict[str, Any] | None, drawn: dict[str, Any]) -> bool:
-    """Whether the dimensions named in `when` drew the wanted value (or one of a list of them)."""
-    return all(
-        name in drawn and drawn[name] in (wanted if isinstance(wanted, list) else [wanted])
-        for name, wanted in (when or {}).items()
-    )
+def _condition_met(when: dict[str, list[Any]] | None, drawn: dict[str, Any]) -> bool:
+    """Whether each dimension named in `when` drew one of the values it lists."""
+    return all(name in drawn and drawn[name] in wanted for name, wanted in (when or {}).items())
 
 
 def build_model(task: str, params: dict[str, Any], fixed: dict[str, Any], **extra: Any) -> XGBModel:

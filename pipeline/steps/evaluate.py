@@ -15,7 +15,7 @@ Writes: the default evaluator's metrics and artifacts for the task (classifier o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -116,7 +116,7 @@ def _judge(
 
 
 def _append_to_card(
-    active: StepRun, train_run: Run, name: str, version: str, verdict: Verdict, gates: list[str]
+    active: StepRun, train_run: Run, name: str, version: str, verdict: Verdict, gates: Sequence[str]
 ) -> str:
     """The train run's model card with the verdict, the gates and the champion comparison appended, logged on this
     run and tagged on the version as its current card; "" for a version whose train run wrote none."""
@@ -138,7 +138,7 @@ def _record(
     config: PipelineConfig,
     version: str,
     train_run: Run | None = None,
-    gates: tuple[str, ...] | list[str] = (),
+    gates: Sequence[str] = (),
 ) -> None:
     """The verdict on the run and the version, the card with it (`gates`: the card's gate lines, of the metrics
     the gates were checked on), and the promotion."""
@@ -146,7 +146,7 @@ def _record(
     mlflow.set_tags({VERDICT_TAG: verdict.decision, VERDICT_REASON_TAG: verdict.reason[:5000]})
     active.client.set_model_version_tag(name, version, VERDICT_TAG, verdict.decision)
     active.client.set_model_version_tag(name, version, version_run_tag("evaluate"), active.run_id)
-    card_uri = _append_to_card(active, train_run, name, version, verdict, list(gates)) if train_run is not None else ""
+    card_uri = _append_to_card(active, train_run, name, version, verdict, gates) if train_run is not None else ""
     reason = f"{verdict.reason.rstrip('.')}. Model card: `{card_uri}`." if card_uri else verdict.reason
     add_verdict(active.client, name, version, verdict.decision, reason)
     if verdict.promoted:
