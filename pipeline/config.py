@@ -258,6 +258,17 @@ class TrainConfig(_Strict):
     fixed_params: dict[str, Any]
     # balanced: sample weights by inverse class frequency in tune's trials and train's fits (classification).
     class_weight: Literal["none", "balanced"]
+    # Models of the tuned params, each with its own sampling seed, averaged into the registered model
+    # (pipeline/modeling/bagging.py): auto (10 on a train split of at most 100,000 rows on engine local, else 1) or a
+    # number.
+    bag: Literal["auto"] | int
+
+    @field_validator("bag", mode="before")
+    @classmethod
+    def _bag_size(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100):
+            return value
+        raise ValueError(f"{value!r}: give auto or a number of models from 1 to 100")
 
 
 class CostConfig(_Strict):

@@ -171,6 +171,15 @@ def test_train_registers_a_challenger_and_evaluate_promotes_it(client, chain, sm
     assert info.saved_input_example_info is not None
 
 
+def test_the_registered_model_is_the_average_of_the_bag(client, chain, small_config):
+    train_run = client.get_run(chain.step("train").run_id)
+    members = int(train_run.data.params["train.bag"])
+    assert members == 10  # bag auto on breast cancer's 455 train rows, with subsample and colsample drawn below 1
+    served = mlflow.pyfunc.load_model(f"models:/{small_config.registry.model_name}@champion").unwrap_python_model()
+    rounds = int(train_run.data.params["n_estimators"])
+    assert served.model.get_booster().num_boosted_rounds() == members * rounds
+
+
 def test_a_second_equal_chain_ties_with_the_champion_and_is_promoted(own_client, own_chain, small_config):
     second = run_chain(small_config, force=["all"])  # same seeds: the same model, a tie is not a defeat
     name = small_config.registry.model_name

@@ -241,3 +241,13 @@ def test_a_condition_on_a_dimension_that_cannot_meet_it_is_named(when, message):
     with pytest.raises(ConfigError) as error:
         load_config(DEFAULT_CONFIG, overrides)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("value", [0, 101, "many", True])
+def test_a_bad_bag_size_is_refused_naming_the_key(tmp_path, value):
+    raw = yaml.safe_load(TEST_CONFIG.read_text())
+    raw["train"]["bag"] = value
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"train\.bag.*auto or a number of models from 1 to 100"):
+        load_config(path)

@@ -1,8 +1,9 @@
 """train on engine dask: the same model with xgboost.dask, fitted on the whole train split and predicting the whole
 test split on the cluster (the predictions gathered here: 8 bytes per row and class); the held-out rows for the
 SHAP plot come from partitions spread over the test split. With `decision` learnt from data, first the out-of-fold
-predictions of the train split, each fold's model fitted on the cluster. Logs params `dask.*` (the cluster) and
-`dask.n_partitions`."""
+predictions of the train split, each fold's model fitted on the cluster. `train.bag` models (auto: one, the table
+is a cluster's) are fitted in turn and averaged into one. Logs params `dask.*` (the cluster), `dask.n_partitions`
+and `train.bag`."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pipeline.engines.dask import boosting, tables
 from pipeline.engines.dask.cluster import cluster_facts, cluster_faults, dask_client
 from pipeline.errors import ConfigError
 from pipeline.modeling import plots
+from pipeline.modeling.bagging import bag_size, fit_bag, member_seeds
 from pipeline.modeling.decision import HeldOut, describe_plan
 from pipeline.tracking.runs import log_params
 
@@ -58,9 +60,23 @@ def _fold_plan(client: Any, train, config: PipelineConfig) -> list:
     return [(fit.drop(columns=[FOLD_COLUMN]), predict.drop(columns=[FOLD_COLUMN])) for fit, predict in plan]
 
 
-def out_of_fold(client: Any, train, config: PipelineConfig, params: dict, schema: Schema, weights) -> HeldOut:
-    """Each fold of the train split predicted by a model of the same params fitted on the cluster on the rows the
-    fold plan gives it (see pipeline/modeling/decision.py)."""
+def _fit(client: Any, rows, config: PipelineConfig, params: dict, schema: Schema, weights, seeds, what: str):
+    """The bag of `seeds` models of `params` fitted on the cluster on `rows`, averaged into one."""
+    target, n_classes = config.data.target, len(schema.classes)
+    return fit_bag(
+        lambda seed: boosting.fit(
+            client, rows, target, schema.task, {**params, "random_state": seed}, config, n_classes, weights, what
+        ),
+        seeds,
+        what,
+    )
+
+
+def out_of_fold(
+    client: Any, train, config: PipelineConfig, params: dict, schema: Schema, weights, seeds: list[int]
+) -> HeldOut:
+    """Each fold of the train split predicted by a model (a bag of `seeds`, like the final one) of the same params
+    fitted on the cluster on the rows the fold plan gives it (see pipeline/modeling/decision.py)."""
     target, n_classes = config.data.target, len(schema.classes)
     plan = _fold_plan(client, train, config)
     truths: list[np.ndarray] = []
@@ -70,9 +86,7 @@ def out_of_fold(client: Any, train, config: PipelineConfig, params: dict, schema
             if int(fit_rows[target].nunique().compute()) < n_classes:
                 continue  # a forward fold whose earlier rows lack a class stays unpredicted (as on engine local)
         logger.info("decision: fold {}/{} on the cluster", number, len(plan))
-        model = boosting.fit(
-            client, fit_rows, target, schema.task, params, config, n_classes, weights, "a decision fold's fit"
-        )
+        model = _fit(client, fit_rows, config, params, schema, weights, seeds, "a decision fold's fit")
         predicted, truth = boosting.predict(client, model, predict_rows, target)
         assert truth is not None  # a target was asked for
         predictions.append(predicted)
@@ -92,13 +106,20 @@ def fit(config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Ru
         train = tables.read_split_on_cluster(preprocess_run, TRAIN_ARTIFACT, schema)
         log_params({**cluster_facts(client, config.dask), "dask.n_partitions": train.npartitions})
         weights = boosting.class_weight_table(client, config, train, target, n_classes)
+        count = bag_size(config.train.bag, params, config.train.fixed_params, rows=None)
+        log_params({"train.bag": count})
+        seeds = member_seeds(params, config.train.fixed_params, count)
         held_out = None
         if config.decision.needs_held_out and schema.is_classification:
-            held_out = out_of_fold(client, train, config, params, schema, weights)
+            held_out = out_of_fold(client, train, config, params, schema, weights, seeds)
         logger.info(
-            "training a {} model on the cluster ({} partitions) with {}", schema.task, train.npartitions, params
+            "training a {} model on the cluster ({} partitions) with {}{}",
+            schema.task,
+            train.npartitions,
+            params,
+            f", averaging {count} models (train.bag)" if count > 1 else "",
         )
-        model = boosting.fit(client, train, target, schema.task, params, config, n_classes, weights)
+        model = _fit(client, train, config, params, schema, weights, seeds, "train's fit")
         test = tables.read_split_on_cluster(preprocess_run, TEST_ARTIFACT, schema)
         predicted, y_test = boosting.predict(client, model, test, target)
         held_out_rows = tables.spread_rows(test, plots.SHAP_ROWS).drop(columns=[target])

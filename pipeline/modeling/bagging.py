@@ -1,0 +1,97 @@
+"""train's bag: the final model as the average of `train.bag` models of the tuned params that differ only in the
+seed of the rows and columns XGBoost samples (subsample, colsample_*), merged into one XGBoost model, so the
+registered model, serving, predict and the plots see a single booster as before.
+
+Why: one refit carries the luck of its row and column draws; averaging several cuts that variance at no cost to
+the search. Over four public tables and split seeds 1-5 (benchmarks/equal_budget.py's, 10 s of tuning), ten
+models beat the single refit on every table's mean (docs/benchmarks.md, "Bagging the final model").
+
+The merge is exact on the margin scale: every member's trees are kept, each leaf scaled by 1/n, so the merged
+model's raw score is the members' mean raw score (log-odds for classification, the value for regression). Members
+fitted on the same rows share XGBoost's estimated intercept (base_score), which the merge keeps once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from loguru import logger
+from xgboost import XGBModel
+
+# bag auto: this many models when the train split has at most BAG_AUTO_MAX_ROWS rows, else one (the variance a bag
+# removes shrinks with the rows, while its cost grows with them).
+BAG_AUTO_MODELS, BAG_AUTO_MAX_ROWS = 10, 100_000
+# The parameters by which XGBoost draws rows or columns at random (1.0, the default: no draw).
+SAMPLING_PARAMS = ("subsample", "colsample_bytree", "colsample_bylevel", "colsample_bynode")
+
+
+def bag_size(bag: int | str, params: dict[str, Any], fixed: dict[str, Any], rows: int | None) -> int:
+    """How many models train averages: `train.bag`, where `auto` is BAG_AUTO_MODELS on a train split of at most
+    BAG_AUTO_MAX_ROWS rows (`rows` None, a table on a cluster: one); one whenever the params sample no rows and no
+    columns, since every member would then be the same model, and for boosters other than gbtree (gblinear, dart:
+    the merge reads trees only)."""
+    merged = {**fixed, **params}
+    samples = any(float(merged.get(name, 1.0)) < 1.0 for name in SAMPLING_PARAMS)
+    if not samples or merged.get("booster", "gbtree") != "gbtree":
+        return 1
+    if bag == "auto":
+        return BAG_AUTO_MODELS if rows is not None and rows <= BAG_AUTO_MAX_ROWS else 1
+    return int(bag)
+
+
+def member_seeds(params: dict[str, Any], fixed: dict[str, Any], count: int) -> list[int]:
+    """The members' seeds: the configured random_state (XGBoost's default 0) and the next count - 1, so a bag of
+    one is the single model of before."""
+    first = int({**fixed, **params}.get("random_state") or 0)
+    return [first + offset for offset in range(count)]
+
+
+def fit_bag(fit_one: Callable[[int], XGBModel], seeds: list[int], what: str = "train") -> XGBModel:
+    """`fit_one(seed)` for each seed, averaged into one model (the first member, its booster replaced)."""
+    models = []
+    for number, seed in enumerate(seeds, start=1):
+        models.append(fit_one(seed))
+        if len(seeds) > 1:
+            logger.debug("{}: bag model {}/{} fitted (seed {})", what, number, len(seeds), seed)
+    return average(models)
+
+
+def average(models: list[XGBModel]) -> XGBModel:
+    """One model whose raw score is the mean of the members' raw scores: all their trees, leaves scaled by 1/n."""
+    if len(models) == 1:
+        return models[0]
+    documents = [json.loads(model.get_booster().save_raw("json")) for model in models]
+    merged = documents[0]
+    trees: list[dict[str, Any]] = []
+    tree_info: list[int] = []
+    iteration_starts = [0]
+    for document in documents:
+        booster = document["learner"]["gradient_booster"]["model"]
+        offset = len(trees)
+        for tree in booster["trees"]:
+            trees.append(_scaled(tree, 1.0 / len(models), len(trees)))
+        tree_info += booster["tree_info"]
+        iteration_starts += [offset + start for start in booster["iteration_indptr"][1:]]
+    booster = merged["learner"]["gradient_booster"]["model"]
+    booster.update(trees=trees, tree_info=tree_info, iteration_indptr=iteration_starts)
+    booster["gbtree_model_param"]["num_trees"] = str(len(trees))
+    result = models[0]
+    result.load_model(bytearray(json.dumps(merged).encode()))  # keeps the estimator's settings, swaps its booster
+    return result
+
+
+def _scaled(tree: dict[str, Any], factor: float, tree_id: int) -> dict[str, Any]:
+    """A copy of a tree (XGBoost's JSON model) with its leaf values times `factor`, renumbered `tree_id`. A scalar
+    leaf keeps its value in `split_conditions`; a vector-leaf tree (multi_strategy multi_output_tree) keeps its
+    leaves in `leaf_weights` and a leaf's index where a scalar leaf keeps its value. Nodes' `base_weights` scale
+    alike."""
+    scaled = {**tree, "id": tree_id, "base_weights": [value * factor for value in tree["base_weights"]]}
+    if int(tree["tree_param"].get("size_leaf_vector", "1")) > 1:
+        scaled["leaf_weights"] = [value * factor for value in tree["leaf_weights"]]
+        return scaled
+    leaves = {node for node, left in enumerate(tree["left_children"]) if left == -1}
+    scaled["split_conditions"] = [
+        value * factor if node in leaves else value for node, value in enumerate(tree["split_conditions"])
+    ]
+    return scaled

@@ -1,0 +1,88 @@
+"""train's bag: the members' average merged into one XGBoost model, and how many members a config asks for."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from xgboost import XGBClassifier, XGBRegressor
+
+from pipeline.modeling.bagging import BAG_AUTO_MAX_ROWS, BAG_AUTO_MODELS, average, bag_size, member_seeds
+
+SAMPLED = {"subsample": 0.7, "colsample_bytree": 0.8}
+
+
+def _table(rows: int = 400) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=rows), "b": rng.normal(size=rows)})
+    frame["shop"] = pd.Categorical(rng.choice(["north", "south", "east"], rows))
+    frame.loc[rng.choice(rows, 30), "a"] = np.nan  # missing values take the trees' default branches
+    signal = frame["a"].fillna(0) - frame["b"] + (frame["shop"] == "south") * 1.5
+    return frame, signal
+
+
+@pytest.mark.parametrize(
+    ("estimator", "target", "extra"),
+    [
+        (XGBClassifier, lambda s: (s > 0).astype(int), {}),
+        (XGBClassifier, lambda s: pd.cut(s, 3, labels=False), {}),
+        (XGBRegressor, lambda s: s, {}),
+    ],
+    ids=["binary", "multiclass", "regression"],
+)
+def test_the_merged_model_scores_the_members_mean_margin(estimator, target, extra):
+    x, signal = _table()
+    y = target(signal)
+    members = [
+        estimator(n_estimators=8 + seed, max_depth=3, random_state=seed, enable_categorical=True, **SAMPLED).fit(x, y)
+        for seed in range(3)
+    ]
+    expected = np.mean([member.predict(x, output_margin=True) for member in members], axis=0)
+    rounds = sum(member.get_booster().num_boosted_rounds() for member in members)
+    merged = average(members)
+    assert isinstance(merged, estimator)
+    assert merged.get_booster().num_boosted_rounds() == rounds
+    np.testing.assert_allclose(merged.predict(x, output_margin=True), expected, atol=1e-5)
+    if estimator is XGBClassifier:  # the estimator's own attributes survive the swapped booster
+        assert merged.n_classes_ == len(np.unique(y))
+        np.testing.assert_allclose(merged.predict_proba(x).sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_vector_leaf_trees_merge_too():
+    x, signal = _table()
+    x = x.drop(columns=["shop"])  # XGBoost's vector-leaf trees take no categorical features
+    y = pd.cut(signal, 3, labels=False)
+    members = [
+        XGBClassifier(n_estimators=5, max_depth=2, random_state=seed, multi_strategy="multi_output_tree", **SAMPLED)
+        .fit(x, y)
+        for seed in range(2)
+    ]  # fmt: skip
+    expected = np.mean([member.predict(x, output_margin=True) for member in members], axis=0)
+    np.testing.assert_allclose(average(members).predict(x, output_margin=True), expected, atol=1e-5)
+
+
+def test_a_bag_of_one_is_the_model_itself():
+    x, signal = _table(100)
+    model = XGBRegressor(n_estimators=3).fit(x.drop(columns=["shop"]), signal)
+    assert average([model]) is model
+
+
+@pytest.mark.parametrize(
+    ("bag", "params", "rows", "expected"),
+    [
+        ("auto", SAMPLED, 1_000, BAG_AUTO_MODELS),
+        ("auto", SAMPLED, BAG_AUTO_MAX_ROWS, BAG_AUTO_MODELS),
+        ("auto", SAMPLED, BAG_AUTO_MAX_ROWS + 1, 1),
+        ("auto", SAMPLED, None, 1),  # a table on a cluster
+        (4, SAMPLED, None, 4),
+        (4, {"subsample": 1.0, "colsample_bytree": 1.0}, 1_000, 1),  # every member would be the same model
+        (4, {}, 1_000, 1),
+        (4, {"colsample_bynode": 0.5}, 1_000, 4),
+        (4, {**SAMPLED, "booster": "dart"}, 1_000, 1),
+    ],
+)
+def test_bag_size(bag, params, rows, expected):
+    assert bag_size(bag, params, {"tree_method": "hist"}, rows) == expected
+
+
+def test_members_count_up_from_the_configured_seed():
+    assert member_seeds({}, {}, 3) == [0, 1, 2]  # XGBoost's own default first: a bag of one is the model of before
+    assert member_seeds({"max_depth": 3}, {"random_state": 7}, 2) == [7, 8]
