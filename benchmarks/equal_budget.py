@@ -55,6 +55,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -345,20 +346,27 @@ def chain_incumbents(client, tune_run) -> list[dict]:
     return incumbents
 
 
-def incumbent_test_metrics(splits: dict, incumbents: list[dict], metric_name: str) -> list[float]:
-    """Each incumbent refitted as train fits (the whole train split, its params, its round count), scored on the
-    test split: the chain's test metric had tuning stopped when that trial ended."""
-    from pipeline.data.sources import features_and_target
+def _fit_member(task: str, params: dict, x: pd.DataFrame, y: pd.Series, seed: int):
+    return xgb_model(task, {**params, "random_state": seed}).fit(x, y, verbose=False)
 
-    task = splits["task"]
+
+def incumbent_test_metrics(splits: dict, incumbents: list[dict], metric_name: str) -> list[float]:
+    """Each incumbent refitted as train fits (the whole train split, its params, its round count, train.bag's
+    models), scored on the test split: the chain's test metric had tuning stopped when that trial ended."""
+    from pipeline.data.sources import features_and_target
+    from pipeline.modeling.bagging import bag_size, fit_bag, member_seeds
+
+    task, bag = splits["task"], splits["config"].train.bag
     x, y = features_and_target(splits["train"], splits["target"])
     found = []
     for incumbent in incumbents:
         params = dict(incumbent["params"])
         if "max_depth" in params:
             params["max_depth"] = int(params["max_depth"])
-        model = xgb_model(task, {**params, "n_estimators": incumbent["best_iteration"] + 1})
-        model.fit(x, y, verbose=False)
+        params["n_estimators"] = incumbent["best_iteration"] + 1
+        seeds = member_seeds(params, {}, bag_size(bag, params, {}, len(x)))
+        fit_one = partial(_fit_member, task, params, x, y)
+        model = fit_bag(fit_one, seeds)
         found.append(scored(task, model, splits["x_test"], splits["y_test"], metric_name))
     return found
 

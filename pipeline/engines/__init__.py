@@ -89,6 +89,7 @@ class Trained(NamedTuple):
     held_out_rows: pd.DataFrame  # test-split features for the plots
     held_out: HeldOut | None  # out-of-fold predictions of the train split (modeling/decision.py), when needed
     profile_rows: pd.DataFrame  # train-split model inputs the reference profile is made of (dask: a sample)
+    members: int = 1  # the models averaged into `model` (train.bag)
 
 
 class TrainWork(Protocol):

@@ -26,8 +26,10 @@ from loguru import logger
 
 from pipeline.contract import CALIBRATION_ARTIFACT, FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT
 
-# Held-out rows the SHAP summary explains (XGBoost computes their contributions in well under a second).
-SHAP_ROWS = 1000
+# Held-out rows the SHAP summary explains: XGBoost computes their contributions in about a second for a model of
+# 500 trees; a bag of n models (train.bag) has n times the trees, so it explains 1/n of the rows, at least the
+# minimum (the bag's SHAP values are the mean of its members': it is explained exactly, on fewer rows).
+SHAP_ROWS, SHAP_MIN_ROWS = 1000, 200
 MAX_FEATURES = 20  # the largest ones per plot
 _JOIN_TIMEOUT_S = 120.0
 _PLOTS_FOLDER = str(Path(FEATURE_IMPORTANCE_ARTIFACT).parent)  # both plots' folder in the run's artifacts
@@ -87,14 +89,17 @@ def shap_installed() -> bool:
     return importlib.util.find_spec("shap") is not None
 
 
-def _figures(model: Any, held_out: pd.DataFrame | None, classes: list[Any], curves: list[Curve] | None) -> _Figures:
+def _figures(
+    model: Any, held_out: pd.DataFrame | None, classes: list[Any], curves: list[Curve] | None, members: int
+) -> _Figures:
     import xgboost
 
     booster = model.get_booster()
     gain = booster.get_score(importance_type="gain")
     contributions = rows = None
     if held_out is not None and len(held_out) and shap_installed():
-        sample = held_out.sample(n=min(SHAP_ROWS, len(held_out)), random_state=0)
+        explained = max(SHAP_MIN_ROWS, SHAP_ROWS // members)
+        sample = held_out.sample(n=min(explained, len(held_out)), random_state=0)
         matrix = xgboost.DMatrix(sample, enable_categorical=True)
         contributions = booster.predict(matrix, pred_contribs=True)[..., :-1]  # the last column is the bias
         rows = sample.apply(_as_numbers)
@@ -200,11 +205,17 @@ class Drawer:
         self.close()
 
     def draw(
-        self, model: Any, held_out: pd.DataFrame | None, classes: list[Any], curves: list[Curve] | None = None
+        self,
+        model: Any,
+        held_out: pd.DataFrame | None,
+        classes: list[Any],
+        curves: list[Curve] | None = None,
+        members: int = 1,
     ) -> None:
         """Compute what the plots show and have them drawn (aside, where there is a drawer process); `curves`, the
-        test split's reliability curves, make `plots/calibration.png`."""
-        figures = _figures(model, held_out, classes, curves)
+        test split's reliability curves, make `plots/calibration.png`; `members`, the models averaged into `model`
+        (fewer rows for the SHAP summary of a bigger model)."""
+        figures = _figures(model, held_out, classes, curves, members)
         if not figures.gain:
             logger.info("no feature importance plot: the model has no split")
         if self._connection is None:

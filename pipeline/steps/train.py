@@ -134,7 +134,8 @@ def run(
         mlflow.log_params(params)
         decision, metrics = _decide(config, schema, trained)
         mlflow.log_metrics(metrics)
-        drawer.draw(trained.model, trained.held_out_rows, schema.classes, _curves(schema, trained, decision))
+        curves = _curves(schema, trained, decision)
+        drawer.draw(trained.model, trained.held_out_rows, schema.classes, curves, members=trained.members)
         reference = _reference_profile(schema, trained, decision)
         mlflow.log_dict(reference, PROFILE_ARTIFACT)
         model_info = _log_model(trained.model, schema, preprocess_run, decision, reference)
@@ -185,6 +186,8 @@ def note(run: Run) -> list[str]:
             f"calibration {params.get('decision.calibration', 'none')}, class weights "
             f"{params.get('train.class_weight', 'none')}."
         )
+    if int(params.get("train.bag", 1)) > 1:
+        lines.append(f"Model: the average of {params['train.bag']} fits of the tuned params (train.bag).")
     lines.append(
         f"Registered `{tags.get(MODEL_NAME_TAG, '?')}` version {tags.get(MODEL_VERSION_TAG, '?')} as the challenger."
     )

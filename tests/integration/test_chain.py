@@ -258,6 +258,7 @@ def test_people_read_what_each_run_did_in_its_description(client, chain, small_c
     )
     assert f"finished {tune.data.metrics['n_finished']:,.0f}" in notes["tune"] and "| max_depth |" in notes["tune"]
     assert f"test_roc_auc {train.data.metrics['test_roc_auc']:.4f}" in notes["train"]
+    assert "the average of 10 fits of the tuned params (train.bag)" in notes["train"]
     assert f"/runs/{preprocess.info.run_id})" in notes["train"] and f"/runs/{tune.info.run_id})" in notes["train"]
     assert evaluate_.data.tags[VERDICT_TAG] in notes["evaluate"]
     card = client.get_run(chain.run_id).data.tags[MLFLOW_RUN_NOTE]

@@ -96,6 +96,8 @@ def test_both_engines_leave_the_same_lineage_and_a_model_as_good(both_engines, m
     assert evaluate_metrics["full_test_roc_auc"] == pytest.approx(evaluate_metrics["roc_auc"])
     local_auc, dask_auc = (r["train"].data.metrics["test_roc_auc"] for r in (local_runs, dask_runs))
     assert dask_auc > 0.95 and abs(local_auc - dask_auc) <= 0.01, (local_auc, dask_auc)
+    bags = [r["train"].data.params["train.bag"] for r in (local_runs, dask_runs)]
+    assert bags == ["10", "1"]  # bag auto: ten on a local split of this size, one on a cluster's table
     assert dask.steps[-1].verdict == "promoted"
 
 
@@ -297,6 +299,7 @@ def test_the_decision_is_learnt_on_the_cluster_and_evaluated_at_the_models_thres
             "decision.threshold": {"optimize": "f1"},
             "decision.calibration": "sigmoid",
             "train.class_weight": "balanced",
+            "train.bag": 2,  # each fold's model and the final one a bag of two fits on the cluster
         },
     )
     if method == "time":
@@ -309,6 +312,7 @@ def test_the_decision_is_learnt_on_the_cluster_and_evaluated_at_the_models_thres
     params, metrics = train_run.data.params, train_run.data.metrics
     threshold = float(params["decision.threshold"])
     assert params["decision.calibration"] == "sigmoid" and 0 < threshold < 0.5 and metrics["held_out_f1"] > 0
+    assert params["train.bag"] == "2"
     evaluated = module_client.get_run(result.step("evaluate").run_id).data.metrics
     assert evaluated["full_test_f1_score"] == pytest.approx(metrics["test_f1"], abs=1e-6)
     assert evaluated["full_test_brier_score"] == pytest.approx(metrics["test_brier_score"], abs=1e-6)

@@ -64,6 +64,7 @@ tune:
 train:
   fixed_params: {}
   class_weight: none
+  bag: auto
 decision: {threshold: 0.5, calibration: none, folds: 5}
 registry:
   model_name: wine-xgb

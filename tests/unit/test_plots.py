@@ -45,7 +45,7 @@ def test_both_plots_are_drawn_from_xgboost_numbers(tmp_path, n_classes):
     model = fitted(frame, labels)
     curves = plots.reliability(labels, model.predict_proba(frame), list(range(n_classes)))
     assert len(curves) == (1 if n_classes == 2 else n_classes)  # binary: the positive class's curve alone
-    figures = plots._figures(model, frame, list(range(n_classes)), curves)
+    figures = plots._figures(model, frame, list(range(n_classes)), curves, members=1)
     assert set(figures.gain) == {"calls", "spend", "plan"}
     expected_shape = (len(frame), n_classes, 3) if n_classes > 2 else (len(frame), 3)
     assert figures.contributions.shape == expected_shape
@@ -53,6 +53,13 @@ def test_both_plots_are_drawn_from_xgboost_numbers(tmp_path, n_classes):
     plots.draw(figures, tmp_path)
     for artifact in (FEATURE_IMPORTANCE_ARTIFACT, SHAP_SUMMARY_ARTIFACT, CALIBRATION_ARTIFACT):
         assert (tmp_path / artifact.split("/")[-1]).read_bytes()[:8] == PNG_SIGNATURE
+
+
+@pytest.mark.parametrize(("members", "explained"), [(1, 1000), (2, 500), (10, plots.SHAP_MIN_ROWS)])
+def test_a_bag_is_explained_on_fewer_rows(members, explained):
+    frame, labels = table(rows=1500)
+    figures = plots._figures(fitted(frame, np.minimum(labels, 1)), frame, [0, 1], None, members=members)
+    assert figures.contributions.shape == (explained, 3) and figures.n_rows == 1500
 
 
 def test_the_plots_are_drawn_aside_and_logged_to_the_run(tracking_uri):

@@ -124,7 +124,7 @@ def fit(config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Ru
         predicted, y_test = boosting.predict(client, model, test, target)
         held_out_rows = tables.spread_rows(test, plots.SHAP_ROWS).drop(columns=[target])
         profile_rows = _profile_sample(client, train, config, preprocess_run).drop(columns=[target])
-    return Trained(model, y_test, predicted, held_out_rows, held_out, profile_rows)
+    return Trained(model, y_test, predicted, held_out_rows, held_out, profile_rows, count)
 
 
 def _profile_sample(client: Any, train, config: PipelineConfig, preprocess_run: Run) -> pd.DataFrame:

@@ -76,4 +76,4 @@ def fit(config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Ru
     weights = sample_weights(config, y.to_numpy(), len(schema.classes))
     model = _fit(config, params, schema.task, x, y.to_numpy(), weights, seeds)
     predicted = model.predict(x_test) if schema.task == "regression" else model.predict_proba(x_test)
-    return Trained(model, y_test.to_numpy(), predicted, x_test, held_out, x)
+    return Trained(model, y_test.to_numpy(), predicted, x_test, held_out, x, count)
