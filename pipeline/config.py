@@ -259,8 +259,8 @@ class TrainConfig(_Strict):
     # balanced: sample weights by inverse class frequency in tune's trials and train's fits (classification).
     class_weight: Literal["none", "balanced"]
     # Models of the tuned params, each with its own sampling seed, averaged into the registered model
-    # (pipeline/modeling/bagging.py): auto (10 on a train split of at most 100,000 rows on engine local, else 1) or a
-    # number.
+    # (pipeline/modeling/bagging.py): auto (10 after a search with tune.timeout_s on a train split of at most 100,000
+    # rows on engine local, else 1) or a number.
     bag: Literal["auto"] | int
 
     @field_validator("bag", mode="before")

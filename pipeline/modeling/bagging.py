@@ -14,23 +14,42 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from xgboost import XGBModel
 
-# bag auto: this many models when the train split has at most BAG_AUTO_MAX_ROWS rows, else one (the variance a bag
-# removes shrinks with the rows, while its cost grows with them).
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+    from pipeline.config import PipelineConfig
+
+# bag auto: this many models after a search against the clock on a train split of at most BAG_AUTO_MAX_ROWS rows,
+# else one (the variance a bag removes shrinks with the rows, while its cost grows with them).
 BAG_AUTO_MODELS, BAG_AUTO_MAX_ROWS = 10, 100_000
+# The tune run's param giving its time budget, logged only when it had one (tune.timeout_s).
+TIMED_SEARCH_PARAM = "tune.timeout_s"
+
+
+def for_search(config: PipelineConfig, tune_run: Run) -> PipelineConfig:
+    """The config with `train.bag: auto` made one model when the tune run searched without a time budget (a count
+    of trials alone, as the shipped breast-cancer chain): there the bag's n fits would lengthen a chain whose user
+    asked for no trade of time for quality, as `tune.cv: auto` keeps the holdout there. Read from the tune run, not
+    this config, so a train run is the same whatever tune section it is given."""
+    if config.train.bag != "auto" or TIMED_SEARCH_PARAM in tune_run.data.params:
+        return config
+    return config.model_copy(update={"train": config.train.model_copy(update={"bag": 1})})
+
+
 # The parameters by which XGBoost draws rows or columns at random (1.0, the default: no draw).
 SAMPLING_PARAMS = ("subsample", "colsample_bytree", "colsample_bylevel", "colsample_bynode")
 
 
 def bag_size(bag: int | str, params: dict[str, Any], fixed: dict[str, Any], rows: int | None) -> int:
-    """How many models train averages: `train.bag`, where `auto` is BAG_AUTO_MODELS on a train split of at most
-    BAG_AUTO_MAX_ROWS rows (`rows` None, a table on a cluster: one); one whenever the params sample no rows and no
-    columns, since every member would then be the same model, and for boosters other than gbtree (gblinear, dart:
-    the merge reads trees only)."""
+    """How many models train averages: `train.bag` (after `for_search`), where `auto` is BAG_AUTO_MODELS on a train
+    split of at most BAG_AUTO_MAX_ROWS rows (`rows` None, a table on a cluster: one); one whenever the params
+    sample no rows and no columns, since every member would then be the same model, and for boosters other than
+    gbtree (gblinear, dart: the merge reads trees only)."""
     merged = {**fixed, **params}
     samples = any(float(merged.get(name, 1.0)) < 1.0 for name in SAMPLING_PARAMS)
     if not samples or merged.get("booster", "gbtree") != "gbtree":

@@ -53,7 +53,7 @@ from pipeline.data.schema import Schema
 from pipeline.data.transform import answer as answer_frame
 from pipeline.data.transform import decide
 from pipeline.engines import Trained, TrainWork, engine_for
-from pipeline.modeling import card, plots, profile
+from pipeline.modeling import bagging, card, plots, profile
 from pipeline.modeling.decision import check_for_task, fit_decision, params_and_metrics
 from pipeline.modeling.decision import describe as describe_decision
 from pipeline.modeling.metrics import test_metrics
@@ -128,6 +128,7 @@ def run(
         tune_run = active.use_upstream(upstream_run_id)
         preprocess_run = active.follow(tune_run, "preprocess")
         params, schema = read_json_artifact(tune_run, BEST_PARAMS_ARTIFACT), schema_of_run(preprocess_run)
+        config = bagging.for_search(config, tune_run)
         check_for_task(config, schema.task)
         work: TrainWork = engine_for(config, "train")
         trained = work.fit(config, params, schema, preprocess_run)

@@ -31,10 +31,11 @@ from pipeline.contract import (
 )
 from pipeline.engines import TuneWork, engine_for
 from pipeline.errors import PipelineError
+from pipeline.modeling.bagging import TIMED_SEARCH_PARAM
 from pipeline.modeling.decision import check_for_task
 from pipeline.results import StepResult
 from pipeline.tracking.notes import number, table
-from pipeline.tracking.runs import RunContext, step_run
+from pipeline.tracking.runs import RunContext, log_params, step_run
 from pipeline.tracking.splits import schema_of_run
 from pipeline.tuning.study import (
     best_params,
@@ -93,11 +94,12 @@ def run(
         experiment_name = active.client.get_experiment(active.experiment_id).name
         data_identity = preprocess_run.data.tags.get(DATA_DIGEST_TAG, preprocess_run.info.run_id)
         name = study_name(config, experiment_name, data_identity)
-        mlflow.log_params(
+        log_params(  # tune.timeout_s only when set: train's bag auto reads whether the search had a budget
             {
                 "optuna.study_name": name,
                 "optuna.storage": describe_storage(config.tune.storage),
                 "optuna.pruner": config.tune.pruner.type,
+                TIMED_SEARCH_PARAM: config.tune.timeout_s,
             }
         )
         study = open_study(config, name, search_digest(config, data_identity))

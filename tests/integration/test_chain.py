@@ -8,7 +8,7 @@ import json
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from pipeline import cli
 from pipeline.contract import (
@@ -171,13 +171,27 @@ def test_train_registers_a_challenger_and_evaluate_promotes_it(client, chain, sm
     assert info.saved_input_example_info is not None
 
 
-def test_the_registered_model_is_the_average_of_the_bag(client, chain, small_config):
-    train_run = client.get_run(chain.step("train").run_id)
-    members = int(train_run.data.params["train.bag"])
-    assert members == 10  # bag auto on breast cancer's 455 train rows, with subsample and colsample drawn below 1
-    served = mlflow.pyfunc.load_model(f"models:/{small_config.registry.model_name}@champion").unwrap_python_model()
+def booster_rounds(model_uri: str) -> int:
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model.get_booster().num_boosted_rounds()
+
+
+def test_a_search_without_a_time_budget_keeps_one_model(client, chain, small_config):
+    tune_run, train_run = (client.get_run(chain.step(step).run_id) for step in ("tune", "train"))
+    assert "tune.timeout_s" not in tune_run.data.params  # n_trials alone: bag auto fits one model
+    assert train_run.data.params["train.bag"] == "1"
     rounds = int(train_run.data.params["n_estimators"])
-    assert served.model.get_booster().num_boosted_rounds() == members * rounds
+    assert booster_rounds(f"models:/{small_config.registry.model_name}@champion") == rounds
+
+
+def test_after_a_search_against_the_clock_the_model_is_the_average_of_a_bag(own_client):
+    result = run_chain(small_config_with({"tune.timeout_s": 5}))  # bag auto, 455 train rows: ten models
+    tune_run, train_run = (own_client.get_run(result.step(step).run_id) for step in ("tune", "train"))
+    assert float(tune_run.data.params["tune.timeout_s"]) == 5 and train_run.data.params["train.bag"] == "10"
+    rounds = int(train_run.data.params["n_estimators"])
+    assert booster_rounds(result.step("train").outputs["model_uri"]) == 10 * rounds
+    note = train_run.data.tags[MLFLOW_RUN_NOTE]
+    assert "the average of 10 fits of the tuned params (train.bag)" in note
+    assert train_run.data.metrics["test_roc_auc"] > 0.95
 
 
 def test_a_second_equal_chain_ties_with_the_champion_and_is_promoted(own_client, own_chain, small_config):
@@ -249,8 +263,6 @@ def test_the_lineage_of_the_champion_is_printed_and_carded(client, chain, capsys
 
 
 def test_people_read_what_each_run_did_in_its_description(client, chain, small_config):
-    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
-
     notes = {result.step: client.get_run(result.run_id).data.tags[MLFLOW_RUN_NOTE] for result in chain.steps}
     preprocess, tune, train, evaluate_ = (client.get_run(chain.step(s).run_id) for s in CHAIN_STEPS)
     assert (
@@ -258,7 +270,6 @@ def test_people_read_what_each_run_did_in_its_description(client, chain, small_c
     )
     assert f"finished {tune.data.metrics['n_finished']:,.0f}" in notes["tune"] and "| max_depth |" in notes["tune"]
     assert f"test_roc_auc {train.data.metrics['test_roc_auc']:.4f}" in notes["train"]
-    assert "the average of 10 fits of the tuned params (train.bag)" in notes["train"]
     assert f"/runs/{preprocess.info.run_id})" in notes["train"] and f"/runs/{tune.info.run_id})" in notes["train"]
     assert evaluate_.data.tags[VERDICT_TAG] in notes["evaluate"]
     card = client.get_run(chain.run_id).data.tags[MLFLOW_RUN_NOTE]

@@ -1,11 +1,23 @@
 """train's bag: the members' average merged into one XGBoost model, and how many members a config asks for."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 from xgboost import XGBClassifier, XGBRegressor
 
-from pipeline.modeling.bagging import BAG_AUTO_MAX_ROWS, BAG_AUTO_MODELS, average, bag_size, member_seeds
+from pipeline.config import load_config
+from pipeline.modeling.bagging import (
+    BAG_AUTO_MAX_ROWS,
+    BAG_AUTO_MODELS,
+    TIMED_SEARCH_PARAM,
+    average,
+    bag_size,
+    for_search,
+    member_seeds,
+)
+from tests.helpers import TEST_CONFIG
 
 SAMPLED = {"subsample": 0.7, "colsample_bytree": 0.8}
 
@@ -86,3 +98,17 @@ def test_bag_size(bag, params, rows, expected):
 def test_members_count_up_from_the_configured_seed():
     assert member_seeds({}, {}, 3) == [0, 1, 2]  # XGBoost's own default first: a bag of one is the model of before
     assert member_seeds({"max_depth": 3}, {"random_state": 7}, 2) == [7, 8]
+
+
+@pytest.mark.parametrize(
+    ("bag", "tune_params", "expected"),
+    [
+        ("auto", {TIMED_SEARCH_PARAM: "600"}, "auto"),  # against the clock: auto decides by the rows
+        ("auto", {}, 1),  # n_trials alone: one model, the chain's time unchanged
+        (3, {}, 3),  # a number is what the user asked for
+    ],
+)
+def test_bag_auto_is_a_bag_only_after_a_search_against_the_clock(bag, tune_params, expected):
+    config = load_config(TEST_CONFIG, {"train.bag": bag})
+    tune_run = SimpleNamespace(data=SimpleNamespace(params={"max_depth": "3", **tune_params}))
+    assert for_search(config, tune_run).train.bag == expected
