@@ -51,7 +51,7 @@ def bag_size(bag: int | str, params: dict[str, Any], fixed: dict[str, Any], rows
     sample no rows and no columns, since every member would then be the same model, and for boosters other than
     gbtree (gblinear, dart: the merge reads trees only)."""
     merged = {**fixed, **params}
-    samples = any(float(merged.get(name, 1.0)) < 1.0 for name in SAMPLING_PARAMS)
+    samples = any(merged.get(name) is not None and float(merged[name]) < 1.0 for name in SAMPLING_PARAMS)
     if not samples or merged.get("booster", "gbtree") != "gbtree":
         return 1
     if bag == "auto":

@@ -88,6 +88,7 @@ def test_a_bag_of_one_is_the_model_itself():
         (4, {"subsample": 1.0, "colsample_bytree": 1.0}, 1_000, 1),  # every member would be the same model
         (4, {}, 1_000, 1),
         (4, {"colsample_bynode": 0.5}, 1_000, 4),
+        (4, {"subsample": None, "colsample_bytree": 0.5}, 1_000, 4),  # null in a config: XGBoost's default
         (4, {**SAMPLED, "booster": "dart"}, 1_000, 1),
     ],
 )
