@@ -232,6 +232,10 @@ def test_a_missing_dask_extra_says_what_to_install(client, monkeypatch, capfd):
     assert [run.info.status for run in client.search_runs(["0"])] == ["FAILED"]
 
 
+# xgboost.dask's training tasks, one per worker: its map_worker_partitions submits a function named `fn`.
+TRAIN_TASKS = ("fn-", "do_train")
+
+
 def test_a_worker_killed_during_a_fit_fails_it_in_one_line_instead_of_hanging():
     from pipeline.engines.dask import boosting
 
@@ -256,7 +260,17 @@ def test_a_worker_killed_during_a_fit_fails_it_in_one_line_instead_of_hanging():
 
             worker = threading.Thread(target=fit)
             worker.start()
-            time.sleep(4)
+            # Kill only once both workers train: a worker lost while the data is still being prepared is replaced by
+            # dask, and XGBoost then trains on the survivor (a slow or busy machine took over 4 s to get there).
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and "error" not in outcome:
+                busy = dask_client.processing()
+                if len(busy) == 2 and all(
+                    any(str(key).startswith(TRAIN_TASKS) for key in keys) for keys in busy.values()
+                ):
+                    break
+                time.sleep(0.2)
+            time.sleep(1)
             victim = sorted(dask_client.scheduler_info()["workers"])[0]
             with pytest.raises(Exception):  # noqa: B017 - the worker dies before it answers
                 dask_client.run(os._exit, 1, workers=[victim])
