@@ -354,7 +354,7 @@ def incumbent_test_metrics(splits: dict, incumbents: list[dict], metric_name: st
     """Each incumbent refitted as train fits (the whole train split, its params, its round count, train.bag's
     models), scored on the test split: the chain's test metric had tuning stopped when that trial ended."""
     from pipeline.data.sources import features_and_target
-    from pipeline.modeling.bagging import bag_size, fit_bag, member_seeds
+    from pipeline.modeling.bagging import fit_bag, member_seeds
 
     task, bag = splits["task"], splits["config"].train.bag
     x, y = features_and_target(splits["train"], splits["target"])
@@ -364,9 +364,7 @@ def incumbent_test_metrics(splits: dict, incumbents: list[dict], metric_name: st
         if "max_depth" in params:
             params["max_depth"] = int(params["max_depth"])
         params["n_estimators"] = incumbent["best_iteration"] + 1
-        seeds = member_seeds(params, {}, bag_size(bag, params, {}, len(x)))
-        fit_one = partial(_fit_member, task, params, x, y)
-        model = fit_bag(fit_one, seeds)
+        model = fit_bag(partial(_fit_member, task, params, x, y), member_seeds(bag, params, {}, len(x)))
         found.append(scored(task, model, splits["x_test"], splits["y_test"], metric_name))
     return found
 

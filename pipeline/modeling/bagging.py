@@ -59,11 +59,11 @@ def bag_size(bag: int | str, params: dict[str, Any], fixed: dict[str, Any], rows
     return int(bag)
 
 
-def member_seeds(params: dict[str, Any], fixed: dict[str, Any], count: int) -> list[int]:
-    """The members' seeds: the configured random_state (XGBoost's default 0) and the next count - 1, so a bag of
-    one is the single model of before."""
+def member_seeds(bag: int | str, params: dict[str, Any], fixed: dict[str, Any], rows: int | None) -> list[int]:
+    """The seeds of the models train averages, as many as `bag_size` gives: the configured random_state (XGBoost's
+    default 0) and the next ones, so a bag of one is the single model of before."""
     first = int({**fixed, **params}.get("random_state") or 0)
-    return [first + offset for offset in range(count)]
+    return [first + offset for offset in range(bag_size(bag, params, fixed, rows))]
 
 
 def fit_bag(fit_one: Callable[[int], XGBModel], seeds: list[int], what: str = "train") -> XGBModel:

@@ -97,8 +97,10 @@ def test_bag_size(bag, params, rows, expected):
 
 
 def test_members_count_up_from_the_configured_seed():
-    assert member_seeds({}, {}, 3) == [0, 1, 2]  # XGBoost's own default first: a bag of one is the model of before
-    assert member_seeds({"max_depth": 3}, {"random_state": 7}, 2) == [7, 8]
+    # XGBoost's own default first: a bag of one is the model of before
+    assert member_seeds(3, SAMPLED, {}, 1_000) == [0, 1, 2]
+    assert member_seeds(2, {**SAMPLED, "max_depth": 3}, {"random_state": 7}, 1_000) == [7, 8]
+    assert member_seeds(4, {}, {}, 1_000) == [0]  # nothing sampled: one model, whatever the bag
 
 
 @pytest.mark.parametrize(

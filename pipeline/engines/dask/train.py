@@ -22,7 +22,7 @@ from pipeline.engines.dask import boosting, tables
 from pipeline.engines.dask.cluster import cluster_facts, cluster_faults, dask_client
 from pipeline.errors import ConfigError
 from pipeline.modeling import plots
-from pipeline.modeling.bagging import bag_size, fit_bag, member_seeds
+from pipeline.modeling.bagging import fit_bag, member_seeds
 from pipeline.modeling.decision import HeldOut, describe_plan
 from pipeline.tracking.runs import log_params
 
@@ -106,9 +106,9 @@ def fit(config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Ru
         train = tables.read_split_on_cluster(preprocess_run, TRAIN_ARTIFACT, schema)
         log_params({**cluster_facts(client, config.dask), "dask.n_partitions": train.npartitions})
         weights = boosting.class_weight_table(client, config, train, target, n_classes)
-        count = bag_size(config.train.bag, params, config.train.fixed_params, rows=None)
+        seeds = member_seeds(config.train.bag, params, config.train.fixed_params, rows=None)
+        count = len(seeds)
         log_params({"train.bag": count})
-        seeds = member_seeds(params, config.train.fixed_params, count)
         held_out = None
         if config.decision.needs_held_out and schema.is_classification:
             held_out = out_of_fold(client, train, config, params, schema, weights, seeds)

@@ -19,7 +19,7 @@ from pipeline.contract import TEST_ARTIFACT, TRAIN_ARTIFACT
 from pipeline.data.schema import Schema
 from pipeline.data.sources import features_and_target
 from pipeline.engines import Trained
-from pipeline.modeling.bagging import bag_size, fit_bag, member_seeds
+from pipeline.modeling.bagging import fit_bag, member_seeds
 from pipeline.modeling.decision import HeldOut, describe_plan, fold_plan, sample_weights
 from pipeline.modeling.model import build_model, usable_cores
 from pipeline.tracking.splits import read_split
@@ -66,9 +66,9 @@ def fit(config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Ru
     params = {**params, "n_jobs": threads}
     x, y = features_and_target(read_split(preprocess_run, TRAIN_ARTIFACT, schema), config.data.target)
     x_test, y_test = features_and_target(read_split(preprocess_run, TEST_ARTIFACT, schema), config.data.target)
-    count = bag_size(config.train.bag, params, config.train.fixed_params, len(x))
+    seeds = member_seeds(config.train.bag, params, config.train.fixed_params, len(x))
+    count = len(seeds)
     mlflow.log_param("train.bag", count)
-    seeds = member_seeds(params, config.train.fixed_params, count)
     needs_held_out = config.decision.needs_held_out and schema.is_classification
     held_out = out_of_fold(config, params, schema, x, y, seeds) if needs_held_out else None
     bagged = f", averaging {count} models (train.bag)" if count > 1 else ""
