@@ -3,7 +3,8 @@
 Reads:  `data/train.parquet` and `data/schema.json` (the task) of the preprocess run (the pinned one, else the
         newest finished one).
 Writes: parent run: params = best hyper-parameters of the whole study (with `n_estimators` = the best trial's
-        early-stopping round count), `optuna.study_name`, `optuna.storage` (password masked), `optuna.pruner`;
+        early-stopping round count), `optuna.study_name`, `optuna.storage` (password masked), `optuna.pruner`,
+        `tune.timeout_s` (only when set);
         metrics best_valid_<metric>, n_trials (any state) / n_finished / n_complete / n_pruned / n_failed (whole
         study), n_trials_this_run;
         artifacts `best_params.json`, `plots/optimization_history.png`, `plots/param_importances.png`.
