@@ -270,6 +270,17 @@ class TrainConfig(_Strict):
             return value
         raise ValueError(f"{value!r}: give auto or a number of models from 1 to 100")
 
+    @field_validator("fixed_params")
+    @classmethod
+    def _one_seed_name(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # XGBoost reads `seed` as another name for `random_state`, the one the pipeline varies (train.bag's members
+        # count up from it): kept under one name, or every member would get the same fixed seed.
+        if "seed" not in value:
+            return value
+        if "random_state" in value:
+            raise ValueError("give seed or random_state (the same XGBoost setting), not both")
+        return {("random_state" if key == "seed" else key): item for key, item in value.items()}
+
 
 class CostConfig(_Strict):
     false_positive: float = Field(gt=0)

@@ -42,6 +42,8 @@ HEADLINE_METRIC = {"binary": "test_roc_auc", "multiclass": "test_roc_auc", "regr
 # description train gives the model version read back.
 SUSPECT_FEATURES_PARAM = "data.suspect_features"
 LEAKAGE_ACTION_PARAM = "data.leakage.action"
+# tune's param giving its time budget, logged only when it had one: train's `bag: auto` reads it.
+TIMED_SEARCH_PARAM = "tune.timeout_s"
 
 # preprocess on engine dask with data.output_uri: + split name (train, test): where that split was written.
 SPLIT_URI_TAG_PREFIX = "pipeline.split_uri."
@@ -122,7 +124,9 @@ class Output:
 class Step:
     """A step that opens a run. `reads` is the upstream step it looks up (pinned or newest finished); `records`
     every step whose run it tags as `pipeline.upstream.<step>` (and whose run ids feed its fingerprint);
-    `config_sections` the config it depends on (its fingerprint, and which override options it accepts);
+    `config_sections` the config it depends on (its fingerprint, and which override options it accepts), less the
+    `unused_keys` it never reads (dotted, e.g. `train.bag`: left out of its fingerprint, so changing one does not
+    recompute the step);
     `options` its own command-line options; `outputs` what its result lists; `key_params` / `key_metrics` what the
     lineage view shows of its run. Its module (`pipeline.steps.<name>`) holds `run(config, *, <options>,
     context)` and `note(run)`, the lines of its run's Description."""
@@ -132,6 +136,7 @@ class Step:
     records: tuple[str, ...]
     config_sections: tuple[str, ...]
     artifacts: tuple[str, ...]
+    unused_keys: tuple[str, ...] = ()
     run_tags: tuple[str, ...] = ()
     version_tags: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()
@@ -186,7 +191,8 @@ CHAIN = (
         "tune",
         reads="preprocess",
         records=("preprocess",),
-        config_sections=("engine", "data", "split", "tune", "train"),
+        config_sections=("engine", "data", "split", "tune", "train"),  # train: fixed_params and class_weight
+        unused_keys=("train.bag",),
         artifacts=(BEST_PARAMS_ARTIFACT, OPTIMIZATION_HISTORY_ARTIFACT, PARAM_IMPORTANCES_ARTIFACT),
         outputs=(Output("best_params", run_artifact=BEST_PARAMS_ARTIFACT),),
         key_params=("optuna.study_name", "n_estimators", "max_depth", "learning_rate"),

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 from xgboost import XGBModel
 
+from pipeline.contract import TIMED_SEARCH_PARAM
+
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
@@ -27,8 +29,6 @@ if TYPE_CHECKING:
 # bag auto: this many models after a search against the clock on a train split of at most BAG_AUTO_MAX_ROWS rows,
 # else one (the variance a bag removes shrinks with the rows, while its cost grows with them).
 BAG_AUTO_MODELS, BAG_AUTO_MAX_ROWS = 10, 100_000
-# The tune run's param giving its time budget, logged only when it had one (tune.timeout_s).
-TIMED_SEARCH_PARAM = "tune.timeout_s"
 
 
 def for_search(config: PipelineConfig, tune_run: Run) -> PipelineConfig:
@@ -87,17 +87,28 @@ def average(models: list[XGBModel]) -> XGBModel:
     iteration_starts = [0]
     for document in documents:
         booster = document["learner"]["gradient_booster"]["model"]
+        starts = booster["iteration_indptr"][: _rounds_used(document) + 1]
         offset = len(trees)
-        for tree in booster["trees"]:
+        for tree in booster["trees"][: starts[-1]]:
             trees.append(_scaled(tree, 1.0 / len(models), len(trees)))
-        tree_info += booster["tree_info"]
-        iteration_starts += [offset + start for start in booster["iteration_indptr"][1:]]
+        tree_info += booster["tree_info"][: starts[-1]]
+        iteration_starts += [offset + start for start in starts[1:]]
+    for attribute in ("best_iteration", "best_score"):  # the merged model predicts with all its trees
+        merged["learner"].get("attributes", {}).pop(attribute, None)
     booster = merged["learner"]["gradient_booster"]["model"]
     booster.update(trees=trees, tree_info=tree_info, iteration_indptr=iteration_starts)
     booster["gbtree_model_param"]["num_trees"] = str(len(trees))
     result = models[0]
     result.load_model(bytearray(json.dumps(merged).encode()))  # keeps the estimator's settings, swaps its booster
     return result
+
+
+def _rounds_used(document: dict[str, Any]) -> int:
+    """The boosting rounds a member predicts with: up to its best iteration when it was early-stopped (XGBoost's
+    scikit-learn predict stops there), else all."""
+    best = document["learner"].get("attributes", {}).get("best_iteration")
+    rounds = len(document["learner"]["gradient_booster"]["model"]["iteration_indptr"]) - 1
+    return rounds if best is None else int(best) + 1
 
 
 def _scaled(tree: dict[str, Any], factor: float, tree_id: int) -> dict[str, Any]:

@@ -29,10 +29,10 @@ from pipeline.contract import (
     DATA_DIGEST_TAG,
     OPTIMIZATION_HISTORY_ARTIFACT,
     PARAM_IMPORTANCES_ARTIFACT,
+    TIMED_SEARCH_PARAM,
 )
 from pipeline.engines import TuneWork, engine_for
 from pipeline.errors import PipelineError
-from pipeline.modeling.bagging import TIMED_SEARCH_PARAM
 from pipeline.modeling.decision import check_for_task
 from pipeline.results import StepResult
 from pipeline.tracking.notes import number, table

@@ -14,6 +14,7 @@ the same step at the same moment both see each other, and the later one steps as
 from __future__ import annotations
 
 import ast
+import copy
 import hashlib
 import json
 import time
@@ -117,6 +118,18 @@ def hook_digest(step: str, config: PipelineConfig) -> str:
     return file_digest(path) if path is not None and path.is_file() else ""
 
 
+def _used_config(step: str, resolved: dict) -> dict:
+    """The step's config sections, without the keys it never reads."""
+    used = {name: copy.deepcopy(resolved[name]) for name in STEPS[step].config_sections}
+    for key in STEPS[step].unused_keys:
+        *parents, last = key.split(".")
+        section = used
+        for parent in parents:
+            section = section[parent]
+        section.pop(last)
+    return used
+
+
 def step_fingerprint(step: str, config: PipelineConfig, upstream: dict[str, str], data_digest: str = "") -> str:
     resolved = config_as_dict(config)
     payload = json.dumps(
@@ -126,7 +139,7 @@ def step_fingerprint(step: str, config: PipelineConfig, upstream: dict[str, str]
             "hook": hook_digest(step, config),
             "upstream": upstream,
             "data": data_digest,
-            "config": {name: resolved[name] for name in STEPS[step].config_sections},
+            "config": _used_config(step, resolved),
         },
         sort_keys=True,
     )

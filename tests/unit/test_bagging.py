@@ -8,10 +8,10 @@ import pytest
 from xgboost import XGBClassifier, XGBRegressor
 
 from pipeline.config import load_config
+from pipeline.contract import TIMED_SEARCH_PARAM
 from pipeline.modeling.bagging import (
     BAG_AUTO_MAX_ROWS,
     BAG_AUTO_MODELS,
-    TIMED_SEARCH_PARAM,
     average,
     bag_size,
     for_search,
@@ -69,6 +69,27 @@ def test_vector_leaf_trees_merge_too():
     ]  # fmt: skip
     expected = np.mean([member.predict(x, output_margin=True) for member in members], axis=0)
     np.testing.assert_allclose(average(members).predict(x, output_margin=True), expected, atol=1e-5)
+
+
+def test_early_stopped_members_merge_up_to_their_best_iteration():
+    """An early-stopped member predicts with its rounds up to best_iteration: the merge keeps those and no more, and
+    the merged model (no best iteration of its own) predicts with all of them."""
+    x, signal = _table()
+    y = pd.cut(signal, 3, labels=False)
+    fit, valid = slice(0, 300), slice(300, None)
+    members = [
+        XGBClassifier(
+            n_estimators=200, learning_rate=0.5, early_stopping_rounds=3, random_state=seed, enable_categorical=True,
+            **SAMPLED,
+        ).fit(x[fit], y[fit], eval_set=[(x[valid], y[valid])], verbose=False)
+        for seed in range(2)
+    ]  # fmt: skip
+    used = [member.best_iteration + 1 for member in members]
+    assert all(count < member.get_booster().num_boosted_rounds() for count, member in zip(used, members, strict=True))
+    expected = np.mean([member.predict(x, output_margin=True) for member in members], axis=0)
+    merged = average(members)
+    assert merged.get_booster().num_boosted_rounds() == sum(used)
+    np.testing.assert_allclose(merged.predict(x, output_margin=True), expected, atol=1e-5)
 
 
 def test_a_bag_of_one_is_the_model_itself():

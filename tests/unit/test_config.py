@@ -243,6 +243,15 @@ def test_a_condition_on_a_dimension_that_cannot_meet_it_is_named(when, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+def test_xgboosts_seed_in_fixed_params_becomes_random_state():
+    """The bag's members count up from random_state: a `seed` (XGBoost's other name) would pin them all."""
+    config = load_config(DEFAULT_CONFIG, {"train.fixed_params.seed": 7})
+    assert config.train.fixed_params == {"tree_method": "hist", "random_state": 7}
+    with pytest.raises(ConfigError, match=r"train\.fixed_params.*seed or random_state") as error:
+        load_config(DEFAULT_CONFIG, {"train.fixed_params.seed": 7, "train.fixed_params.random_state": 8})
+    assert "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize("value", [0, 101, "many", True])
 def test_a_bad_bag_size_is_refused_naming_the_key(tmp_path, value):
     raw = yaml.safe_load(TEST_CONFIG.read_text())

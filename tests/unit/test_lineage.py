@@ -136,6 +136,7 @@ def test_a_code_change_invalidates_only_the_steps_that_run_that_code(tmp_path):
         "steps/chain.py": set(),
         "data/sql_source.py": {"preprocess", "tune", "train", "evaluate", "predict", "monitor", "rollback"},
         "engines/local/train.py": {"train"},
+        "modeling/bagging.py": {"train"},  # train's bag, not tune's code (tune only logs the param it reads)
         "engines/dask/train.py": set(),  # the steps' fingerprints below are on engine local
         "contract.py": set(STEPS),
     }
@@ -196,6 +197,19 @@ print(json.dumps(found))
         assert set(names) <= loaded
         closure = {name for module in names for name in cache.import_closure(module)}
         assert loaded <= closure, names
+
+
+def test_train_bag_changes_trains_fingerprint_but_not_tunes():
+    """tune's fingerprint covers the train section (fixed_params and class_weight shape its trials), less train.bag,
+    which only train reads: trying another bag size reuses the search."""
+    from pipeline.tracking import cache
+
+    one, ten = (load_config(DEFAULT_CONFIG, {"train.bag": bag}) for bag in (1, 10))
+    fixed = load_config(DEFAULT_CONFIG, {"train.fixed_params.max_bin": 64})
+    assert cache.step_fingerprint("tune", one, {}) == cache.step_fingerprint("tune", ten, {})
+    assert cache.step_fingerprint("train", one, {}) != cache.step_fingerprint("train", ten, {})
+    assert cache.step_fingerprint("tune", fixed, {}) != cache.step_fingerprint("tune", one, {})
+    assert one.train.bag == 1  # the fingerprint's copy of the config was cut, not the config
 
 
 def test_editing_the_feature_hook_changes_only_preprocess_fingerprint(tmp_path):
