@@ -14,7 +14,6 @@ the same step at the same moment both see each other, and the later one steps as
 from __future__ import annotations
 
 import ast
-import copy
 import hashlib
 import json
 import time
@@ -119,8 +118,9 @@ def hook_digest(step: str, config: PipelineConfig) -> str:
 
 
 def _used_config(step: str, resolved: dict) -> dict:
-    """The step's config sections, without the keys it never reads."""
-    used = {name: copy.deepcopy(resolved[name]) for name in STEPS[step].config_sections}
+    """The step's config sections, without the keys it never reads (`resolved`, a fresh dump of the config, is cut
+    in place)."""
+    used = {name: resolved[name] for name in STEPS[step].config_sections}
     for key in STEPS[step].unused_keys:
         *parents, last = key.split(".")
         section = used
