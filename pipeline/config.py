@@ -205,6 +205,10 @@ class TuneConfig(_Strict):
     # Folds each trial validates on (engine local): auto (5 with a timeout_s on a train split of at most 10,000
     # rows, else the holdout), none (the split.validation_size holdout), or a number of folds.
     cv: Literal["auto", "none"] | int
+    # The final model as an ensemble of the best trials chosen on their held-out predictions
+    # (pipeline/tuning/ensemble.py): auto (20 selection rounds after a search with tune.timeout_s on a train split of
+    # at most 100,000 rows, else the best trial alone), none (the best trial alone), or a number of rounds.
+    ensemble: Literal["auto", "none"] | int
     search_space: dict[str, SearchDimension] = Field(min_length=1)
     # Points of the search space tried first, in order (a fresh study only); a dimension a point leaves out is
     # sampled as usual.
@@ -217,6 +221,13 @@ class TuneConfig(_Strict):
         if value in ("auto", "none") or (isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= 20):
             return value
         raise ValueError(f"{value!r}: give auto, none or a number of folds from 2 to 20")
+
+    @field_validator("ensemble", mode="before")
+    @classmethod
+    def _selection_rounds(cls, value: Any) -> Any:
+        if value in ("auto", "none") or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100):
+            return value
+        raise ValueError(f"{value!r}: give auto, none or a number of selection rounds from 1 to 100")
 
     @model_validator(mode="after")
     def _conditions_on_choices(self) -> TuneConfig:
@@ -260,7 +271,7 @@ class TrainConfig(_Strict):
     class_weight: Literal["none", "balanced"]
     # Models of the tuned params, each with its own sampling seed, averaged into the registered model
     # (pipeline/modeling/bagging.py): auto (10 after a search with tune.timeout_s on a train split of at most 100,000
-    # rows on engine local, else 1) or a number.
+    # rows on engine local, 20 shared out among the trials of an ensemble (tune.ensemble), else 1) or a number.
     bag: Literal["auto"] | int
 
     @field_validator("bag", mode="before")

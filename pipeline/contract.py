@@ -75,6 +75,7 @@ DRIFT_REPORT_ARTIFACT = "drift/report.json"  # predict and monitor: the batch's 
 DRIFT_PLOT_ARTIFACT = "plots/drift.png"  # predict and monitor: the worst columns, reference against batch
 LEAKAGE_ARTIFACT = "data/leakage.json"  # preprocess: each feature's score alone, the suspects, test rows in train
 BEST_PARAMS_ARTIFACT = "best_params.json"
+ENSEMBLE_ARTIFACT = "ensemble.json"  # tune: the trials train averages, with weights and params (tune.ensemble)
 OPTIMIZATION_HISTORY_ARTIFACT = "plots/optimization_history.png"
 PARAM_IMPORTANCES_ARTIFACT = "plots/param_importances.png"  # when two or more trials completed
 FEATURE_IMPORTANCE_ARTIFACT = "plots/feature_importance.png"  # train: XGBoost's gain per feature (when it split)
@@ -193,8 +194,11 @@ CHAIN = (
         records=("preprocess",),
         config_sections=("engine", "data", "split", "tune", "train"),  # train: fixed_params and class_weight
         unused_keys=("train.bag",),
-        artifacts=(BEST_PARAMS_ARTIFACT, OPTIMIZATION_HISTORY_ARTIFACT, PARAM_IMPORTANCES_ARTIFACT),
-        outputs=(Output("best_params", run_artifact=BEST_PARAMS_ARTIFACT),),
+        artifacts=(BEST_PARAMS_ARTIFACT, ENSEMBLE_ARTIFACT, OPTIMIZATION_HISTORY_ARTIFACT, PARAM_IMPORTANCES_ARTIFACT),
+        outputs=(
+            Output("best_params", run_artifact=BEST_PARAMS_ARTIFACT),
+            Output("ensemble", run_artifact=ENSEMBLE_ARTIFACT),
+        ),
         key_params=("optuna.study_name", "n_estimators", "max_depth", "learning_rate"),
         key_metrics=("best_valid_logloss", "best_valid_rmse", "n_complete", "n_pruned"),
         help="Optuna search over XGBoost's hyper-parameters, one nested run per trial",

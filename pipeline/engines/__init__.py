@@ -89,12 +89,15 @@ class Trained(NamedTuple):
     held_out_rows: pd.DataFrame  # test-split features for the plots
     held_out: HeldOut | None  # out-of-fold predictions of the train split (modeling/decision.py), when needed
     profile_rows: pd.DataFrame  # train-split model inputs the reference profile is made of (dask: a sample)
-    members: int = 1  # the models averaged into `model` (train.bag)
+    members: int = 1  # the models averaged into `model` (train.bag's fits, over the trials of tune.ensemble)
 
 
 class TrainWork(Protocol):
-    def fit(self, config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Run) -> Trained:
-        """The final model fitted on the whole train split, its test predictions, rows for the plots, and the
+    def fit(
+        self, config: PipelineConfig, trials: list[tuple[dict, float]], schema: Schema, preprocess_run: Run
+    ) -> Trained:
+        """The final model fitted on the whole train split (the trials' params averaged by their weights: the
+        best trial alone, weight 1, without tune.ensemble), its test predictions, rows for the plots, and the
         held-out predictions `decision` learns from (when `config.decision.needs_held_out`)."""
         ...
 

@@ -1,19 +1,23 @@
 """train's bag: the final model as the average of `train.bag` models of the tuned params that differ only in the
 seed of the rows and columns XGBoost samples (subsample, colsample_*), merged into one XGBoost model, so the
-registered model, serving, predict and the plots see a single booster as before.
+registered model, serving, predict and the plots see a single booster as before. When tune chose an ensemble of
+trials (`tune.ensemble`, pipeline/tuning/ensemble.py), the bag's fits are shared out among them by weight
+(`fit_plan`) and the average is weighted.
 
 Why: one refit carries the luck of its row and column draws; averaging several cuts that variance at no cost to
 the search. Over four public tables and split seeds 1-5 (benchmarks/equal_budget.py's, 10 s of tuning), ten
 models beat the single refit on every table's mean (docs/benchmarks.md, "Bagging the final model").
 
-The merge is exact on the margin scale: every member's trees are kept, each leaf scaled by 1/n, so the merged
-model's raw score is the members' mean raw score (log-odds for classification, the value for regression). Members
-fitted on the same rows share XGBoost's estimated intercept (base_score), which the merge keeps once."""
+The merge is exact on the margin scale: every member's trees are kept, each leaf scaled by its weight (1/n in a
+bag of one trial), so the merged model's raw score is the members' weighted mean raw score (log-odds for
+classification, the value for regression). Members fitted on the same rows share XGBoost's estimated intercept
+(base_score), whatever their params, which the merge keeps once."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -29,6 +33,10 @@ if TYPE_CHECKING:
 # bag auto: this many models after a search against the clock on a train split of at most BAG_AUTO_MAX_ROWS rows,
 # else one (the variance a bag removes shrinks with the rows, while its cost grows with them).
 BAG_AUTO_MODELS, BAG_AUTO_MAX_ROWS = 10, 100_000
+# bag auto for an ensemble of trials (tune.ensemble): one fit per selection round of tune.ensemble auto, so every fit
+# weighs 1/20. Ten shared out lost half the ensemble's gain on two of four public tables, where a trial chosen once
+# was a single fit; forty did no better than twenty (docs/benchmarks.md, "Ensemble selection over the trials").
+BAG_AUTO_ENSEMBLE_MODELS = 20
 
 
 def for_search(config: PipelineConfig, tune_run: Run) -> PipelineConfig:
@@ -45,52 +53,80 @@ def for_search(config: PipelineConfig, tune_run: Run) -> PipelineConfig:
 SAMPLING_PARAMS = ("subsample", "colsample_bytree", "colsample_bylevel", "colsample_bynode")
 
 
-def bag_size(bag: int | str, params: dict[str, Any], fixed: dict[str, Any], rows: int | None) -> int:
+def bag_size(
+    bag: int | str, params: dict[str, Any], fixed: dict[str, Any], rows: int | None, ensemble: bool = False
+) -> int:
     """How many models train averages: `train.bag` (after `for_search`), where `auto` is BAG_AUTO_MODELS on a train
-    split of at most BAG_AUTO_MAX_ROWS rows (`rows` None, a table on a cluster: one); one whenever the params
-    sample no rows and no columns, since every member would then be the same model, and for boosters other than
-    gbtree (gblinear, dart: the merge reads trees only)."""
+    split of at most BAG_AUTO_MAX_ROWS rows (BAG_AUTO_ENSEMBLE_MODELS for an `ensemble` of trials; `rows` None, a
+    table on a cluster: one); one whenever the params sample no rows and no columns, since every member would then
+    be the same model, and for boosters other than gbtree (gblinear, dart: the merge reads trees only)."""
     merged = {**fixed, **params}
     samples = any(merged.get(name) is not None and float(merged[name]) < 1.0 for name in SAMPLING_PARAMS)
     if not samples or merged.get("booster", "gbtree") != "gbtree":
         return 1
     if bag == "auto":
-        return BAG_AUTO_MODELS if rows is not None and rows <= BAG_AUTO_MAX_ROWS else 1
+        if rows is None or rows > BAG_AUTO_MAX_ROWS:
+            return 1
+        return BAG_AUTO_ENSEMBLE_MODELS if ensemble else BAG_AUTO_MODELS
     return int(bag)
 
 
-def member_seeds(bag: int | str, params: dict[str, Any], fixed: dict[str, Any], rows: int | None) -> list[int]:
-    """The seeds of the models train averages, as many as `bag_size` gives: the configured random_state (XGBoost's
-    default 0) and the next ones, so a bag of one is the single model of before."""
-    first = int({**fixed, **params}.get("random_state") or 0)
-    return [first + offset for offset in range(bag_size(bag, params, fixed, rows))]
+@dataclass(frozen=True)
+class Fit:
+    """One model train fits and averages: its params, its seed, and its weight in the average."""
+
+    params: dict[str, Any]
+    seed: int
+    weight: float
 
 
-def fit_bag(fit_one: Callable[[int], XGBModel], seeds: list[int], what: str = "train") -> XGBModel:
-    """`fit_one(seed)` for each seed, averaged into one model (the first member, its booster replaced)."""
+def fit_plan(bag: int | str, trials: list[tuple[dict[str, Any], float]], fixed: dict[str, Any], rows: int | None):
+    """The models train averages, for the trials `tune.ensemble` chose (params, weight; the best trial alone, weight
+    1, without an ensemble): each trial gets its weight's share of `bag_size` fits, at least one, seeded from the
+    configured random_state (XGBoost's default 0) up, and its fits share its weight. A lone trial gets `bag_size`
+    fits, seeds random_state, random_state + 1, ... (a bag of one is the single model of before)."""
+    plan: list[Fit] = []
+    for params, weight in trials:
+        first = int({**fixed, **params}.get("random_state") or 0)
+        count = max(1, round(weight * bag_size(bag, params, fixed, rows, ensemble=len(trials) > 1)))
+        plan += [Fit(params, first + offset, weight / count) for offset in range(count)]
+    return plan
+
+
+def fit_bag(fit_one: Callable[[Fit], XGBModel], plan: list[Fit], what: str = "train") -> XGBModel:
+    """`fit_one(fit)` for each fit of the plan, averaged by their weights into one model (the first model, its
+    booster replaced)."""
     models = []
-    for number, seed in enumerate(seeds, start=1):
-        models.append(fit_one(seed))
-        if len(seeds) > 1:
-            logger.debug("{}: bag model {}/{} fitted (seed {})", what, number, len(seeds), seed)
-    return average(models)
+    for number, fit in enumerate(plan, start=1):
+        models.append(fit_one(fit))
+        if len(plan) > 1:
+            logger.debug(
+                "{}: model {}/{} (seed {}, weight {:.3f}) fitted", what, number, len(plan), fit.seed, fit.weight
+            )
+    return average(models, [fit.weight for fit in plan])
 
 
-def average(models: list[XGBModel]) -> XGBModel:
-    """One model whose raw score is the mean of the members' raw scores: all their trees, leaves scaled by 1/n."""
+def average(models: list[XGBModel], weights: list[float] | None = None) -> XGBModel:
+    """One model whose raw score is the members' raw scores averaged by `weights` (summing to 1; None: equal): all
+    their trees, each member's leaves scaled by its weight. Members must share the intercept (base_score), as
+    models of one objective fitted on the same rows do, whatever their params."""
     if len(models) == 1:
         return models[0]
+    weights = weights or [1.0 / len(models)] * len(models)
     documents = [json.loads(model.get_booster().save_raw("json")) for model in models]
+    intercepts = {json.dumps(document["learner"]["learner_model_param"]["base_score"]) for document in documents}
+    if len(intercepts) > 1:
+        raise ValueError(f"the models to average have different intercepts (base_score {sorted(intercepts)})")
     merged = documents[0]
     trees: list[dict[str, Any]] = []
     tree_info: list[int] = []
     iteration_starts = [0]
-    for document in documents:
+    for document, weight in zip(documents, weights, strict=True):
         booster = document["learner"]["gradient_booster"]["model"]
         starts = booster["iteration_indptr"][: _rounds_used(document) + 1]
         offset = len(trees)
         for tree in booster["trees"][: starts[-1]]:
-            trees.append(_scaled(tree, 1.0 / len(models), len(trees)))
+            trees.append(_scaled(tree, weight, len(trees)))
         tree_info += booster["tree_info"][: starts[-1]]
         iteration_starts += [offset + start for start in starts[1:]]
     for attribute in ("best_iteration", "best_score"):  # the merged model predicts with all its trees

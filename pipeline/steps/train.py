@@ -1,9 +1,10 @@
 """train: fit the final XGBoost model with the tuned params, decide its operating point, log it, register it as
 the challenger.
 
-Reads:  `best_params.json` of the tune run (pinned, else the newest finished one) and `data/train.parquet`,
-        `data/test.parquet`, `data/schema.json`, `data/raw_sample.parquet` and `data/feature_hook.py` of the
-        preprocess run *that tune run used*.
+Reads:  `best_params.json` and `ensemble.json` (the trials to average, tune.ensemble; a tune run from before it
+        has none: its best params alone) of the tune run (pinned, else the newest finished one) and
+        `data/train.parquet`, `data/test.parquet`, `data/schema.json`, `data/raw_sample.parquet` and
+        `data/feature_hook.py` of the preprocess run *that tune run used*.
 Writes: metrics test_roc_auc, test_accuracy, test_f1, test_log_loss, test_brier_score (classification; binary
         also test_average_precision), computed on the answers the model gives (its calibration and threshold), or
         test_rmse, test_mae, test_r2 (regression); params the tuned ones, train.class_weight, and (classification)
@@ -38,6 +39,7 @@ from pipeline.config import PipelineConfig
 from pipeline.contract import (
     BEST_PARAMS_ARTIFACT,
     DATA_DIGEST_TAG,
+    ENSEMBLE_ARTIFACT,
     HEADLINE_METRIC,
     HOOK_ARTIFACT,
     MODEL_ARTIFACT,
@@ -113,6 +115,15 @@ def _curves(schema: Schema, trained: Trained, decision: dict | None) -> list | N
     return plots.reliability(np.asarray(trained.test_truth).astype("int64"), probabilities, schema.classes)
 
 
+def _trials(tune_run: Run, params: dict[str, Any]) -> list[tuple[dict[str, Any], float]]:
+    """The trials the final model averages, with their weights: ensemble.json's members (tune.ensemble), or the
+    best params alone for a tune run from before ensemble.json (it has no metric ensemble_trials)."""
+    if "ensemble_trials" not in tune_run.data.metrics:
+        return [(params, 1.0)]
+    members = read_json_artifact(tune_run, ENSEMBLE_ARTIFACT)["members"]
+    return [(member["params"], float(member["weight"])) for member in members]
+
+
 def _register(active: StepRun, model_uri: str, config: PipelineConfig, headline: str) -> str:
     """Register the logged model and point the challenger alias at the new version (both undone on failure)."""
     lineage = {version_run_tag(step): run_id for step, run_id in {"train": active.run_id, **active.upstream}.items()}
@@ -131,7 +142,7 @@ def run(
         config = bagging.for_search(config, tune_run)
         check_for_task(config, schema.task)
         work: TrainWork = engine_for(config, "train")
-        trained = work.fit(config, params, schema, preprocess_run)
+        trained = work.fit(config, _trials(tune_run, params), schema, preprocess_run)
         mlflow.log_params(params)
         decision, metrics = _decide(config, schema, trained)
         mlflow.log_metrics(metrics)
@@ -187,7 +198,12 @@ def note(run: Run) -> list[str]:
             f"calibration {params.get('decision.calibration', 'none')}, class weights "
             f"{params.get('train.class_weight', 'none')}."
         )
-    if int(params.get("train.bag", 1)) > 1:
+    if int(params.get("train.ensemble", 1)) > 1:
+        lines.append(
+            f"Model: the weighted average of {params['train.bag']} fits of {params['train.ensemble']} trials' params "
+            "(tune.ensemble, the tune run's ensemble.json; train.bag)."
+        )
+    elif int(params.get("train.bag", 1)) > 1:
         lines.append(f"Model: the average of {params['train.bag']} fits of the tuned params (train.bag).")
     lines.append(
         f"Registered `{tags.get(MODEL_NAME_TAG, '?')}` version {tags.get(MODEL_VERSION_TAG, '?')} as the challenger."

@@ -6,8 +6,11 @@ Writes: parent run: params = best hyper-parameters of the whole study (with `n_e
         early-stopping round count), `optuna.study_name`, `optuna.storage` (password masked), `optuna.pruner`,
         `tune.timeout_s` (only when set);
         metrics best_valid_<metric>, n_trials (any state) / n_finished / n_complete / n_pruned / n_failed (whole
-        study), n_trials_this_run;
-        artifacts `best_params.json`, `plots/optimization_history.png`, `plots/param_importances.png`.
+        study), n_trials_this_run, ensemble_trials (the trials train averages) and, when more than one,
+        ensemble_valid_<metric> (their average's score on the held-out rows, pooled);
+        artifacts `best_params.json`, `ensemble.json` (`tune.ensemble`: {members: [{trial, weight,
+        params}]}, pipeline/tuning/ensemble.py; the best trial alone, weight 1, unless selection chose more),
+        `plots/optimization_history.png`, `plots/param_importances.png`.
         One child run per trial this process ran (tag mlflow.parentRunId): its params, valid_<metric>,
         best_iteration, tag optuna.trial_state; pruned trials end KILLED with tag optuna.pruned_at_round.
 """
@@ -27,6 +30,7 @@ from pipeline.config import PipelineConfig
 from pipeline.contract import (
     BEST_PARAMS_ARTIFACT,
     DATA_DIGEST_TAG,
+    ENSEMBLE_ARTIFACT,
     OPTIMIZATION_HISTORY_ARTIFACT,
     PARAM_IMPORTANCES_ARTIFACT,
     TIMED_SEARCH_PARAM,
@@ -38,6 +42,7 @@ from pipeline.results import StepResult
 from pipeline.tracking.notes import number, table
 from pipeline.tracking.runs import RunContext, log_params, step_run
 from pipeline.tracking.splits import schema_of_run
+from pipeline.tuning import ensemble
 from pipeline.tuning.study import (
     best_params,
     describe_storage,
@@ -46,6 +51,7 @@ from pipeline.tuning.study import (
     run_trials,
     search_digest,
     study_name,
+    trial_params,
 )
 from pipeline.tuning.trial_runs import TrialRunLogger
 from pipeline.tuning.trial_writer import TrialRunWriter
@@ -84,6 +90,35 @@ def _study_metrics(study: optuna.Study, metric: str, ran_here: int) -> dict[str,
     }
 
 
+def _ensemble(study: optuna.Study, held_out: ensemble.HeldOut | None) -> tuple[dict[str, Any], dict[str, float]]:
+    """ensemble.json and its metrics: the trials selection chose (tune.ensemble), else the best trial alone."""
+    best = study.best_trial
+    selection = ensemble.select(held_out) if held_out is not None else None
+    if selection is not None and next(iter(selection.weights)) != best.number:
+        logger.info(
+            "tune.ensemble: the study's best trial {} ran in another process or an earlier run, whose held-out "
+            "predictions are not here; the final model is that trial alone",
+            best.number,
+        )
+        selection = None
+    weights = {best.number: 1.0} if selection is None else selection.weights
+    trials = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
+    members = [{"trial": n, "weight": w, "params": trial_params(trials[n])} for n, w in weights.items()]
+    metrics = {"ensemble_trials": float(len(members))}
+    if selection is not None and len(members) > 1:
+        assert held_out is not None  # a selection needs it
+        metrics[f"ensemble_valid_{held_out.metric}"] = selection.score
+        logger.info(
+            "ensemble of {} trials (weights {}): valid {} {:.5f} on the held-out rows, the best trial alone {:.5f}",
+            len(members),
+            ", ".join(f"#{n} {w:.2f}" for n, w in weights.items()),
+            held_out.metric,
+            selection.score,
+            selection.best_score,
+        )
+    return {"members": members}, metrics
+
+
 def run(
     config: PipelineConfig, *, upstream_run_id: str | None = None, context: RunContext = RunContext()
 ) -> StepResult:
@@ -116,13 +151,16 @@ def run(
         work: TuneWork = engine_for(config, "tune")
         with work.objective(config, schema, preprocess_run) as objective, TrialRunWriter(trial_runs) as writer:
             run_trials(study, None, config, schema.task, callbacks=[writer], objective=objective)
+            held_out = getattr(objective, "held_out", None)  # engine local's objective keeps them (tune.ensemble)
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             raise PipelineError(f"tune: no trial of study {name} completed; see the trial runs' errors")
         params = best_params(study)
-        metrics = _study_metrics(study, config.tune.metric, writer.logged)
+        chosen, ensemble_metrics = _ensemble(study, held_out)
+        metrics = {**_study_metrics(study, config.tune.metric, writer.logged), **ensemble_metrics}
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         mlflow.log_dict(params, BEST_PARAMS_ARTIFACT)
+        mlflow.log_dict(chosen, ENSEMBLE_ARTIFACT)
         _log_plots(study)
         logger.info("best valid {} = {:.5f} with {}", config.tune.metric, study.best_value, params)
     return active.result(metrics=metrics)
@@ -139,9 +177,14 @@ def note(run: Run) -> list[str]:
     best = next((f"{key} = {value:.5g}" for key, value in metrics.items() if key.startswith("best_valid_")), "none")
     counts = ", ".join(f"{key.removeprefix('n_')} {number(metrics[key])}" for key in _COUNTS if key in metrics)
     searched = sorted((k, v) for k, v in params.items() if not k.startswith(_NOT_SEARCHED))
-    return [
+    lines = [
         f"Study `{params.get('optuna.study_name', '?')}` ({params.get('optuna.storage', '?')}): {counts}.",
         f"Best {best}, with:",
         "",
         *table([(k, f"`{v}`") for k, v in searched], ("param", "value")),
     ]
+    ensembled = next((f"{k} = {v:.5g}" for k, v in metrics.items() if k.startswith("ensemble_valid_")), None)
+    if ensembled:
+        trials = number(metrics["ensemble_trials"])
+        lines += ["", f"Final model: the ensemble of {trials} trials in `ensemble.json` (tune.ensemble), {ensembled}."]
+    return lines

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import mlflow
+import numpy as np
 import optuna
 import pandas as pd
 from loguru import logger
@@ -33,6 +34,7 @@ from pipeline.errors import ConfigError, TrackingError, first_line
 from pipeline.masking import mask_url
 from pipeline.modeling.decision import class_weights, sample_weights
 from pipeline.modeling.model import build_model, suggest_params, usable_cores
+from pipeline.tuning import ensemble
 
 BEST_ITERATION_ATTR = "best_iteration"
 GREATER_IS_BETTER = {"auc", "aucpr", "pre", "map", "ndcg"}
@@ -43,9 +45,10 @@ SEARCH_DIGEST_ATTR = "pipeline.search_digest"
 # for a trial whose learning rate is neither searched nor fixed.
 REFERENCE_LEARNING_RATE, XGBOOST_LEARNING_RATE = 0.1, 0.3
 # Settings that change how long or where a study runs, not what it searches: left out of the study name (start
-# points only order the first trials of a fresh study).
+# points only order the first trials of a fresh study; the ensemble is chosen among its trials afterwards).
 _RUN_SETTINGS = {
     "n_trials", "timeout_s", "n_jobs", "threads_per_trial", "storage", "study_name", "heartbeat_s", "start_points",
+    "ensemble",
 }  # fmt: skip
 
 
@@ -351,7 +354,28 @@ def _folds(train: pd.DataFrame, config: PipelineConfig, task: str) -> list[_Fold
     return folds
 
 
-def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
+@dataclass(frozen=True)
+class Objective:
+    """The study's objective (`make_objective`), and the held-out predictions of its best complete trials when
+    `tune.ensemble` selects among them (pipeline/tuning/ensemble.py; None: only the best trial is used)."""
+
+    score_trial: Callable[[optuna.Trial], float]
+    held_out: ensemble.HeldOut | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        return self.score_trial(trial)
+
+
+def _held_out(folds: list[_Fold], metric: str, selection_rounds: int) -> ensemble.HeldOut | None:
+    """Where the trials' held-out predictions are kept for ensemble selection: every fold's validation rows."""
+    if selection_rounds <= 1:
+        return None
+    truth = np.concatenate([fold.y_valid.to_numpy() for fold in folds])
+    weights = None if folds[0].valid_weights is None else np.concatenate([fold.valid_weights for fold in folds])
+    return ensemble.HeldOut(truth, weights, metric, metric_direction(metric) == "maximize", selection_rounds)
+
+
+def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str) -> Objective:
     """The study's objective: fit on part of the train split, early-stop, prune and score on the rest; with
     `tune.cv`, on each fold in turn, scoring the mean of the folds' best scores (pruned on the first fold)."""
     features_and_target(train.iloc[:0], config.data.target)  # a missing target is its DataError, before a split
@@ -360,10 +384,11 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
     if mlflow.active_run():  # the same trials need the same thread count (`reproduce` sets it again)
         mlflow.log_params({"tune.threads": threads, "tune.folds": len(folds)})
     metric = eval_metric(tune.metric, task)
+    held_out = _held_out(folds, tune.metric, ensemble.rounds(tune, len(train)))
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tune.search_space)
-        scores, rounds = [], []
+        scores, rounds, predicted = [], [], []
         for number, fold in enumerate(folds):
             callbacks: list[TrainingCallback] = [interrupts.stop_on_signal()]
             if tune.pruner.type != "none" and number == 0:  # the pruner compares trials on their first fold
@@ -391,10 +416,16 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str):
             interrupts.raise_if_requested()  # a trial cut short by SIGTERM must fail, not complete with a bad score
             scores.append(float(model.best_score))
             rounds.append(int(model.best_iteration))
+            if held_out is not None:  # the model at its best round, as the score above
+                predict = model.predict if task == "regression" else model.predict_proba
+                predicted.append(predict(fold.x_valid))
         trial.set_user_attr(BEST_ITERATION_ATTR, round(sum(rounds) / len(rounds)))
-        return sum(scores) / len(scores)
+        value = sum(scores) / len(scores)
+        if held_out is not None:
+            held_out.add(trial.number, value, np.concatenate(predicted))
+        return value
 
-    return objective
+    return Objective(objective, held_out)
 
 
 def count_finished(study: optuna.Study) -> int:
@@ -461,7 +492,11 @@ def enqueue_start_points(study: optuna.Study, tune: TuneConfig) -> None:
     logger.info("tune starts from {} known-good points (tune.start_points)", len(tune.start_points))
 
 
+def trial_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A complete trial's params plus the boosting-round count its early stopping found."""
+    return {**trial.params, "n_estimators": trial.user_attrs[BEST_ITERATION_ATTR] + 1}
+
+
 def best_params(study: optuna.Study) -> dict[str, Any]:
     """The best trial's params plus the boosting-round count its early stopping found."""
-    best = study.best_trial
-    return {**best.params, "n_estimators": best.user_attrs[BEST_ITERATION_ATTR] + 1}
+    return trial_params(study.best_trial)

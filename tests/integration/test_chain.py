@@ -12,8 +12,10 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from pipeline import cli
 from pipeline.contract import (
+    BEST_PARAMS_ARTIFACT,
     CHAIN_STEPS,
     CHAIN_TAG,
+    ENSEMBLE_ARTIFACT,
     FINGERPRINT_TAG,
     MODEL_VERSION_TAG,
     STEP_TAG,
@@ -23,6 +25,7 @@ from pipeline.contract import (
 from pipeline.modeling.promotion import PROMOTED, REJECTED
 from pipeline.steps import evaluate
 from pipeline.steps.chain import run_chain
+from pipeline.tracking.lookup import read_json_artifact
 from tests.helpers import DEFAULT_CONFIG, small_config_with
 from tests.hooks.breast_cancer_ratio import RATIO_FEATURE
 
@@ -183,15 +186,39 @@ def test_a_search_without_a_time_budget_keeps_one_model(client, chain, small_con
     assert booster_rounds(f"models:/{small_config.registry.model_name}@champion") == rounds
 
 
-def test_after_a_search_against_the_clock_the_model_is_the_average_of_a_bag(own_client):
-    result = run_chain(small_config_with({"tune.timeout_s": 5}))  # bag auto, 455 train rows: ten models
+def test_after_a_search_against_the_clock_the_model_averages_an_ensemble_of_trials(own_client):
+    # bag and ensemble auto, 455 train rows; a learnt threshold: its out-of-fold models are the same ensemble
+    result = run_chain(small_config_with({"tune.timeout_s": 5, "decision.threshold": {"optimize": "f1"}}))
     tune_run, train_run = (own_client.get_run(result.step(step).run_id) for step in ("tune", "train"))
-    assert float(tune_run.data.params["tune.timeout_s"]) == 5 and train_run.data.params["train.bag"] == "10"
-    rounds = int(train_run.data.params["n_estimators"])
-    assert booster_rounds(result.step("train").outputs["model_uri"]) == 10 * rounds
+    assert float(tune_run.data.params["tune.timeout_s"]) == 5
+    members = read_json_artifact(tune_run, ENSEMBLE_ARTIFACT)["members"]
+    assert members[0]["params"] == read_json_artifact(tune_run, BEST_PARAMS_ARTIFACT)  # the best trial first
+    assert sum(member["weight"] for member in members) == pytest.approx(1.0)
+    assert tune_run.data.metrics["ensemble_trials"] == len(members) == int(train_run.data.params["train.ensemble"])
+    # train.bag auto's fits shared out by weight (twenty for an ensemble, ten for one trial), at least one each; the
+    # merged model holds every fit's trees
+    fits = [max(1, round((20 if len(members) > 1 else 10) * member["weight"])) for member in members]
+    assert int(train_run.data.params["train.bag"]) == sum(fits)
+    rounds = sum(count * member["params"]["n_estimators"] for count, member in zip(fits, members, strict=True))
+    assert booster_rounds(result.step("train").outputs["model_uri"]) == rounds
     note = train_run.data.tags[MLFLOW_RUN_NOTE]
-    assert "the average of 10 fits of the tuned params (train.bag)" in note
+    if len(members) > 1:
+        assert f"weighted average of {sum(fits)} fits of {len(members)} trials' params" in note
+        assert tune_run.data.metrics["ensemble_valid_logloss"] <= tune_run.data.metrics["best_valid_logloss"] + 0.01
+    else:
+        assert "the average of 10 fits of the tuned params (train.bag)" in note
     assert train_run.data.metrics["test_roc_auc"] > 0.95
+    assert train_run.data.params["decision.objective"] == "f1" and "held_out_f1" in train_run.data.metrics
+
+
+def test_with_ensemble_none_the_model_is_a_bag_of_the_best_trial(own_client):
+    result = run_chain(small_config_with({"tune.timeout_s": 3, "tune.ensemble": "none"}))
+    tune_run, train_run = (own_client.get_run(result.step(step).run_id) for step in ("tune", "train"))
+    assert read_json_artifact(tune_run, ENSEMBLE_ARTIFACT)["members"][0]["weight"] == 1.0
+    assert tune_run.data.metrics["ensemble_trials"] == 1 and train_run.data.params["train.ensemble"] == "1"
+    rounds = int(train_run.data.params["n_estimators"])
+    assert train_run.data.params["train.bag"] == "10"
+    assert booster_rounds(result.step("train").outputs["model_uri"]) == 10 * rounds
 
 
 def test_a_second_equal_chain_ties_with_the_champion_and_is_promoted(own_client, own_chain, small_config):

@@ -57,6 +57,7 @@ tune:
   heartbeat_s: 10
   sample_rows: null
   cv: none
+  ensemble: auto
   start_points: []
   search_space:
     max_depth: {low: 2, high: 6}

@@ -10,12 +10,13 @@ from xgboost import XGBClassifier, XGBRegressor
 from pipeline.config import load_config
 from pipeline.contract import TIMED_SEARCH_PARAM
 from pipeline.modeling.bagging import (
+    BAG_AUTO_ENSEMBLE_MODELS,
     BAG_AUTO_MAX_ROWS,
     BAG_AUTO_MODELS,
     average,
     bag_size,
+    fit_plan,
     for_search,
-    member_seeds,
 )
 from tests.helpers import TEST_CONFIG
 
@@ -117,11 +118,50 @@ def test_bag_size(bag, params, rows, expected):
     assert bag_size(bag, params, {"tree_method": "hist"}, rows) == expected
 
 
-def test_members_count_up_from_the_configured_seed():
+def _seeds_and_weights(plan) -> list[tuple[int, float]]:
+    return [(fit.seed, round(fit.weight, 6)) for fit in plan]
+
+
+def test_a_lone_trials_fits_count_up_from_the_configured_seed():
     # XGBoost's own default first: a bag of one is the model of before
-    assert member_seeds(3, SAMPLED, {}, 1_000) == [0, 1, 2]
-    assert member_seeds(2, {**SAMPLED, "max_depth": 3}, {"random_state": 7}, 1_000) == [7, 8]
-    assert member_seeds(4, {}, {}, 1_000) == [0]  # nothing sampled: one model, whatever the bag
+    thirds = [(seed, 0.333333) for seed in range(3)]
+    assert _seeds_and_weights(fit_plan(3, [(SAMPLED, 1.0)], {}, 1_000)) == thirds
+    assert [fit.seed for fit in fit_plan(2, [({**SAMPLED, "max_depth": 3}, 1.0)], {"random_state": 7}, 1_000)] == [7, 8]
+    assert _seeds_and_weights(fit_plan(4, [({}, 1.0)], {}, 1_000)) == [(0, 1.0)]  # nothing sampled: one model
+
+
+def test_an_ensembles_trials_share_the_bag_by_weight_with_at_least_one_fit_each():
+    deep, shallow, plain = {**SAMPLED, "max_depth": 6}, {**SAMPLED, "max_depth": 2}, {"max_depth": 4}
+    plan = fit_plan(10, [(deep, 0.7), (shallow, 0.25), (plain, 0.05)], {}, 1_000)
+    assert [fit.params["max_depth"] for fit in plan] == [6] * 7 + [2] * 2 + [4]  # 0.5 of a fit is still one
+    assert [fit.seed for fit in plan] == [0, 1, 2, 3, 4, 5, 6, 0, 1, 0]
+    assert sum(fit.weight for fit in plan) == pytest.approx(1.0)
+    assert plan[0].weight == pytest.approx(0.1) and plan[7].weight == pytest.approx(0.125)
+    assert [fit.weight for fit in fit_plan(1, [(deep, 0.7), (shallow, 0.3)], {}, 1_000)] == [0.7, 0.3]  # bag 1
+    # auto: twenty fits for an ensemble (one per selection round), ten for a lone trial
+    assert len(fit_plan("auto", [(deep, 0.55), (shallow, 0.45)], {}, 1_000)) == BAG_AUTO_ENSEMBLE_MODELS
+    assert len(fit_plan("auto", [(deep, 1.0)], {}, 1_000)) == BAG_AUTO_MODELS
+    assert len(fit_plan("auto", [(deep, 0.55), (shallow, 0.45)], {}, BAG_AUTO_MAX_ROWS + 1)) == 2
+
+
+def test_models_of_different_params_merge_into_their_weighted_mean_margin():
+    x, signal = _table()
+    y = (signal > 0).astype(int)
+    members = [
+        XGBClassifier(n_estimators=12, max_depth=2, learning_rate=0.3, enable_categorical=True).fit(x, y),
+        XGBClassifier(n_estimators=5, max_depth=6, reg_lambda=10.0, enable_categorical=True).fit(x, y),
+        XGBClassifier(n_estimators=9, grow_policy="lossguide", max_leaves=5, enable_categorical=True).fit(x, y),
+    ]
+    weights = [0.5, 0.3, 0.2]
+    expected = sum(w * m.predict(x, output_margin=True) for w, m in zip(weights, members, strict=True))
+    np.testing.assert_allclose(average(members, weights).predict(x, output_margin=True), expected, atol=1e-5)
+
+
+def test_models_with_different_intercepts_are_refused():
+    x, signal = _table()
+    members = [XGBRegressor(n_estimators=3, base_score=value).fit(x.drop(columns=["shop"]), signal) for value in (0, 1)]
+    with pytest.raises(ValueError, match="different intercepts"):
+        average(members)
 
 
 @pytest.mark.parametrize(

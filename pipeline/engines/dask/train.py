@@ -22,7 +22,7 @@ from pipeline.engines.dask import boosting, tables
 from pipeline.engines.dask.cluster import cluster_facts, cluster_faults, dask_client
 from pipeline.errors import ConfigError
 from pipeline.modeling import plots
-from pipeline.modeling.bagging import fit_bag, member_seeds
+from pipeline.modeling.bagging import Fit, fit_bag, fit_plan
 from pipeline.modeling.decision import HeldOut, describe_plan
 from pipeline.tracking.runs import log_params
 
@@ -60,33 +60,39 @@ def _fold_plan(client: Any, train, config: PipelineConfig) -> list:
     return [(fit.drop(columns=[FOLD_COLUMN]), predict.drop(columns=[FOLD_COLUMN])) for fit, predict in plan]
 
 
-def _fit(client: Any, rows, config: PipelineConfig, params: dict, schema: Schema, weights, seeds, what: str):
-    """The bag of `seeds` models of `params` fitted on the cluster on `rows`, averaged into one."""
+def _fit(client: Any, rows, config: PipelineConfig, plan: list[Fit], schema: Schema, weights, what: str):
+    """The plan's models fitted on the cluster on `rows`, averaged into one."""
     target, n_classes = config.data.target, len(schema.classes)
     return fit_bag(
-        lambda seed: boosting.fit(
-            client, rows, target, schema.task, {**params, "random_state": seed}, config, n_classes, weights, what
+        lambda fit: boosting.fit(
+            client,
+            rows,
+            target,
+            schema.task,
+            {**fit.params, "random_state": fit.seed},
+            config,
+            n_classes,
+            weights,
+            what,
         ),
-        seeds,
+        plan,
         what,
     )
 
 
-def out_of_fold(
-    client: Any, train, config: PipelineConfig, params: dict, schema: Schema, weights, seeds: list[int]
-) -> HeldOut:
-    """Each fold of the train split predicted by a model (a bag of `seeds`, like the final one) of the same params
-    fitted on the cluster on the rows the fold plan gives it (see pipeline/modeling/decision.py)."""
+def out_of_fold(client: Any, train, config: PipelineConfig, plan: list[Fit], schema: Schema, weights) -> HeldOut:
+    """Each fold of the train split predicted by the plan's models (like the final one) fitted on the cluster on
+    the rows the fold plan gives it (see pipeline/modeling/decision.py)."""
     target, n_classes = config.data.target, len(schema.classes)
-    plan = _fold_plan(client, train, config)
+    folds = _fold_plan(client, train, config)
     truths: list[np.ndarray] = []
     predictions: list[np.ndarray] = []
-    for number, (fit_rows, predict_rows) in enumerate(plan, start=1):
+    for number, (fit_rows, predict_rows) in enumerate(folds, start=1):
         with cluster_faults("counting the classes of a fold", client):
             if int(fit_rows[target].nunique().compute()) < n_classes:
                 continue  # a forward fold whose earlier rows lack a class stays unpredicted (as on engine local)
-        logger.info("decision: fold {}/{} on the cluster", number, len(plan))
-        model = _fit(client, fit_rows, config, params, schema, weights, seeds, "a decision fold's fit")
+        logger.info("decision: fold {}/{} on the cluster", number, len(folds))
+        model = _fit(client, fit_rows, config, plan, schema, weights, "a decision fold's fit")
         predicted, truth = boosting.predict(client, model, predict_rows, target)
         assert truth is not None  # a target was asked for
         predictions.append(predicted)
@@ -100,26 +106,26 @@ def out_of_fold(
     return HeldOut(truth, np.concatenate(predictions), describe_plan(config, len(truth)))
 
 
-def fit(config: PipelineConfig, params: dict, schema: Schema, preprocess_run: Run) -> Trained:
+def fit(config: PipelineConfig, trials: list[tuple[dict, float]], schema: Schema, preprocess_run: Run) -> Trained:
     target, n_classes = config.data.target, len(schema.classes)
     with dask_client(config.dask) as client:
         train = tables.read_split_on_cluster(preprocess_run, TRAIN_ARTIFACT, schema)
         log_params({**cluster_facts(client, config.dask), "dask.n_partitions": train.npartitions})
         weights = boosting.class_weight_table(client, config, train, target, n_classes)
-        seeds = member_seeds(config.train.bag, params, config.train.fixed_params, rows=None)
-        count = len(seeds)
-        log_params({"train.bag": count})
+        plan = fit_plan(config.train.bag, trials, config.train.fixed_params, rows=None)
+        count = len(plan)
+        log_params({"train.bag": count, "train.ensemble": len(trials)})
         held_out = None
         if config.decision.needs_held_out and schema.is_classification:
-            held_out = out_of_fold(client, train, config, params, schema, weights, seeds)
+            held_out = out_of_fold(client, train, config, plan, schema, weights)
         logger.info(
             "training a {} model on the cluster ({} partitions) with {}{}",
             schema.task,
             train.npartitions,
-            params,
-            f", averaging {count} models (train.bag)" if count > 1 else "",
+            trials[0][0],
+            f", averaging {count} models of {len(trials)} trials (train.bag, tune.ensemble)" if count > 1 else "",
         )
-        model = _fit(client, train, config, params, schema, weights, seeds, "train's fit")
+        model = _fit(client, train, config, plan, schema, weights, "train's fit")
         test = tables.read_split_on_cluster(preprocess_run, TEST_ARTIFACT, schema)
         predicted, y_test = boosting.predict(client, model, test, target)
         held_out_rows = tables.spread_rows(test, plots.SHAP_ROWS).drop(columns=[target])
