@@ -186,6 +186,13 @@ class PrunerConfig(_Strict):
     report_every: int = Field(ge=1)
 
 
+def _word_or_count(value: Any, words: tuple[str, ...], low: int, high: int, what: str) -> Any:
+    """One message for both members of a union of words and a whole number from low to high."""
+    if value in words or (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+        return value
+    raise ValueError(f"{value!r}: give {', '.join(words)} or a number of {what} from {low} to {high}")
+
+
 class TuneConfig(_Strict):
     n_trials: int = Field(ge=1)
     timeout_s: float | None = Field(gt=0)
@@ -217,17 +224,12 @@ class TuneConfig(_Strict):
     @field_validator("cv", mode="before")
     @classmethod
     def _fold_count(cls, value: Any) -> Any:
-        # One message for both members of the union (a word, or a number of folds).
-        if value in ("auto", "none") or (isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= 20):
-            return value
-        raise ValueError(f"{value!r}: give auto, none or a number of folds from 2 to 20")
+        return _word_or_count(value, ("auto", "none"), 2, 20, "folds")
 
     @field_validator("ensemble", mode="before")
     @classmethod
     def _selection_rounds(cls, value: Any) -> Any:
-        if value in ("auto", "none") or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100):
-            return value
-        raise ValueError(f"{value!r}: give auto, none or a number of selection rounds from 1 to 100")
+        return _word_or_count(value, ("auto", "none"), 1, 100, "selection rounds")
 
     @model_validator(mode="after")
     def _conditions_on_choices(self) -> TuneConfig:
@@ -277,9 +279,7 @@ class TrainConfig(_Strict):
     @field_validator("bag", mode="before")
     @classmethod
     def _bag_size(cls, value: Any) -> Any:
-        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100):
-            return value
-        raise ValueError(f"{value!r}: give auto or a number of models from 1 to 100")
+        return _word_or_count(value, ("auto",), 1, 100, "models")
 
     @field_validator("fixed_params")
     @classmethod

@@ -26,6 +26,8 @@ def test_default_config_is_valid_and_typed():
         ({"tune.n_trials": "many"}, "tune.n_trials"),
         ({"tune.cv": "1"}, "tune.cv"),
         ({"tune.cv": "always"}, "tune.cv"),
+        ({"tune.ensemble": "0"}, "tune.ensemble"),
+        ({"tune.ensemble": "true"}, "tune.ensemble"),
         ({"tune.unknown_knob": "1"}, "tune.unknown_knob"),
         ({"evaluate.min_relative_improvement": "2"}, "evaluate.min_relative_improvement"),
         ({"tune.search_space.max_depth.low": "9"}, "tune.search_space.max_depth"),
