@@ -44,6 +44,9 @@ SUSPECT_FEATURES_PARAM = "data.suspect_features"
 LEAKAGE_ACTION_PARAM = "data.leakage.action"
 # tune's param giving its time budget, logged only when it had one: train's `bag: auto` reads it.
 TIMED_SEARCH_PARAM = "tune.timeout_s"
+# train.bag auto and tune.ensemble auto average models only on train splits up to this many rows: beyond it a fit
+# costs more than the luck an average removes (the variance shrinks with the rows, the cost grows with them).
+AUTO_FINAL_MODEL_MAX_ROWS = 100_000
 
 # preprocess on engine dask with data.output_uri: + split name (train, test): where that split was written.
 SPLIT_URI_TAG_PREFIX = "pipeline.split_uri."

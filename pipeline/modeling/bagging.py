@@ -11,7 +11,8 @@ models beat the single refit on every table's mean (docs/benchmarks.md, "Bagging
 The merge is exact on the margin scale: every member's trees are kept, each leaf scaled by its weight (1/n in a
 bag of one trial), so the merged model's raw score is the members' weighted mean raw score (log-odds for
 classification, the value for regression). Members fitted on the same rows share XGBoost's estimated intercept
-(base_score), whatever their params, which the merge keeps once."""
+(base_score), which the merge keeps once, unless their params change it (scale_pos_weight, an objective's
+settings): tune's ensemble only joins trials of the same intercept, and the merge refuses others."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from loguru import logger
 from xgboost import XGBModel
 
-from pipeline.contract import TIMED_SEARCH_PARAM
+from pipeline.contract import AUTO_FINAL_MODEL_MAX_ROWS, TIMED_SEARCH_PARAM
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -31,8 +33,8 @@ if TYPE_CHECKING:
     from pipeline.config import PipelineConfig
 
 # bag auto: this many models after a search against the clock on a train split of at most BAG_AUTO_MAX_ROWS rows,
-# else one (the variance a bag removes shrinks with the rows, while its cost grows with them).
-BAG_AUTO_MODELS, BAG_AUTO_MAX_ROWS = 10, 100_000
+# else one.
+BAG_AUTO_MODELS, BAG_AUTO_MAX_ROWS = 10, AUTO_FINAL_MODEL_MAX_ROWS
 # bag auto for an ensemble of trials (tune.ensemble): one fit per selection round of tune.ensemble auto, so every fit
 # weighs 1/20. Ten shared out lost half the ensemble's gain on two of four public tables, where a trial chosen once
 # was a single fit; forty did no better than twenty (docs/benchmarks.md, "Ensemble selection over the trials").
@@ -80,7 +82,9 @@ class Fit:
     weight: float
 
 
-def fit_plan(bag: int | str, trials: list[tuple[dict[str, Any], float]], fixed: dict[str, Any], rows: int | None):
+def fit_plan(
+    bag: int | str, trials: list[tuple[dict[str, Any], float]], fixed: dict[str, Any], rows: int | None
+) -> list[Fit]:
     """The models train averages, for the trials `tune.ensemble` chose (params, weight; the best trial alone, weight
     1, without an ensemble): each trial gets its weight's share of `bag_size` fits, at least one, seeded from the
     configured random_state (XGBoost's default 0) up, and its fits share its weight. A lone trial gets `bag_size`
@@ -114,9 +118,9 @@ def average(models: list[XGBModel], weights: list[float] | None = None) -> XGBMo
         return models[0]
     weights = weights or [1.0 / len(models)] * len(models)
     documents = [json.loads(model.get_booster().save_raw("json")) for model in models]
-    intercepts = {json.dumps(document["learner"]["learner_model_param"]["base_score"]) for document in documents}
-    if len(intercepts) > 1:
-        raise ValueError(f"the models to average have different intercepts (base_score {sorted(intercepts)})")
+    intercepts = [_intercept(document) for document in documents]
+    if any(not np.allclose(intercept, intercepts[0], rtol=1e-6, atol=1e-9) for intercept in intercepts):
+        raise ValueError(f"the models to average have different intercepts (base_score {intercepts})")
     merged = documents[0]
     trees: list[dict[str, Any]] = []
     tree_info: list[int] = []
@@ -137,6 +141,13 @@ def average(models: list[XGBModel], weights: list[float] | None = None) -> XGBMo
     result = models[0]
     result.load_model(bytearray(json.dumps(merged).encode()))  # keeps the estimator's settings, swaps its booster
     return result
+
+
+def _intercept(document: dict[str, Any]) -> list[float]:
+    """A model's base_score, one value or one per class (XGBoost writes it as text: '5E-1' or '[1E-1,2E-1]')."""
+    return [
+        float(value) for value in np.atleast_1d(json.loads(document["learner"]["learner_model_param"]["base_score"]))
+    ]
 
 
 def _rounds_used(document: dict[str, Any]) -> int:

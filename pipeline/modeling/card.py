@@ -67,6 +67,8 @@ class CardFacts:
     decision: dict[str, Any] | None
     runs: dict[str, str]  # step -> run id
     dropped: dict[str, list[str]] = field(default_factory=dict)  # reason -> columns (schema report)
+    trial_weights: list[float] = field(default_factory=list)  # tune.ensemble's trials, the best (tuned_params) first
+    fits: int = 1  # the models averaged into the registered one (train.bag)
 
 
 def _count(value: float | None) -> str:
@@ -130,6 +132,20 @@ def _performance_lines(facts: CardFacts) -> list[str]:
     return lines
 
 
+def _averaged_lines(facts: CardFacts) -> list[str]:
+    """What the model averages, above the best trial's params (nothing for a single fit)."""
+    if len(facts.trial_weights) > 1:
+        weights = ", ".join(f"{weight:.2f}" for weight in facts.trial_weights)
+        return [
+            f"The model is the weighted average of {facts.fits} fits of {len(facts.trial_weights)} trials (weights "
+            f"{weights}; the tune run's `ensemble.json` holds each one's params); the table is the best trial's.",
+            "",
+        ]
+    if facts.fits > 1:
+        return [f"The model is the average of {facts.fits} fits of these params (train.bag).", ""]
+    return []
+
+
 def render(facts: CardFacts) -> str:
     """The card as Markdown."""
     schema = facts.schema
@@ -158,6 +174,7 @@ def render(facts: CardFacts) -> str:
         "",
         "## Tuned parameters",
         "",
+        *_averaged_lines(facts),
         "| param | value |",
         "|---|---|",
         params,

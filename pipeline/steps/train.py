@@ -142,7 +142,8 @@ def run(
         config = bagging.for_search(config, tune_run)
         check_for_task(config, schema.task)
         work: TrainWork = engine_for(config, "train")
-        trained = work.fit(config, _trials(tune_run, params), schema, preprocess_run)
+        trials = _trials(tune_run, params)
+        trained = work.fit(config, trials, schema, preprocess_run)
         mlflow.log_params(params)
         decision, metrics = _decide(config, schema, trained)
         mlflow.log_metrics(metrics)
@@ -172,6 +173,8 @@ def run(
             interval=card.bootstrap_interval(trained.test_truth, trained.test_predicted, schema.task, decision),
             decision=decision,
             runs={"train": active.run_id, **active.upstream},
+            trial_weights=[weight for _, weight in trials],
+            fits=trained.members,
         )
         mlflow.log_text(card.render(facts), MODEL_CARD_ARTIFACT)
         active.client.set_model_version_tag(config.registry.model_name, version, MODEL_CARD_TAG, card_uri)

@@ -90,29 +90,29 @@ def _study_metrics(study: optuna.Study, metric: str, ran_here: int) -> dict[str,
     }
 
 
-def _ensemble(study: optuna.Study, held_out: ensemble.HeldOut | None) -> tuple[dict[str, Any], dict[str, float]]:
+def _ensemble(study: optuna.Study, library: ensemble.TrialLibrary | None) -> tuple[dict[str, Any], dict[str, float]]:
     """ensemble.json and its metrics: the trials selection chose (tune.ensemble), else the best trial alone."""
     best = study.best_trial
-    selection = ensemble.select(held_out) if held_out is not None else None
-    if selection is not None and next(iter(selection.weights)) != best.number:
+    states = (optuna.trial.TrialState.COMPLETE,)
+    complete = {trial.number: trial for trial in study.get_trials(deepcopy=False, states=states)}
+    selection = None if library is None else ensemble.select(library, best.number, set(complete))
+    if library is not None and selection is None:
         logger.info(
             "tune.ensemble: the study's best trial {} ran in another process or an earlier run, whose held-out "
             "predictions are not here; the final model is that trial alone",
             best.number,
         )
-        selection = None
     weights = {best.number: 1.0} if selection is None else selection.weights
-    trials = {trial.number: trial for trial in study.get_trials(deepcopy=False)}
-    members = [{"trial": n, "weight": w, "params": trial_params(trials[n])} for n, w in weights.items()]
+    members = [{"trial": n, "weight": w, "params": trial_params(complete[n])} for n, w in weights.items()]
     metrics = {"ensemble_trials": float(len(members))}
     if selection is not None and len(members) > 1:
-        assert held_out is not None  # a selection needs it
-        metrics[f"ensemble_valid_{held_out.metric}"] = selection.score
+        assert library is not None  # a selection needs it
+        metrics[f"ensemble_valid_{library.metric}"] = selection.score
         logger.info(
             "ensemble of {} trials (weights {}): valid {} {:.5f} on the held-out rows, the best trial alone {:.5f}",
             len(members),
             ", ".join(f"#{n} {w:.2f}" for n, w in weights.items()),
-            held_out.metric,
+            library.metric,
             selection.score,
             selection.best_score,
         )
@@ -151,11 +151,18 @@ def run(
         work: TuneWork = engine_for(config, "tune")
         with work.objective(config, schema, preprocess_run) as objective, TrialRunWriter(trial_runs) as writer:
             run_trials(study, None, config, schema.task, callbacks=[writer], objective=objective)
-            held_out = getattr(objective, "held_out", None)  # engine local's objective keeps them (tune.ensemble)
+            library = getattr(objective, "library", None)  # engine local's objective keeps one (tune.ensemble)
+        if library is None and isinstance(config.tune.ensemble, int) and config.tune.ensemble > 1:
+            logger.warning(
+                "tune.ensemble {}: engine {} keeps no held-out predictions of the trials; the final model is the "
+                "best trial alone",
+                config.tune.ensemble,
+                config.engine,
+            )
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             raise PipelineError(f"tune: no trial of study {name} completed; see the trial runs' errors")
         params = best_params(study)
-        chosen, ensemble_metrics = _ensemble(study, held_out)
+        chosen, ensemble_metrics = _ensemble(study, library)
         metrics = {**_study_metrics(study, config.tune.metric, writer.logged), **ensemble_metrics}
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)

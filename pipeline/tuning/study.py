@@ -356,23 +356,23 @@ def _folds(train: pd.DataFrame, config: PipelineConfig, task: str) -> list[_Fold
 
 @dataclass(frozen=True)
 class Objective:
-    """The study's objective (`make_objective`), and the held-out predictions of its best complete trials when
+    """The study's objective (`make_objective`), and the library of its best trials' held-out predictions when
     `tune.ensemble` selects among them (pipeline/tuning/ensemble.py; None: only the best trial is used)."""
 
     score_trial: Callable[[optuna.Trial], float]
-    held_out: ensemble.HeldOut | None = None
+    library: ensemble.TrialLibrary | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         return self.score_trial(trial)
 
 
-def _held_out(folds: list[_Fold], metric: str, selection_rounds: int) -> ensemble.HeldOut | None:
+def _library(folds: list[_Fold], metric: str, selection_rounds: int) -> ensemble.TrialLibrary | None:
     """Where the trials' held-out predictions are kept for ensemble selection: every fold's validation rows."""
     if selection_rounds <= 1:
         return None
     truth = np.concatenate([fold.y_valid.to_numpy() for fold in folds])
     weights = None if folds[0].valid_weights is None else np.concatenate([fold.valid_weights for fold in folds])
-    return ensemble.HeldOut(truth, weights, metric, metric_direction(metric) == "maximize", selection_rounds)
+    return ensemble.TrialLibrary(truth, weights, metric, metric_direction(metric) == "maximize", selection_rounds)
 
 
 def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str) -> Objective:
@@ -384,11 +384,11 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str) -> Ob
     if mlflow.active_run():  # the same trials need the same thread count (`reproduce` sets it again)
         mlflow.log_params({"tune.threads": threads, "tune.folds": len(folds)})
     metric = eval_metric(tune.metric, task)
-    held_out = _held_out(folds, tune.metric, ensemble.rounds(tune, len(train)))
+    library = _library(folds, tune.metric, ensemble.rounds(tune, len(train)))
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, tune.search_space)
-        scores, rounds, predicted = [], [], []
+        scores, rounds, predicted, key = [], [], [], None
         for number, fold in enumerate(folds):
             callbacks: list[TrainingCallback] = [interrupts.stop_on_signal()]
             if tune.pruner.type != "none" and number == 0:  # the pruner compares trials on their first fold
@@ -416,16 +416,17 @@ def make_objective(train: pd.DataFrame, config: PipelineConfig, task: str) -> Ob
             interrupts.raise_if_requested()  # a trial cut short by SIGTERM must fail, not complete with a bad score
             scores.append(float(model.best_score))
             rounds.append(int(model.best_iteration))
-            if held_out is not None:  # the model at its best round, as the score above
+            if library is not None:  # the model at its best round, as the score above
                 predict = model.predict if task == "regression" else model.predict_proba
                 predicted.append(predict(fold.x_valid))
+                key = key if number else ensemble.merge_key(model, params, config.train.fixed_params)
         trial.set_user_attr(BEST_ITERATION_ATTR, round(sum(rounds) / len(rounds)))
         value = sum(scores) / len(scores)
-        if held_out is not None:
-            held_out.add(trial.number, value, np.concatenate(predicted))
+        if library is not None:
+            library.add(trial.number, value, np.concatenate(predicted), key)
         return value
 
-    return Objective(objective, held_out)
+    return Objective(objective, library)
 
 
 def count_finished(study: optuna.Study) -> int:

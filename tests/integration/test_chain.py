@@ -211,6 +211,24 @@ def test_after_a_search_against_the_clock_the_model_averages_an_ensemble_of_tria
     assert train_run.data.params["decision.objective"] == "f1" and "held_out_f1" in train_run.data.metrics
 
 
+def test_an_ensemble_after_a_count_of_trials_merges_one_fit_per_chosen_trial(own_client):
+    # seeded TPE, a count of trials: the same trials every run, and on this table selection picks more than one
+    result = run_chain(small_config_with({"tune.n_trials": 8, "tune.ensemble": 10}))
+    tune_run, train_run = (own_client.get_run(result.step(step).run_id) for step in ("tune", "train"))
+    members = read_json_artifact(tune_run, ENSEMBLE_ARTIFACT)["members"]
+    assert len(members) > 1 and members[0]["params"] == read_json_artifact(tune_run, BEST_PARAMS_ARTIFACT)
+    assert sum(member["weight"] for member in members) == pytest.approx(1.0)
+    assert tune_run.data.metrics["ensemble_valid_logloss"] <= tune_run.data.metrics["best_valid_logloss"]
+    # bag auto after a search without a time budget: one fit per trial, each weighing the trial's weight
+    assert train_run.data.params["train.bag"] == train_run.data.params["train.ensemble"] == str(len(members))
+    rounds = sum(member["params"]["n_estimators"] for member in members)
+    assert booster_rounds(result.step("train").outputs["model_uri"]) == rounds
+    assert (
+        f"weighted average of {len(members)} fits of {len(members)} trials' params"
+        in train_run.data.tags[MLFLOW_RUN_NOTE]
+    )
+
+
 def test_with_ensemble_none_the_model_is_a_bag_of_the_best_trial(own_client):
     result = run_chain(small_config_with({"tune.timeout_s": 3, "tune.ensemble": "none"}))
     tune_run, train_run = (own_client.get_run(result.step(step).run_id) for step in ("tune", "train"))

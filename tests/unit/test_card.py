@@ -73,6 +73,14 @@ def test_the_card_says_what_the_model_is_on_what_data_how_good_and_how_to_rebuil
     assert evaluated.index("**promoted**") < evaluated.index(gates[0]) < evaluated.index("| metric | challenger")
 
 
+def test_the_card_says_what_the_model_averages():
+    assert "The model is the average" not in card.render(facts())  # one fit: nothing to say
+    assert "The model is the average of 10 fits of these params (train.bag)." in card.render(facts(fits=10))
+    text = card.render(facts(fits=20, trial_weights=[0.55, 0.3, 0.15]))
+    assert "the weighted average of 20 fits of 3 trials (weights 0.55, 0.30, 0.15;" in text
+    assert text.index("weighted average") < text.index("| `max_depth` | `4` |")  # above the best trial's table
+
+
 def test_the_bootstrap_interval_brackets_the_test_metric():
     rng = np.random.default_rng(0)
     truth = (rng.random(2000) < 0.3).astype(int)

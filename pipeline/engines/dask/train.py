@@ -2,8 +2,9 @@
 test split on the cluster (the predictions gathered here: 8 bytes per row and class); the held-out rows for the
 SHAP plot come from partitions spread over the test split. With `decision` learnt from data, first the out-of-fold
 predictions of the train split, each fold's model fitted on the cluster. `train.bag` models (auto: one, the table
-is a cluster's) are fitted in turn and averaged into one. Logs params `dask.*` (the cluster), `dask.n_partitions`
-and `train.bag`."""
+is a cluster's) are fitted in turn and averaged into one, shared out among the trials of the tune run's ensemble.json
+when it holds several (an ensemble chosen by a tune on engine local). Logs params `dask.*` (the cluster),
+`dask.n_partitions`, `train.bag` (the models averaged) and `train.ensemble` (the trials they come from)."""
 
 from __future__ import annotations
 
