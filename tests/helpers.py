@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 
 from pipeline.config import PipelineConfig, load_config
@@ -53,6 +54,15 @@ def end_active_runs() -> None:
     """End every MLflow run still active in this process (innermost first)."""
     while mlflow.active_run():
         mlflow.end_run()
+
+
+def multiclass_scores(rows: int, lift: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Three-class truth and probabilities that favour it by `lift` before normalising: a model's held-out output."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 3, rows)
+    probabilities = rng.dirichlet([1, 1, 1], rows)
+    probabilities[np.arange(rows), truth] += lift
+    return truth, probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
 def small_config_with(overrides: dict[str, object]) -> PipelineConfig:

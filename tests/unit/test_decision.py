@@ -13,7 +13,7 @@ from pipeline.config import CostConfig, ThresholdRule
 from pipeline.data import transform
 from pipeline.errors import ConfigError
 from pipeline.modeling import decision
-from tests.helpers import small_config_with
+from tests.helpers import multiclass_scores, small_config_with
 
 RULES = [
     ThresholdRule(optimize="f1"),
@@ -150,11 +150,7 @@ def test_isotonic_calibration_inside_the_model_is_scikit_learns():
 
 
 def test_multiclass_calibration_is_one_calibrator_per_class_and_rows_sum_to_one():
-    rng = np.random.default_rng(5)
-    truth = rng.integers(0, 3, 900)
-    probabilities = rng.dirichlet([1, 1, 1], 900)
-    probabilities[np.arange(900), truth] += 0.5
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    truth, probabilities = multiclass_scores(900, 0.5, seed=5)
     calibration = decision.fit_calibration("sigmoid", decision.HeldOut(truth, probabilities, "test"))
     assert len(calibration) == 3
     calibrated, chosen = transform.decide(probabilities, {"calibration": calibration, "threshold": None})

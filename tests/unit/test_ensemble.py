@@ -7,7 +7,7 @@ from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from pipeline.config import load_config
 from pipeline.tuning import ensemble
-from tests.helpers import TEST_CONFIG, small_config_with
+from tests.helpers import TEST_CONFIG, multiclass_scores, small_config_with
 
 GBTREE = "[5E-1]"  # a merge key: tree boosters with that intercept
 
@@ -123,11 +123,7 @@ def test_score_is_the_tune_metric(metric, truth, predicted, expected):
 def test_multiclass_auc_is_xgboosts_and_aucpr_near_it():
     import xgboost as xgb
 
-    rng = np.random.default_rng(0)
-    truth = rng.integers(0, 3, 200)
-    probabilities = rng.dirichlet([1, 1, 1], 200)
-    probabilities[np.arange(200), truth] += 0.3
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    truth, probabilities = multiclass_scores(200, 0.3, seed=0)
     # no trees: XGBoost scores the given margins' softmax, these probabilities
     dmatrix = xgb.DMatrix(np.zeros((200, 1)), label=truth, base_margin=np.log(probabilities))
     for metric, tolerance in (("auc", 1e-9), ("aucpr", 0.01)):  # its aucpr interpolates unlike average precision
