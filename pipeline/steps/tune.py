@@ -152,13 +152,6 @@ def run(
         with work.objective(config, schema, preprocess_run) as objective, TrialRunWriter(trial_runs) as writer:
             run_trials(study, None, config, schema.task, callbacks=[writer], objective=objective)
             library = getattr(objective, "library", None)  # engine local's objective keeps one (tune.ensemble)
-        if library is None and isinstance(config.tune.ensemble, int) and config.tune.ensemble > 1:
-            logger.warning(
-                "tune.ensemble {}: engine {} keeps no held-out predictions of the trials; the final model is the "
-                "best trial alone",
-                config.tune.ensemble,
-                config.engine,
-            )
         if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             raise PipelineError(f"tune: no trial of study {name} completed; see the trial runs' errors")
         params = best_params(study)

@@ -123,6 +123,12 @@ def objective(config: PipelineConfig, schema: Schema, preprocess_run: Run) -> It
         logger.warning("tune.threads_per_trial ignored on engine dask: XGBoost uses each worker's threads")
     if isinstance(config.tune.cv, int):
         logger.warning("tune.cv {} ignored on engine dask: trials validate on the holdout", config.tune.cv)
+    if isinstance(config.tune.ensemble, int) and config.tune.ensemble > 1:
+        logger.warning(
+            "tune.ensemble {} ignored on engine dask: the trials' held-out predictions stay on the cluster; the "
+            "final model is the best trial's",
+            config.tune.ensemble,
+        )
     n_train = int(preprocess_run.data.metrics.get("n_train", 0))
     with dask_client(config.dask) as client:
         train = tables.read_split_on_cluster(preprocess_run, TRAIN_ARTIFACT, schema)
