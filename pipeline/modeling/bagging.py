@@ -97,6 +97,15 @@ def fit_plan(
     return plan
 
 
+def describe(trials: list[tuple[dict[str, Any], float]], plan: list[Fit]) -> str:
+    """The plan in a log line: the best trial's params and what is averaged (both engines' train)."""
+    if len(trials) > 1:
+        averaged = f"averaging {len(plan)} models of {len(trials)} trials (tune.ensemble, train.bag)"
+        return f"{averaged}; the best with {trials[0][0]}"
+    bagged = f", averaging {len(plan)} models (train.bag)" if len(plan) > 1 else ""
+    return f"with {trials[0][0]}{bagged}"
+
+
 def fit_bag(fit_one: Callable[[Fit], XGBModel], plan: list[Fit], what: str = "train") -> XGBModel:
     """`fit_one(fit)` for each fit of the plan, averaged by their weights into one model (the first model, its
     booster replaced)."""
@@ -112,8 +121,9 @@ def fit_bag(fit_one: Callable[[Fit], XGBModel], plan: list[Fit], what: str = "tr
 
 def average(models: list[XGBModel], weights: list[float] | None = None) -> XGBModel:
     """One model whose raw score is the members' raw scores averaged by `weights` (summing to 1; None: equal): all
-    their trees, each member's leaves scaled by its weight. Members must share the intercept (base_score), as
-    models of one objective fitted on the same rows do, whatever their params."""
+    their trees, each member's leaves scaled by its weight. Members must share the intercept (base_score): models
+    of one objective fitted on the same rows do, unless their params change it (scale_pos_weight, an objective's
+    settings), which is refused."""
     if len(models) == 1:
         return models[0]
     weights = weights or [1.0 / len(models)] * len(models)

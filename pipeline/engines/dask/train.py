@@ -23,7 +23,7 @@ from pipeline.engines.dask import boosting, tables
 from pipeline.engines.dask.cluster import cluster_facts, cluster_faults, dask_client
 from pipeline.errors import ConfigError
 from pipeline.modeling import plots
-from pipeline.modeling.bagging import Fit, fit_bag, fit_plan
+from pipeline.modeling.bagging import Fit, describe, fit_bag, fit_plan
 from pipeline.modeling.decision import HeldOut, describe_plan
 from pipeline.tracking.runs import log_params
 
@@ -120,11 +120,10 @@ def fit(config: PipelineConfig, trials: list[tuple[dict, float]], schema: Schema
         if config.decision.needs_held_out and schema.is_classification:
             held_out = out_of_fold(client, train, config, plan, schema, weights)
         logger.info(
-            "training a {} model on the cluster ({} partitions) with {}{}",
+            "training a {} model on the cluster ({} partitions) {}",
             schema.task,
             train.npartitions,
-            trials[0][0],
-            f", averaging {count} models of {len(trials)} trials (train.bag, tune.ensemble)" if count > 1 else "",
+            describe(trials, plan),
         )
         model = _fit(client, train, config, plan, schema, weights, "train's fit")
         test = tables.read_split_on_cluster(preprocess_run, TEST_ARTIFACT, schema)

@@ -19,7 +19,7 @@ from pipeline.contract import TEST_ARTIFACT, TRAIN_ARTIFACT
 from pipeline.data.schema import Schema
 from pipeline.data.sources import features_and_target
 from pipeline.engines import Trained
-from pipeline.modeling.bagging import Fit, fit_bag, fit_plan
+from pipeline.modeling.bagging import Fit, describe, fit_bag, fit_plan
 from pipeline.modeling.decision import HeldOut, describe_plan, fold_plan, sample_weights
 from pipeline.modeling.model import build_model, usable_cores
 from pipeline.tracking.splits import read_split
@@ -58,14 +58,6 @@ def out_of_fold(config: PipelineConfig, plan: list[Fit], schema: Schema, x: pd.D
     return HeldOut(truth[predicted], probabilities[predicted], describe_plan(config, int(predicted.sum())))
 
 
-def _describe(trials: list[tuple[dict, float]], plan: list[Fit]) -> str:
-    if len(trials) > 1:
-        averaged = f"averaging {len(plan)} models of {len(trials)} trials (tune.ensemble, train.bag)"
-        return f"{averaged}; the best with {trials[0][0]}"
-    bagged = f", averaging {len(plan)} models (train.bag)" if len(plan) > 1 else ""
-    return f"with {trials[0][0]}{bagged}"
-
-
 def fit(config: PipelineConfig, trials: list[tuple[dict, float]], schema: Schema, preprocess_run: Run) -> Trained:
     # XGBoost on the CPU gives the same model for the same thread count: recorded, so `reproduce` can use it again.
     threads = int(config.train.fixed_params.get("n_jobs") or usable_cores())
@@ -78,7 +70,7 @@ def fit(config: PipelineConfig, trials: list[tuple[dict, float]], schema: Schema
     mlflow.log_params({"train.bag": count, "train.ensemble": len(trials)})
     needs_held_out = config.decision.needs_held_out and schema.is_classification
     held_out = out_of_fold(config, plan, schema, x, y) if needs_held_out else None
-    logger.info("training a {} model on {} rows {}", schema.task, len(x), _describe(trials, plan))
+    logger.info("training a {} model on {} rows {}", schema.task, len(x), describe(trials, plan))
     weights = sample_weights(config, y.to_numpy(), len(schema.classes))
     model = _fit(config, plan, schema.task, x, y.to_numpy(), weights)
     predicted = model.predict(x_test) if schema.task == "regression" else model.predict_proba(x_test)
