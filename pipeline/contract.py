@@ -17,6 +17,7 @@ STEP_TAG = "pipeline.step"  # the step (or `main`) that made the run: the lookup
 UPSTREAM_TAG_PREFIX = "pipeline.upstream."  # + step name: the run of that step this run consumed
 CHAIN_TAG = "pipeline.chain_id"  # the chain (main run, or an orchestrator's id) the run belongs to
 FINGERPRINT_TAG = "pipeline.fingerprint"  # code + config sections + upstream runs + input data: reuse key of `main`
+CLAIM_TICKET_TAG = "pipeline.claim_ticket"  # under `main`: the order in which chains claimed the same fingerprint
 DATA_DIGEST_TAG = "pipeline.data_digest"  # preprocess: content digest of the splits
 TASK_TAG = "pipeline.task"  # preprocess: binary, multiclass or regression
 SOURCE_DIGEST_TAG = "pipeline.source_digest"  # preprocess: data.source's content digest (when it can be known)

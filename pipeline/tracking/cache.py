@@ -7,8 +7,13 @@ source file, or a database query's rows; evaluate: an `eval-data` file). Everyth
 cache works from any machine against a shared tracking server.
 
 Claims: a chain opens a step's run with the fingerprint tag before doing any work. A chain that finds a RUNNING run
-with its fingerprint waits for it (up to `cache.claim_wait_s`) and reuses it if it finishes; two chains that open
-the same step at the same moment both see each other, and the later one steps aside (its empty run is deleted).
+with its fingerprint waits for it (up to `cache.claim_wait_s`) and reuses it if it finishes. Two chains that open the
+same step at the same moment take tickets (Lamport's bakery): each opened run takes one more than the highest ticket
+among the open claims it sees, waits until every open claim it sees holds a ticket, and steps aside (its empty run is
+deleted) if one holds a lower ticket (ties: the lower run id). Ordering them by their runs' start times instead let
+both compute: a run's start time is read on the client before the row reaches the store, so a chain could look,
+see nothing, and find later that the other run had started before it. A claim older than `cache.claim_wait_s` is
+presumed dead (its process was killed): waited for once, then ignored.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import DataConfig, PipelineConfig, config_as_dict
-from pipeline.contract import FINGERPRINT_TAG, STEP_TAG, STEPS
+from pipeline.contract import CLAIM_TICKET_TAG, FINGERPRINT_TAG, STEP_TAG, STEPS
 from pipeline.data.digests import file_digest
 from pipeline.data.source_kinds import source_for
 from pipeline.engines import engine_module
@@ -163,18 +168,68 @@ def _same_fingerprint(client: MlflowClient, experiment_id: str, step: str, finge
     )
 
 
-def earlier_claim(client: MlflowClient, experiment_id: str, step: str, fingerprint: str, run_id: str) -> str | None:
-    """The run that opened the same step before `run_id` and is still running: the one to wait for. (Finished runs
-    were offered for reuse before this run opened; a forced step must not step aside for them.)"""
+# A run that opened a claim and has no ticket yet is about to take one; one that never does (its process died between
+# the two writes) is ignored after this long.
+TICKET_WAIT_S = 30.0
+
+
+def _ticket(run: Run) -> int | None:
+    value = run.data.tags.get(CLAIM_TICKET_TAG)
+    return int(value) if value and value.isdigit() else None
+
+
+def _open_claims(
+    client: MlflowClient, experiment_id: str, step: str, fingerprint: str, run_id: str, stale_s: float
+) -> list[Run]:
+    """The other RUNNING runs with this fingerprint, less those older than `stale_s` (presumed dead)."""
+    oldest = (time.time() - stale_s) * 1000
+    return [
+        run
+        for run in _same_fingerprint(client, experiment_id, step, fingerprint)
+        if run.info.run_id != run_id and run.info.status == RUNNING and run.info.start_time >= oldest
+    ]
+
+
+def _finished_since(client: MlflowClient, experiment_id: str, step: str, fingerprint: str, since_ms: int) -> str | None:
     runs = _same_fingerprint(client, experiment_id, step, fingerprint)
-    mine = next((run for run in runs if run.info.run_id == run_id), None)
-    if mine is None:
-        return None
-    order = (mine.info.start_time, run_id)
-    for run in runs:
-        if run.info.status == RUNNING and (run.info.start_time, run.info.run_id) < order:
-            return run.info.run_id
-    return None
+    return next((r.info.run_id for r in runs if r.info.status == FINISHED and (r.info.end_time or 0) >= since_ms), None)
+
+
+def take_ticket(
+    client: MlflowClient, experiment_id: str, step: str, fingerprint: str, run_id: str, stale_s: float
+) -> int:
+    """Tag the opened run `run_id` with its claim ticket: one more than any open claim's, 1 when it is alone."""
+    others = _open_claims(client, experiment_id, step, fingerprint, run_id, stale_s)
+    ticket = 1 + max((_ticket(run) or 0 for run in others), default=0)
+    client.set_tag(run_id, CLAIM_TICKET_TAG, str(ticket))
+    return ticket
+
+
+def earlier_claim(
+    client: MlflowClient,
+    experiment_id: str,
+    step: str,
+    fingerprint: str,
+    run_id: str,
+    ticket: int,
+    stale_s: float,
+    since_ms: int,
+    poll_s: float = 0.2,
+) -> str | None:
+    """The run to wait for instead of computing in `run_id` (holding `ticket`): an open claim with a lower ticket,
+    or a run that finished the same work after `since_ms` (when this chain last looked for one to reuse); None if
+    this run goes first. Waits while a claim it sees has no ticket yet (that run is taking one)."""
+    deadline = time.monotonic() + TICKET_WAIT_S
+    while True:
+        others = _open_claims(client, experiment_id, step, fingerprint, run_id, stale_s)
+        if any(_ticket(run) is None for run in others) and time.monotonic() < deadline:
+            time.sleep(poll_s)
+            continue
+        if done := _finished_since(client, experiment_id, step, fingerprint, since_ms):
+            return done
+        ahead = [(number, run.info.run_id) for run in others if (number := _ticket(run)) is not None]
+        first = min(ahead, default=None)
+        return first[1] if first and first < (ticket, run_id) else None
 
 
 def find_reusable(

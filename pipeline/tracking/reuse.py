@@ -4,6 +4,7 @@ the registered version of a train run; writes nothing (the computed step writes 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -69,6 +70,7 @@ def reuse_or_compute(
     client = MlflowClient()
     assert context.experiment_id, "the chain sets its experiment before any step"
     while True:
+        looked_ms = int(time.time() * 1000)
         if step not in force and (
             found := find_reusable(client, context.experiment_id, step, fingerprint, config.cache.claim_wait_s)
         ):
@@ -81,10 +83,12 @@ def reuse_or_compute(
             )
             return reused_result(client, found)
         try:
-            return compute(replace(context, fingerprint=fingerprint))
+            return compute(replace(context, fingerprint=fingerprint, claim_since_ms=looked_ms))
         except Superseded as claim:
             logger.info(
-                "{}: run {} of another chain started the same step first; waiting for it", step, claim.winner_run_id
+                "{}: run {} of another chain claimed the same step first (or has just finished it); waiting for it",
+                step,
+                claim.winner_run_id,
             )
             force = force - {step}
 

@@ -87,6 +87,7 @@ class RunContext:
     chain_id: str | None = None
     experiment_id: str | None = None
     fingerprint: str | None = None  # known before the step runs (main): tagged at once, as a claim on the work
+    claim_since_ms: int = 0  # with a fingerprint: when main last looked for a finished run to reuse
     parent_run_id: str | None = None  # main's run: the step's run is nested under it (one row per chain in the UI)
 
 
@@ -194,7 +195,7 @@ def step_run(step: str, config: PipelineConfig, context: RunContext) -> Iterator
     with _log_file(step) as log_path:
         active = _open_run(step, config, context, tags)
         if context.fingerprint:
-            _step_aside_if_claimed(active, context.fingerprint)
+            _step_aside_if_claimed(active, context.fingerprint, context.claim_since_ms)
         logger.info("{} run {} in experiment {}", step, active.run_id, active.experiment_id)
         try:
             mlflow.log_dict(loggable_config(config), RESOLVED_CONFIG_ARTIFACT)
@@ -210,11 +211,14 @@ def step_run(step: str, config: PipelineConfig, context: RunContext) -> Iterator
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
 
 
-def _step_aside_if_claimed(active: StepRun, fingerprint: str) -> None:
-    """If another chain opened the same step first, delete this still empty run and raise Superseded."""
-    from pipeline.tracking.cache import Superseded, earlier_claim
+def _step_aside_if_claimed(active: StepRun, fingerprint: str, since_ms: int) -> None:
+    """If another chain claimed the same step first (or finished it since `since_ms`), delete this still empty run
+    and raise Superseded."""
+    from pipeline.tracking.cache import Superseded, earlier_claim, take_ticket
 
-    winner = earlier_claim(active.client, active.experiment_id, active.step, fingerprint, active.run_id)
+    claim = (active.client, active.experiment_id, active.step, fingerprint, active.run_id)
+    stale_s = active.config.cache.claim_wait_s
+    winner = earlier_claim(*claim, take_ticket(*claim, stale_s), stale_s, since_ms)
     if winner:
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         active.client.delete_run(active.run_id)
