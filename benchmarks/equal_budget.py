@@ -234,6 +234,7 @@ def optuna_loop(splits: dict, budget: float, metric_name: str) -> tuple[float, i
     import optuna
 
     from pipeline.data.sources import features_and_target
+    from pipeline.modeling.model import suggest_params
     from pipeline.tuning.study import eval_metric, metric_direction
 
     task, target, config = splits["task"], splits["target"], splits["config"]
@@ -243,12 +244,7 @@ def optuna_loop(splits: dict, budget: float, metric_name: str) -> tuple[float, i
     space = config.tune.search_space
 
     def objective(trial: optuna.Trial) -> float:
-        params = {}
-        for name, dim in space.items():
-            if dim.is_int:
-                params[name] = trial.suggest_int(name, int(dim.low), int(dim.high), log=dim.log)
-            else:
-                params[name] = trial.suggest_float(name, float(dim.low), float(dim.high), log=dim.log)
+        params = suggest_params(trial, space)  # the chain's space as the chain draws it (choices, `when`)
         model = xgb_model(task, params, n_estimators=1000, early_stopping_rounds=50, eval_metric=xgb_metric)
         model.fit(x_fit, y_fit, eval_set=[(x_valid, y_valid)], verbose=False)
         trial.set_user_attr("best_iteration", int(model.best_iteration))
@@ -339,13 +335,23 @@ def chain_incumbents(client, tune_run) -> list[dict]:
             best = value
             incumbents.append(
                 {
-                    "params": {k: float(v) for k, v in child.data.params.items()},
+                    "params": {k: _param_value(v) for k, v in child.data.params.items()},
                     "best_iteration": int(child.data.metrics["best_iteration"]),
                     "valid": value,
                     "at_s": (child.info.end_time - first_start) / 1000,
                 }
             )
     return incumbents
+
+
+def _param_value(text: str) -> int | float | str:
+    """A trial run's logged param as XGBoost takes it: an int, a float or a choice such as `lossguide`."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _fit_member(task: str, params: dict, x: pd.DataFrame, y: pd.Series, seed: int):
@@ -363,8 +369,6 @@ def incumbent_test_metrics(splits: dict, incumbents: list[dict], metric_name: st
     found = []
     for incumbent in incumbents:
         params = dict(incumbent["params"])
-        if "max_depth" in params:
-            params["max_depth"] = int(params["max_depth"])
         params["n_estimators"] = incumbent["best_iteration"] + 1
         plan = fit_plan(bag, [(params, 1.0)], {}, len(x))
         model = fit_bag(lambda fit: _fit_member(task, fit.params, x, y, fit.seed), plan)

@@ -20,8 +20,8 @@ from pipeline.config import PipelineConfig, load_config
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The tests' own configs and feature hook: configs/ and pipeline/features.py are the user's to edit (this is a
 # template), so no test reads them. tests/configs/pipeline.yaml is what configs/pipeline.yaml shipped with
-# (breast cancer, breast-cancer-xgb) with `features.hook` on tests/hooks/breast_cancer_ratio.py; wine, diabetes and
-# churn there extend it.
+# (breast cancer, breast-cancer-xgb) with `features.hook` on tests/hooks/breast_cancer_ratio.py, less the leaf-wise
+# option of its search space (tests/unit/test_tune.py draws that one); wine, diabetes and churn there extend it.
 TEST_CONFIGS = REPO_ROOT / "tests" / "configs"
 TEST_CONFIG = TEST_CONFIGS / "pipeline.yaml"
 DEFAULT_CONFIG = TEST_CONFIG  # the name the test modules import
