@@ -7,12 +7,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline import cli
-from pipeline.contract import STEP_TAG, upstream_tag
+from pipeline.contract import CLAIM_TICKET_TAG, FINGERPRINT_TAG, STEP_TAG, upstream_tag
 from pipeline.steps.chain import run_chain
 from tests.helpers import DEFAULT_CONFIG, REPO_ROOT, small_config_with
 
@@ -130,3 +131,27 @@ def test_two_identical_chains_at_once_compute_each_step_once(shared_store, tmp_p
     for step in ("preprocess", "tune", "train", "evaluate"):
         assert len(finished_runs(client, step, experiment_id)) == 1
     assert sum(step["reused"] for chain in chains for step in chain["steps"]) == 4
+
+
+def test_a_dead_claim_is_waited_for_once_then_computed_past(client, monkeypatch):
+    # A chain killed while computing tune leaves its run RUNNING with the fingerprint: the next chain waits
+    # cache.claim_wait_s for it, then computes tune itself instead of stepping aside for the dead run again and again.
+    from pipeline.tracking import reuse
+    from pipeline.tracking.runs import resolve_experiment_id
+
+    real_fingerprint = reuse.step_fingerprint
+    monkeypatch.setattr(
+        reuse, "step_fingerprint", lambda step, *args: "dead-claim" if step == "tune" else real_fingerprint(step, *args)
+    )
+    config = small_config_with({"cache.claim_wait_s": 1})
+    experiment_id = resolve_experiment_id(client, config.experiment)
+    tags = {STEP_TAG: "tune", FINGERPRINT_TAG: "dead-claim", CLAIM_TICKET_TAG: "1"}
+    dead = client.create_run(experiment_id, tags=tags).info.run_id
+    outcome: dict[str, object] = {}
+    worker = threading.Thread(target=lambda: outcome.update(chain=run_chain(config)), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert "chain" in outcome, "the chain did not end: it kept stepping aside for the dead claim"
+    chain = outcome["chain"]
+    assert ids(chain)["tune"] != dead and not reused(chain)["tune"]
+    assert client.get_run(ids(chain)["tune"]).data.tags[FINGERPRINT_TAG] == "dead-claim"
