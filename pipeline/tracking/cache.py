@@ -178,20 +178,17 @@ def _ticket(run: Run) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def _open_claims(
-    client: MlflowClient, experiment_id: str, step: str, fingerprint: str, run_id: str, stale_s: float
-) -> list[Run]:
-    """The other RUNNING runs with this fingerprint, less those older than `stale_s` (presumed dead)."""
+def _open_claims(runs: list[Run], run_id: str, stale_s: float) -> list[Run]:
+    """Of `runs` (one fingerprint's), the other RUNNING ones, less those older than `stale_s` (presumed dead)."""
     oldest = (time.time() - stale_s) * 1000
     return [
         run
-        for run in _same_fingerprint(client, experiment_id, step, fingerprint)
+        for run in runs
         if run.info.run_id != run_id and run.info.status == RUNNING and run.info.start_time >= oldest
     ]
 
 
-def _finished_since(client: MlflowClient, experiment_id: str, step: str, fingerprint: str, since_ms: int) -> str | None:
-    runs = _same_fingerprint(client, experiment_id, step, fingerprint)
+def _finished_since(runs: list[Run], since_ms: int) -> str | None:
     return next((r.info.run_id for r in runs if r.info.status == FINISHED and (r.info.end_time or 0) >= since_ms), None)
 
 
@@ -199,7 +196,7 @@ def take_ticket(
     client: MlflowClient, experiment_id: str, step: str, fingerprint: str, run_id: str, stale_s: float
 ) -> int:
     """Tag the opened run `run_id` with its claim ticket: one more than any open claim's, 1 when it is alone."""
-    others = _open_claims(client, experiment_id, step, fingerprint, run_id, stale_s)
+    others = _open_claims(_same_fingerprint(client, experiment_id, step, fingerprint), run_id, stale_s)
     ticket = 1 + max((_ticket(run) or 0 for run in others), default=0)
     client.set_tag(run_id, CLAIM_TICKET_TAG, str(ticket))
     return ticket
@@ -221,11 +218,12 @@ def earlier_claim(
     this run goes first. Waits while a claim it sees has no ticket yet (that run is taking one)."""
     deadline = time.monotonic() + TICKET_WAIT_S
     while True:
-        others = _open_claims(client, experiment_id, step, fingerprint, run_id, stale_s)
+        runs = _same_fingerprint(client, experiment_id, step, fingerprint)
+        others = _open_claims(runs, run_id, stale_s)
         if any(_ticket(run) is None for run in others) and time.monotonic() < deadline:
             time.sleep(poll_s)
             continue
-        if done := _finished_since(client, experiment_id, step, fingerprint, since_ms):
+        if done := _finished_since(runs, since_ms):
             return done
         ahead = [(number, run.info.run_id) for run in others if (number := _ticket(run)) is not None]
         first = min(ahead, default=None)

@@ -67,7 +67,7 @@ def test_equal_tickets_go_to_the_lower_run_id(client):
     assert earlier_claim(client, "0", "tune", FINGERPRINT, lower, 1, STALE_S, 0) is None
 
 
-def test_a_claim_waits_for_one_still_taking_its_ticket(client, monkeypatch):
+def test_a_claim_waits_for_one_still_taking_its_ticket(client):
     other, mine = open_claim(client), open_claim(client)
     client.set_tag(mine, CLAIM_TICKET_TAG, "1")
     timer = threading.Timer(0.5, client.set_tag, (other, CLAIM_TICKET_TAG, "1"))
