@@ -29,16 +29,19 @@ the seed); then for each budget B (seconds of tuning), on that preprocess run's 
 The test metrics of all three come from the same function (pipeline.modeling.metrics.test_metrics, no decision:
 probabilities as the model gives them).
 
-The chain's time to reach each peer's final quality: the tune run's trial runs (start/end times, valid metric,
-params, best_iteration) give the chain's incumbent (the best trial so far by the validation metric) over time; each
-incumbent is refitted on the whole train split as train fits it and scored on the test split: the test metric the
+The chain's time to reach each peer's final quality, two ways. As a user gets it (unless --no-half): the chain also runs
+at half of each budget (tune.run then train.run, nothing else changed; one run where half a budget is another budget),
+and its final model's test metric (the ensemble where tune chose one) is compared with each peer's final at the whole
+budget, per seed and on the mean. As a curve (unless --no-curve): the tune run's trial runs (start/end times, valid
+metric, params, best_iteration) give the chain's incumbent (the best trial so far by the validation metric) over time;
+each incumbent is refitted on the whole train split as train fits it and scored on the test split: the test metric the
 chain would have had if tuning had stopped when that trial ended. Reported per peer: when the incumbent's test metric
-first matched the peer's final one, and from when it matched it to the end (the validation metric picks the
-incumbent, so its test metric can get worse again). Seconds from the first trial's start to that trial's end: tune's
-set-up, preprocess and train not counted. When tune chose an ensemble of trials (tune.ensemble), the incumbents are
-still single trials (the ensemble is chosen once, at the end) and the ensemble itself, train's logged metric, is one
-more point at the end of tune.run. The last incumbent's refit is checked against train's logged metric where train
-fitted the best trial alone.
+first matched the peer's final one, and from when it matched it to the end (the validation metric picks the incumbent,
+so its test metric can get worse again). Seconds from the first trial's start to that trial's end: tune's set-up,
+preprocess and train not counted. When tune chose an ensemble of trials (tune.ensemble), the incumbents are still single
+trials (the ensemble is chosen once, at the end) and the ensemble itself, train's logged metric, is one more point at
+the end of tune.run. The last incumbent's refit is checked against train's logged metric where train fitted the best
+trial alone.
 
 Usage: .venv/bin/python benchmarks/equal_budget.py [--budgets 10 20] [--seeds 1 2 3]
                                                    [--tables benefits hdma seattle_weather diamonds] [--json out.json]
@@ -434,7 +437,7 @@ def measure_table(table: Table, args: argparse.Namespace, config_path: Path, res
         prepared = preprocess.run(config)
         preprocess_s = time.perf_counter() - started
         splits = read_splits(client, prepared.run_id, table.target, config)
-        for budget in args.budgets:
+        for budget in chain_budgets(args):
             tuned, trained, tune_s, train_s = chain_tune_and_train(config_path, seeded, budget, prepared.run_id)
             chain = Result(
                 table.name, seed, budget, "chain", trained.metrics[metric_name],
@@ -442,40 +445,53 @@ def measure_table(table: Table, args: argparse.Namespace, config_path: Path, res
                 {"n_pruned": tuned.metrics.get("n_pruned"), "n_finished": tuned.metrics.get("n_finished"),
                  "preprocess_s": preprocess_s, "tune_run_id": tuned.run_id, "train_run_id": trained.run_id},
             )  # fmt: skip
+            results.append(chain)
+            if budget not in args.budgets:  # the chain alone at half a budget: its final model against the peers'
+                log(f"  ... {table.name} seed {seed} half budget {budget:g} s: {metric_name} chain {chain.metric:.5g}")
+                continue
             metric, trials, peer_tune_s, peer_other_s, extra = optuna_loop(splits, budget, metric_name)
             optuna_result = Result(table.name, seed, budget, "optuna", metric, trials, peer_tune_s, peer_other_s, extra)
             metric, trials, peer_tune_s, peer_other_s, extra = flaml_automl(splits, budget, metric_name, flaml_metric)
             flaml_result = Result(table.name, seed, budget, "flaml", metric, trials, peer_tune_s, peer_other_s, extra)
             if args.curve:
-                started = time.perf_counter()
-                incumbents = chain_incumbents(client, client.get_run(tuned.run_id))
                 targets = {"optuna": optuna_result.metric, "flaml": flaml_result.metric}
-                tested = incumbent_test_metrics(splits, incumbents, metric_name)
-                chain.extra["last_incumbent_refit"] = tested[-1] if tested else None
-                ensembled = int(client.get_run(trained.run_id).data.params.get("train.ensemble", 1)) > 1
-                if ensembled:  # the ensemble, chosen at the end: one more point, at the end of tune.run
-                    incumbents = [*incumbents, {"at_s": tune_s, "valid": None, "best_iteration": None}]
-                    tested = [*tested, trained.metrics[metric_name]]
-                chain.extra["ensembled"] = ensembled
-                chain.extra.update(
-                    {
-                        "reached_s": {
-                            peer: reach_times(incumbents, tested, target, greater) for peer, target in targets.items()
-                        },
-                        "n_incumbents": len(incumbents),
-                        "curve_s": time.perf_counter() - started,
-                        "incumbents": [
-                            {**{k: v for k, v in i.items() if k != "params"}, "test": m}
-                            for i, m in zip(incumbents, tested, strict=True)
-                        ],
-                    }
-                )
-            results.extend([chain, optuna_result, flaml_result])
+                add_curve(chain, client, splits, targets, metric_name, greater)
+            results.extend([optuna_result, flaml_result])
             log(
                 f"  ... {table.name} seed {seed} budget {budget:g} s: {metric_name} chain {chain.metric:.5g} "
                 f"({chain.trials} trials), optuna {optuna_result.metric:.5g} ({optuna_result.trials}), "
                 f"flaml {flaml_result.metric:.5g} ({flaml_result.trials})"
             )
+
+
+def chain_budgets(args: argparse.Namespace) -> list[float]:
+    """The budgets the chain runs at: the peers' and, with --half, half of each (one run where two coincide)."""
+    halves = {budget / 2 for budget in args.budgets} if args.half else set()
+    return sorted(set(args.budgets) | halves)
+
+
+def add_curve(chain: Result, client, splits: dict, targets: dict, metric_name: str, greater: bool) -> None:
+    """The chain's incumbents over time, each refitted and tested, and when they first matched each peer's final."""
+    started = time.perf_counter()
+    incumbents = chain_incumbents(client, client.get_run(chain.extra["tune_run_id"]))
+    tested = incumbent_test_metrics(splits, incumbents, metric_name)
+    chain.extra["last_incumbent_refit"] = tested[-1] if tested else None
+    ensembled = int(client.get_run(chain.extra["train_run_id"]).data.params.get("train.ensemble", 1)) > 1
+    if ensembled:  # the ensemble, chosen at the end: one more point, at the end of tune.run
+        incumbents = [*incumbents, {"at_s": chain.tune_wall_s, "valid": None, "best_iteration": None}]
+        tested = [*tested, chain.metric]
+    chain.extra["ensembled"] = ensembled
+    chain.extra.update(
+        {
+            "reached_s": {peer: reach_times(incumbents, tested, target, greater) for peer, target in targets.items()},
+            "n_incumbents": len(incumbents),
+            "curve_s": time.perf_counter() - started,
+            "incumbents": [
+                {**{k: v for k, v in i.items() if k != "params"}, "test": m}
+                for i, m in zip(incumbents, tested, strict=True)
+            ],
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------------- the report
@@ -552,6 +568,8 @@ def report(tables: list[Table], results: list[Result], args: argparse.Namespace)
                         f"held to the end in {sum(t is not None for t in kept)}/{len(kept)} from {_times(kept)} s"
                     )
                     entry[f"chain_reached_{peer}_s"] = {"first": first, "for_good": kept}
+            if args.half:
+                entry["chain_half"] = half_budget_reach(table, budget, results, entry, digits, greater)
             best_peer = max(PEERS, key=lambda p: entry[p]["mean"] if greater else -entry[p]["mean"])
             entry["best_peer"] = best_peer
             entry["chain_at_least_best_peer"] = better(entry["chain"]["mean"], entry[best_peer]["mean"], greater)
@@ -588,7 +606,54 @@ def report(tables: list[Table], results: list[Result], args: argparse.Namespace)
                 f"{within})"
             )
         print(f"  {table.name} ({entry['metric']}): " + "; ".join(parts))
+    if args.half:
+        print()
+        print("verdict (given half the budget, is the chain's final model's mean at least the hand-written search's")
+        print("mean at the whole budget?):")
+        for table in tables:
+            entry = summary[table.name]
+            parts = [
+                f"{float(budget):g} s: {'yes' if found['chain_half']['at_least']['optuna'] else 'no'} (chain at "
+                f"{float(budget) / 2:g} s {found['chain_half']['mean']:.5g} vs optuna at {float(budget):g} s "
+                f"{found['optuna']['mean']:.5g}, {found['chain_half']['seeds_at_least']['optuna']} seeds)"
+                for budget, found in entry["budgets"].items()
+            ]
+            print(f"  {table.name} ({entry['metric']}): " + "; ".join(parts))
     return summary
+
+
+def half_budget_reach(table: Table, budget: float, results: list[Result], entry: dict, digits: int, greater: bool):
+    """The chain's final model (train's test metric: the ensemble where tune chose one) given half the budget,
+    against each peer's final at the whole budget, on the same split seeds: the time to reach a peer's quality as a
+    user gets it, a model, not a trial."""
+    half = sorted(
+        (r for r in results if r.table == table.name and r.system == "chain" and r.budget_s == budget / 2),
+        key=lambda r: r.seed,
+    )
+    peers = {
+        p: {r.seed: r.metric for r in results if r.table == table.name and r.budget_s == budget and r.system == p}
+        for p in PEERS
+    }
+    metrics = [r.metric for r in half]
+    found = {
+        "budget_s": budget / 2,
+        "mean": statistics.mean(metrics),
+        "std": statistics.stdev(metrics) if len(metrics) > 1 else 0.0,
+        "per_seed": metrics,
+        "mean_trials": statistics.mean(r.trials for r in half),
+        "at_least": {p: better(statistics.mean(metrics), entry[p]["mean"], greater) for p in PEERS},
+        "seeds_at_least": {
+            p: f"{sum(better(r.metric, peers[p][r.seed], greater) for r in half)}/{len(half)}" for p in PEERS
+        },
+    }
+    verdicts = ", ".join(
+        f"{p}: {'yes' if found['at_least'][p] else 'no'} ({found['seeds_at_least'][p]} seeds)" for p in PEERS
+    )
+    print(
+        f"    chain at {budget / 2:g} s (its final model) {spread(metrics, digits):>13}   trials "
+        f"{found['mean_trials']:7.1f}   at least the whole budget's {verdicts}"
+    )
+    return found
 
 
 def how_measured(args: argparse.Namespace) -> str:
@@ -598,7 +663,8 @@ def how_measured(args: argparse.Namespace) -> str:
     return (
         f"how measured: {machine(utc=True)}; {packages}; engine local, "
         f"configs/pipeline.yaml with features.derived false{''.join(f', {item}' for item in args.set)}; "
-        f"budgets {' '.join(f'{b:g}' for b in args.budgets)} s; "
+        f"budgets {' '.join(f'{b:g}' for b in args.budgets)} s (the chain also at "
+        f"{' '.join(f'{b:g}' for b in chain_budgets(args))} s); "
         f"split seeds {' '.join(map(str, args.seeds))}; every step and peer in this process on a temporary SQLite "
         "store; the chain's XGBoost threads as the pipeline chooses (cores - 1 below 20,000 fit rows), the peers' "
         "every core"
@@ -611,7 +677,9 @@ PREPROCESS_S, PER_BUDGET_S = 4.0, 8.0
 
 
 def plan_seconds(args: argparse.Namespace) -> float:
-    per_seed = PREPROCESS_S + sum(3 * b + PER_BUDGET_S for b in args.budgets)
+    halves = [b for b in chain_budgets(args) if b not in args.budgets]
+    peers_and_chain = sum(3 * b + PER_BUDGET_S for b in args.budgets)
+    per_seed = PREPROCESS_S + peers_and_chain + sum(b + PER_BUDGET_S / 2 for b in halves)
     return len(args.tables) * len(args.seeds) * per_seed + 10.0
 
 
@@ -622,6 +690,9 @@ def main() -> None:
     parser.add_argument("--tables", nargs="+", choices=list(TABLES), default=DEFAULT_TABLES)
     parser.add_argument("--diamonds-rows", type=int, default=20_000, help="sample of diamonds (0: all 53,940)")
     parser.add_argument("--no-curve", dest="curve", action="store_false", help="skip the chain's time-to-reach")
+    parser.add_argument(
+        "--no-half", dest="half", action="store_false", help="skip the chain's runs at half of each budget"
+    )
     parser.add_argument("--json", help="also write the results and the summary to this file")
     parser.add_argument("--config", default=str(ROOT / "configs" / "pipeline.yaml"))
     parser.add_argument(
