@@ -45,6 +45,7 @@ trial alone.
 
 Usage: .venv/bin/python benchmarks/equal_budget.py [--budgets 10 20] [--seeds 1 2 3]
                                                    [--tables benefits hdma seattle_weather diamonds] [--json out.json]
+       .venv/bin/python benchmarks/equal_budget.py --from-json out.json   (the report of a saved run again)
 Needs the bench extra: .venv/bin/python -m pip install -e '.[bench]'. Run it on a quiet machine: budgets are wall
 time, so a busy CPU gives every system fewer trials.
 """
@@ -600,10 +601,11 @@ def report(tables: list[Table], results: list[Result], args: argparse.Namespace)
                 within = "one seed: no spread to compare with"
             else:
                 within = f"{'within' if abs(gap) <= noise else 'outside'} one std of the seeds"
+            by_seed = paired(results, table.name, float(budget), found["best_peer"], float(budget), entry)
             parts.append(
                 f"{float(budget):g} s: {'yes' if found['chain_at_least_best_peer'] else 'no'} "
                 f"(chain {chain['mean']:.5g} vs {found['best_peer']} {peer['mean']:.5g}, difference {gap:+.3g}, "
-                f"{within})"
+                f"{within}; {by_seed})"
             )
         print(f"  {table.name} ({entry['metric']}): " + "; ".join(parts))
     if args.half:
@@ -615,11 +617,30 @@ def report(tables: list[Table], results: list[Result], args: argparse.Namespace)
             parts = [
                 f"{float(budget):g} s: {'yes' if found['chain_half']['at_least']['optuna'] else 'no'} (chain at "
                 f"{float(budget) / 2:g} s {found['chain_half']['mean']:.5g} vs optuna at {float(budget):g} s "
-                f"{found['optuna']['mean']:.5g}, {found['chain_half']['seeds_at_least']['optuna']} seeds)"
+                f"{found['optuna']['mean']:.5g}; "
+                f"{paired(results, table.name, float(budget) / 2, 'optuna', float(budget), entry)})"
                 for budget, found in entry["budgets"].items()
             ]
             print(f"  {table.name} ({entry['metric']}): " + "; ".join(parts))
     return summary
+
+
+def paired(results: list[Result], table: str, chain_budget: float, peer: str, peer_budget: float, entry: dict) -> str:
+    """The chain's test metric against a peer's seed by seed, on the same split (positive: the chain better): the
+    seeds' own spread, which the peers and the chain share, left out of the comparison."""
+
+    def by_seed(system: str, budget: float) -> dict[int, float]:
+        return {r.seed: r.metric for r in results if r.table == table and r.system == system and r.budget_s == budget}
+
+    chain, other = by_seed("chain", chain_budget), by_seed(peer, peer_budget)
+    sign = 1 if entry["greater_is_better"] else -1
+    gaps = [sign * (chain[seed] - other[seed]) for seed in sorted(chain.keys() & other.keys())]
+    if not gaps:
+        return "no seed in common"
+    digits = digits_for(list(chain.values()))
+    std = statistics.stdev(gaps) if len(gaps) > 1 else 0.0
+    ahead = f"{sum(gap >= 0 for gap in gaps)}/{len(gaps)}"
+    return f"paired by seed {statistics.mean(gaps):+.{digits}f} ± {std:.{digits}f}, chain at least in {ahead}"
 
 
 def half_budget_reach(table: Table, budget: float, results: list[Result], entry: dict, digits: int, greater: bool):
@@ -683,6 +704,19 @@ def plan_seconds(args: argparse.Namespace) -> float:
     return len(args.tables) * len(args.seeds) * per_seed + 10.0
 
 
+def report_saved(path: Path, args: argparse.Namespace) -> None:
+    """The report of a saved run (its tables, budgets, seeds and results), e.g. after the report gained a reading."""
+    document = json.loads(path.read_text())
+    tables = [Table(**{**table, "path": Path(table["path"])}) for table in document["tables"]]
+    results = [Result(**result) for result in document["results"]]
+    args.budgets, args.seeds = document["budgets_s"], document["seeds"]
+    chains = [r for r in results if r.system == "chain"]
+    args.curve = any("reached_s" in r.extra for r in chains)
+    args.half = any(r.budget_s not in args.budgets for r in chains)
+    print(document["how_measured"])
+    report(tables, results, args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=[10.0, 20.0], help="tuning seconds per system")
@@ -698,7 +732,11 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a config override for the chain (repeatable)"
     )
+    parser.add_argument("--from-json", help="print the report of a run saved with --json, measuring nothing")
     args = parser.parse_args()
+    if args.from_json:
+        report_saved(Path(args.from_json), args)
+        return
     if args.json:
         args.json = str(Path(args.json).resolve())  # the run works in a temporary folder
     args.config = str(Path(args.config).resolve())
