@@ -625,19 +625,23 @@ def report(tables: list[Table], results: list[Result], args: argparse.Namespace)
     return summary
 
 
-def paired(results: list[Result], table: str, chain_budget: float, peer: str, peer_budget: float, entry: dict) -> str:
-    """The chain's test metric against a peer's seed by seed, on the same split (positive: the chain better): the
+def seed_gaps(results: list[Result], table: str, chain_budget: float, peer: str, peer_budget: float, greater: bool):
+    """The chain's test metric minus a peer's, seed by seed on the same split (positive: the chain better): the
     seeds' own spread, which the peers and the chain share, left out of the comparison."""
 
     def by_seed(system: str, budget: float) -> dict[int, float]:
         return {r.seed: r.metric for r in results if r.table == table and r.system == system and r.budget_s == budget}
 
     chain, other = by_seed("chain", chain_budget), by_seed(peer, peer_budget)
-    sign = 1 if entry["greater_is_better"] else -1
-    gaps = [sign * (chain[seed] - other[seed]) for seed in sorted(chain.keys() & other.keys())]
+    sign = 1 if greater else -1
+    return [sign * (chain[seed] - other[seed]) for seed in sorted(chain.keys() & other.keys())]
+
+
+def paired(results: list[Result], table: str, chain_budget: float, peer: str, peer_budget: float, entry: dict) -> str:
+    gaps = seed_gaps(results, table, chain_budget, peer, peer_budget, entry["greater_is_better"])
     if not gaps:
         return "no seed in common"
-    digits = digits_for(list(chain.values()))
+    digits = digits_for([r.metric for r in results if r.table == table and r.system == "chain"])
     std = statistics.stdev(gaps) if len(gaps) > 1 else 0.0
     ahead = f"{sum(gap >= 0 for gap in gaps)}/{len(gaps)}"
     return f"paired by seed {statistics.mean(gaps):+.{digits}f} ± {std:.{digits}f}, chain at least in {ahead}"
@@ -647,15 +651,9 @@ def half_budget_reach(table: Table, budget: float, results: list[Result], entry:
     """The chain's final model (train's test metric: the ensemble where tune chose one) given half the budget,
     against each peer's final at the whole budget, on the same split seeds: the time to reach a peer's quality as a
     user gets it, a model, not a trial."""
-    half = sorted(
-        (r for r in results if r.table == table.name and r.system == "chain" and r.budget_s == budget / 2),
-        key=lambda r: r.seed,
-    )
-    peers = {
-        p: {r.seed: r.metric for r in results if r.table == table.name and r.budget_s == budget and r.system == p}
-        for p in PEERS
-    }
+    half = [r for r in results if r.table == table.name and r.system == "chain" and r.budget_s == budget / 2]
     metrics = [r.metric for r in half]
+    gaps = {p: seed_gaps(results, table.name, budget / 2, p, budget, greater) for p in PEERS}
     found = {
         "budget_s": budget / 2,
         "mean": statistics.mean(metrics),
@@ -663,9 +661,7 @@ def half_budget_reach(table: Table, budget: float, results: list[Result], entry:
         "per_seed": metrics,
         "mean_trials": statistics.mean(r.trials for r in half),
         "at_least": {p: better(statistics.mean(metrics), entry[p]["mean"], greater) for p in PEERS},
-        "seeds_at_least": {
-            p: f"{sum(better(r.metric, peers[p][r.seed], greater) for r in half)}/{len(half)}" for p in PEERS
-        },
+        "seeds_at_least": {p: f"{sum(gap >= 0 for gap in gaps[p])}/{len(gaps[p])}" for p in PEERS},
     }
     verdicts = ", ".join(
         f"{p}: {'yes' if found['at_least'][p] else 'no'} ({found['seeds_at_least'][p]} seeds)" for p in PEERS
