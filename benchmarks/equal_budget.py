@@ -45,7 +45,8 @@ trial alone.
 
 Usage: .venv/bin/python benchmarks/equal_budget.py [--budgets 10 20] [--seeds 1 2 3]
                                                    [--tables benefits hdma seattle_weather diamonds] [--json out.json]
-       .venv/bin/python benchmarks/equal_budget.py --from-json out.json   (the report of a saved run again)
+       .venv/bin/python benchmarks/equal_budget.py --from-json out.json [more.json]   (the report of saved runs
+                                                   again; several runs of other seeds are pooled into one report)
 Needs the bench extra: .venv/bin/python -m pip install -e '.[bench]'. Run it on a quiet machine: budgets are wall
 time, so a busy CPU gives every system fewer trials.
 """
@@ -700,16 +701,27 @@ def plan_seconds(args: argparse.Namespace) -> float:
     return len(args.tables) * len(args.seeds) * per_seed + 10.0
 
 
-def report_saved(path: Path, args: argparse.Namespace) -> None:
-    """The report of a saved run (its tables, budgets, seeds and results), e.g. after the report gained a reading."""
-    document = json.loads(path.read_text())
-    tables = [Table(**{**table, "path": Path(table["path"])}) for table in document["tables"]]
-    results = [Result(**result) for result in document["results"]]
-    args.budgets, args.seeds = document["budgets_s"], document["seeds"]
+def report_saved(paths: list[Path], args: argparse.Namespace) -> None:
+    """The report of saved runs (their tables, budgets, seeds and results), e.g. after the report gained a reading.
+    Several runs are pooled into one report over all their seeds: they must hold the same tables and budgets and no
+    seed twice (each seed's systems ran side by side in one run, so the paired readings stay paired)."""
+    documents = [json.loads(path.read_text()) for path in paths]
+    first = documents[0]
+    for path, document in zip(paths[1:], documents[1:], strict=True):
+        same = [t["name"] for t in document["tables"]] == [t["name"] for t in first["tables"]]
+        if not same or document["budgets_s"] != first["budgets_s"]:
+            sys.exit(f"{path}: other tables or budgets than {paths[0]}: only runs of the same plan pool")
+    seeds = [seed for document in documents for seed in document["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        sys.exit(f"the saved runs share split seeds ({sorted(seeds)}): each seed may be counted once")
+    tables = [Table(**{**table, "path": Path(table["path"])}) for table in first["tables"]]
+    results = [Result(**result) for document in documents for result in document["results"]]
+    args.budgets, args.seeds = first["budgets_s"], seeds
     chains = [r for r in results if r.system == "chain"]
     args.curve = any("reached_s" in r.extra for r in chains)
     args.half = any(r.budget_s not in args.budgets for r in chains)
-    print(document["how_measured"])
+    for document in documents:
+        print(document["how_measured"])
     report(tables, results, args)
 
 
@@ -728,10 +740,15 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a config override for the chain (repeatable)"
     )
-    parser.add_argument("--from-json", help="print the report of a run saved with --json, measuring nothing")
+    parser.add_argument(
+        "--from-json",
+        nargs="+",
+        metavar="FILE",
+        help="print the report of runs saved with --json, measuring nothing (several: pooled over their seeds)",
+    )
     args = parser.parse_args()
     if args.from_json:
-        report_saved(Path(args.from_json), args)
+        report_saved([Path(f) for f in args.from_json], args)
         return
     if args.json:
         args.json = str(Path(args.json).resolve())  # the run works in a temporary folder
