@@ -193,6 +193,25 @@ def _word_or_count(value: Any, words: tuple[str, ...], low: int, high: int, what
     raise ValueError(f"{value!r}: give {', '.join(words)} or a number of {what} from {low} to {high}")
 
 
+START_POINTS_HINT = "tune.start_points takes points of this search space, or [] for none"
+
+
+def _outside(dimension: SearchDimension | None, value: object, space: dict[str, SearchDimension]) -> str | None:
+    """Why a start point's value is not in its dimension of the search space, or None when it is."""
+    if dimension is None:
+        return f"not a dimension of tune.search_space ({', '.join(space)})"
+    if dimension.choices is not None:
+        return None if value in dimension.choices else f"{value!r} is not one of its choices {dimension.choices}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{value!r} is not a number"
+    if not cast(float, dimension.low) <= value <= cast(float, dimension.high) or (
+        dimension.is_int and value != int(value)
+    ):
+        kind = "a whole number" if dimension.is_int else "a number"
+        return f"{value!r} is not {kind} from {dimension.low} to {dimension.high}"
+    return None
+
+
 class TuneConfig(_Strict):
     n_trials: int = Field(ge=1)
     timeout_s: float | None = Field(gt=0)
@@ -248,21 +267,11 @@ class TuneConfig(_Strict):
     def _start_points_in_space(self) -> TuneConfig:
         for number, point in enumerate(self.start_points):
             for name, value in point.items():
-                where = f"start_points[{number}].{name}"
-                dimension = self.search_space.get(name)
-                if dimension is None:
-                    raise ValueError(f"{where}: not a dimension of tune.search_space ({', '.join(self.search_space)})")
-                if dimension.choices is not None:
-                    if value not in dimension.choices:
-                        raise ValueError(f"{where}: {value!r} is not one of its choices {dimension.choices}")
-                elif isinstance(value, bool) or not isinstance(value, int | float):
-                    raise ValueError(f"{where}: {value!r} is not a number")
-                elif not cast(float, dimension.low) <= value <= cast(float, dimension.high) or (
-                    dimension.is_int and value != int(value)
-                ):
-                    kind = "a whole number" if dimension.is_int else "a number"
-                    raise ValueError(f"{where}: {value!r} is not {kind} from {dimension.low} to {dimension.high}")
-                elif dimension.is_int:
+                problem = _outside(self.search_space.get(name), value, self.search_space)
+                if problem:
+                    # The shipped points reach configs that extend pipeline.yaml and narrow its space.
+                    raise ValueError(f"start_points[{number}].{name}: {problem} ({START_POINTS_HINT})")
+                if self.search_space[name].is_int:
                     point[name] = int(value)  # 4.0 from YAML: Optuna's int dimension wants 4
         return self
 
