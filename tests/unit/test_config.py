@@ -8,8 +8,6 @@ from pipeline.config import apply_overrides, load_config
 from pipeline.errors import ConfigError
 from tests.helpers import DEFAULT_CONFIG, REPO_ROOT, TEST_CONFIG, TEST_CONFIGS
 
-SHIPPED_CONFIG = REPO_ROOT / "configs" / "pipeline.yaml"
-
 
 def test_default_config_is_valid_and_typed():
     config = load_config(DEFAULT_CONFIG)
@@ -229,21 +227,22 @@ def test_a_start_point_outside_the_search_space_is_named(point, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-def test_the_shipped_start_points_are_small_leaf_wise_trees_of_the_shipped_space():
-    points = load_config(SHIPPED_CONFIG).tune.start_points
-    assert [(p["grow_policy"], p["max_leaves"]) for p in points] == [("lossguide", 4), ("lossguide", 8)]
-
-
 def test_a_variant_that_narrows_the_space_is_told_to_set_its_own_start_points(tmp_path):
+    base = yaml.safe_load(TEST_CONFIG.read_text())  # a base like the shipped one: leaf-wise trees and points of them
+    base["tune"]["search_space"]["grow_policy"] = {"choices": ["depthwise", "lossguide"]}
+    base["tune"]["search_space"]["max_leaves"] = {"low": 4, "high": 64, "when": {"grow_policy": "lossguide"}}
+    base["tune"]["start_points"] = [{"grow_policy": "lossguide", "max_leaves": 4}]
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(base))
+    assert load_config(tmp_path / "pipeline.yaml").tune.start_points == [{"grow_policy": "lossguide", "max_leaves": 4}]
     variant = tmp_path / "variant.yaml"
-    depth_wise = "extends: {}\ntune:\n  search_space: {{grow_policy: null, max_leaves: null}}\n"
-    variant.write_text(depth_wise.format(SHIPPED_CONFIG))
+    depth_wise = "extends: pipeline.yaml\ntune:\n  search_space: {grow_policy: null, max_leaves: null}\n"
+    variant.write_text(depth_wise)
     with pytest.raises(ConfigError) as error:
         load_config(variant)
     message = str(error.value)
     assert "start_points[0].grow_policy: not a dimension of tune.search_space" in message and "\n" not in message
     assert "tune.start_points takes points of this search space, or [] for none" in message
-    variant.write_text(depth_wise.format(SHIPPED_CONFIG) + "  start_points: []\n")
+    variant.write_text(depth_wise + "  start_points: []\n")
     assert "grow_policy" not in load_config(variant).tune.search_space
 
 
