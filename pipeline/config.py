@@ -196,8 +196,9 @@ def _word_or_count(value: Any, words: tuple[str, ...], low: int, high: int, what
 START_POINTS_HINT = "tune.start_points takes points of this search space, or [] for none"
 
 
-def _outside(dimension: SearchDimension | None, value: object, space: dict[str, SearchDimension]) -> str | None:
-    """Why a start point's value is not in its dimension of the search space, or None when it is."""
+def _outside(space: dict[str, SearchDimension], name: str, value: object) -> str | None:
+    """Why a start point's value for `name` is not in that dimension of the search space, or None when it is."""
+    dimension = space.get(name)
     if dimension is None:
         return f"not a dimension of tune.search_space ({', '.join(space)})"
     if dimension.choices is not None:
@@ -267,7 +268,7 @@ class TuneConfig(_Strict):
     def _start_points_in_space(self) -> TuneConfig:
         for number, point in enumerate(self.start_points):
             for name, value in point.items():
-                problem = _outside(self.search_space.get(name), value, self.search_space)
+                problem = _outside(self.search_space, name, value)
                 if problem:
                     # The shipped points reach configs that extend pipeline.yaml and narrow its space.
                     raise ValueError(f"start_points[{number}].{name}: {problem} ({START_POINTS_HINT})")
